@@ -1,0 +1,32 @@
+/* Everything that talks between ranks goes through here (and the other files of mpi/):
+ * no other folder includes mpi.h. On one rank every call is a cheap no-op or copy. */
+#ifndef SPECTRAIN_MPI_COMM_H
+#define SPECTRAIN_MPI_COMM_H
+#include <stddef.h>
+#include <stdint.h>
+
+/* MPI_Init_thread(FUNNELED) (or singleton init without a launcher); sets the log rank. */
+int comm_init(int *argc, char ***argv);
+void comm_finalize(void);
+int comm_rank(void);
+int comm_size(void);
+/* Node-local rank: SLURM_LOCALID, else OMPI_COMM_WORLD_LOCAL_RANK, else a shared-memory split. */
+int comm_local_rank(void);
+void comm_abort(int code);
+void comm_barrier(void);
+
+/* Every rank passes its own status; all return the maximum (so one rank's input error
+ * stops every rank at the same point instead of leaving the others in a collective). */
+int comm_max_status(int local_status);
+
+/* Prove that every rank holds the same value (hash of a plan, job, selection):
+ * allreduce min and max. On mismatch every rank gets ST_EINPUT with a message
+ * "ranks disagree on <what>: ..." naming the lowest rank that differs from rank 0. */
+int comm_agree_u64(uint64_t value, const char *what);
+
+int comm_bcast(void *buf, size_t bytes, int root);
+int comm_allreduce_sum_f64(double *x, int n);
+int comm_allreduce_max_f64(double *x, int n);
+int comm_allreduce_sum_u64(uint64_t *x, int n);
+
+#endif

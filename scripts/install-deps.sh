@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages spectrain needs to build and test. Idempotent: installs
+# only what is missing; waits for the apt lock instead of failing. Run as root.
+#   scripts/install-deps.sh          build + run dependencies
+#   scripts/install-deps.sh --test   also what the test suite needs (Python reference, fuzzing)
+set -euo pipefail
+want=(build-essential cmake pkg-config git
+      openmpi-bin libopenmpi-dev libscalapack-openmpi-dev libhdf5-openmpi-dev hdf5-tools
+      libyaml-dev libopenblas-dev liblapacke-dev libjansson-dev)
+if [[ "${1:-}" == "--test" ]]; then
+  want+=(clang libclang-rt-14-dev python3-numpy)
+fi
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get -o DPkg::Lock::Timeout=600 update -qq
+  apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends "${missing[@]}"
+else
+  echo "install-deps: all ${#want[@]} packages present"
+fi

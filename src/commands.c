@@ -1,0 +1,23 @@
+#include "commands.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "util/opt.h"
+
+static int cmd_version_(int argc, char **argv) {
+  static const opt_cmd cmd = {"version", "", 0, 0, "print the version of spectrain", NULL};
+  int np;
+  char **pos;
+  int rc = opt_parse(&cmd, NULL, 0, argc, argv, &np, &pos);
+  if (rc) return rc;
+  free(pos);
+  printf("spectrain %s\n", SPECTRAIN_VERSION);
+  return 0;
+}
+
+/* One line per subcommand; `spectrain --help` lists them in this order. */
+const command spectrain_commands[] = {
+    {"version", "print the version", cmd_version_},
+};
+const int spectrain_ncommands = (int)(sizeof spectrain_commands / sizeof spectrain_commands[0]);

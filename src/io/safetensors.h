@@ -1,0 +1,69 @@
+/* safetensors files (https://huggingface.co/docs/safetensors): an 8-byte little-endian
+ * header length, a JSON header {name: {dtype, shape, data_offsets:[begin,end]}, "__metadata__"},
+ * then the raw data. A model directory holds model.safetensors, or shards listed in
+ * model.safetensors.index.json ({"weight_map": {name: file}}).
+ *
+ * Readers parse headers only and read exactly the byte ranges asked for (each rank reads
+ * only its own slices). Every malformed input is an ST_EINPUT error naming the file and
+ * tensor: truncated file, bad header JSON, offsets out of range or overlapping, unknown
+ * dtype, shape/byte-count mismatch, a name in the index whose file lacks it. */
+#ifndef SPECTRAIN_IO_SAFETENSORS_H
+#define SPECTRAIN_IO_SAFETENSORS_H
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { SFT_F32, SFT_BF16, SFT_F16, SFT_F64, SFT_I64, SFT_I32, SFT_I16, SFT_I8, SFT_U8, SFT_BOOL } sft_dtype;
+#define SFT_MAX_DIMS 8
+
+const char *sft_dtype_name(sft_dtype d); /* "F32", "BF16", ... */
+size_t sft_dtype_bytes(sft_dtype d);
+int sft_dtype_parse(const char *s, sft_dtype *out); /* 0 or -1 */
+
+typedef struct {
+  char *name;
+  sft_dtype dtype;
+  int ndim;
+  int64_t shape[SFT_MAX_DIMS];
+  uint64_t numel;
+  int file;        /* index into sft_model.paths */
+  uint64_t offset; /* absolute byte offset of the data in that file */
+  uint64_t bytes;
+} sft_tensor;
+
+typedef struct {
+  int nfiles;
+  char **paths;
+  int n;
+  sft_tensor *t; /* sorted by name */
+} sft_model;
+
+/* Open a directory (model.safetensors or an index + shards) or a single .safetensors
+ * file; reads and validates headers only. */
+int sft_open(const char *path, sft_model *m);
+void sft_close(sft_model *m);
+const sft_tensor *sft_find(const sft_model *m, const char *name);
+
+/* Read elements [first, first+count) of a tensor (row-major flat index), converting to
+ * float32 / float64. Reads only those bytes. */
+int sft_read_f32(const sft_model *m, const sft_tensor *t, uint64_t first, uint64_t count, float *out);
+int sft_read_f64(const sft_model *m, const sft_tensor *t, uint64_t first, uint64_t count, double *out);
+
+/* Write one safetensors file that Hugging Face transformers loads. Tensors are written in
+ * the given order; data is converted from float32 to `dtype` (F32, BF16 round-to-nearest-
+ * even, F16). metadata {"format": "pt"} is always included. Written to path.tmp, then
+ * renamed. */
+typedef struct {
+  const char *name;
+  int ndim;
+  int64_t shape[SFT_MAX_DIMS];
+  const float *data;
+} sft_out_tensor;
+int sft_write_f32(const char *path, const sft_out_tensor *t, int n, sft_dtype dtype);
+
+/* bf16/f16 <-> f32 conversions (round-to-nearest-even on the way down). */
+float sft_bf16_to_f32(uint16_t h);
+uint16_t sft_f32_to_bf16(float f);
+float sft_f16_to_f32(uint16_t h);
+uint16_t sft_f32_to_f16(float f);
+
+#endif

@@ -1,0 +1,42 @@
+/* A model's architecture, read from a Hugging Face config.json. Supported model_type:
+ * llama, mistral, qwen2, qwen3 (anything else is an ST_EINPUT error that lists these). */
+#ifndef SPECTRAIN_MODEL_CONFIG_H
+#define SPECTRAIN_MODEL_CONFIG_H
+#include <stdint.h>
+
+typedef enum { ROPE_DEFAULT = 0, ROPE_LLAMA3 = 1 } rope_kind;
+
+typedef struct {
+  char model_type[32];     /* "llama", "mistral", "qwen2", "qwen3" */
+  int hidden_size;         /* C */
+  int intermediate_size;   /* F */
+  int num_hidden_layers;   /* L */
+  int num_attention_heads; /* H */
+  int num_key_value_heads; /* KV (GQA when < H) */
+  int head_dim;            /* D: hidden_size / H unless config.json says otherwise (qwen3) */
+  int vocab_size;          /* V */
+  int max_position_embeddings;
+  double rms_norm_eps;
+  double rope_theta;
+  struct {
+    rope_kind type;
+    double factor, low_freq_factor, high_freq_factor;
+    int original_max_position_embeddings;
+  } rope_scaling;
+  int attention_bias;      /* q/k/v projections carry a bias (qwen2 always; llama if set) */
+  int qk_norm;             /* per-head RMSNorm on q and k (qwen3) */
+  int tie_word_embeddings; /* lm_head shares model.embed_tokens.weight */
+  double initializer_range;
+  int bos_token_id, eos_token_id; /* -1 when absent */
+} model_config;
+
+/* Parse `path` (a config.json). Errors name the file and key. */
+int model_config_load(const char *path, model_config *c);
+/* Write a config.json that transformers' AutoConfig/AutoModelForCausalLM accept. */
+int model_config_save(const char *path, const model_config *c);
+/* Check internal consistency (head_dim * H, KV divides H, positive sizes). */
+int model_config_validate(const model_config *c, const char *what);
+/* Parameters per category for `inspect` and memory accounting. */
+uint64_t model_config_num_params(const model_config *c);
+
+#endif

@@ -63,7 +63,7 @@ static uint64_t single_bytes_(const snr_module *e) {
   uint64_t mn = (uint64_t)(e->rows < e->cols ? e->rows : e->cols);
   uint64_t mx = (uint64_t)(e->rows < e->cols ? e->cols : e->rows);
   uint64_t work = 3 * mn + (mx > 7 * mn ? mx : 7 * mn);
-  return 8 * (e->numel + mn + work) + 32 * mn + (1u << 20);
+  return 8 * (e->numel + mn + work) + 32 * mn;
 }
 
 static uint64_t default_limit_(void) {
@@ -187,7 +187,7 @@ static int schedule_build_(const snr_table *t, const double *cost, uint64_t limi
     if (g > nranks) {
       char a[32], b[32];
       return st_fail(ST_EINPUT,
-                     "tensor '%s' (%lld x %lld) needs about %s per rank even on all %d ranks, over "
+                     "tensor '%s' (%lld x %lld) needs about %s per rank even spread over %d rank(s), over "
                      "the per-rank memory limit %s: run with more ranks or raise --rank-mem-limit",
                      e->tensor, (long long)e->rows, (long long)e->cols,
                      mem_human(grid_svd_bytes_per_rank(e->cols, e->rows, nranks), a, sizeof a),

@@ -9,7 +9,7 @@ want=(build-essential cmake pkg-config git
       libyaml-dev libopenblas-dev liblapacke-dev libjansson-dev
       bible-kjv-text bible-kjv)  # the tiny job's English text (scripts/prepare-tiny-data.sh)
 if [[ "${1:-}" == "--test" ]]; then
-  want+=(clang libclang-rt-14-dev python3-numpy)
+  want+=(clang libclang-rt-14-dev python3-numpy librsvg2-bin)
 fi
 missing=()
 for p in "${want[@]}"; do

@@ -8,7 +8,7 @@ want=(build-essential cmake pkg-config git
       openmpi-bin libopenmpi-dev libscalapack-openmpi-dev libhdf5-openmpi-dev hdf5-tools
       libyaml-dev libopenblas-dev liblapacke-dev libjansson-dev)
 if [[ "${1:-}" == "--test" ]]; then
-  want+=(clang libclang-rt-14-dev python3-numpy)
+  want+=(clang libclang-rt-14-dev python3-numpy librsvg2-bin)
 fi
 missing=()
 for p in "${want[@]}"; do

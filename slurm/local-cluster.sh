@@ -42,14 +42,24 @@ pidfile=$dir/run/pids
 export SLURM_CONF=$conf
 
 # --- helpers -------------------------------------------------------------------------------
-# PID of the recorded daemon NAME if that process is still alive and is still NAME.
+# PID of the recorded daemon NAME if that process is still alive and still runs NAME (its
+# command line names it; just after launch it is still setsid/setpriv on the way to exec).
 live_pid() {
   local name=$1 pid
   [[ -f "$pidfile" ]] || return 1
   pid=$(awk -v n="$name" '$1 == n {print $2}' "$pidfile")
-  [[ -n "$pid" && -r /proc/$pid/comm ]] || return 1
-  [[ "$(cat /proc/"$pid"/comm 2>/dev/null)" == "$name" ]] || return 1
+  [[ -n "$pid" && -r /proc/$pid/cmdline ]] || return 1
+  tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qx "\(.*/\)\?$name" || return 1
   echo "$pid"
+}
+
+# 0 while the recorded process NAME exists (any command name: just after launch it may still
+# be setsid or setpriv, before they exec the daemon).
+started_alive() {
+  local pid
+  pid=$(awk -v n="$1" '$1 == n {print $2}' "$pidfile" 2>/dev/null)
+  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null &&
+    [[ "$(awk '{print $3}' /proc/"$pid"/stat 2>/dev/null)" != Z ]]
 }
 
 log_tails() {
@@ -67,7 +77,7 @@ wait_for() {
   shift 3
   local deadline=$((SECONDS + seconds))
   until "$@" >/dev/null 2>&1; do
-    if ! live_pid "$name" >/dev/null; then
+    if ! started_alive "$name"; then
       log_tails
       stop_all >/dev/null 2>&1 || true
       die "$name exited while waiting for $what (logs above, all in $dir/log)"
@@ -161,7 +171,8 @@ start() {
 
   local node cpus ctld_port slurmd_port
   node=$(hostname -s)
-  cpus=$(nproc)
+  # nproc honours OMP_NUM_THREADS (set to 1 by the test suite): ask for the CPUs themselves.
+  cpus=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
   # slurmctld and slurmd find each other by the node name: it must resolve.
   if ! getent hosts "$node" >/dev/null; then
     echo "127.0.0.1 $node" >>/etc/hosts

@@ -9,11 +9,12 @@
 set -euo pipefail
 want=(build-essential cmake pkg-config git
       openmpi-bin libopenmpi-dev libscalapack-openmpi-dev libhdf5-openmpi-dev hdf5-tools
-      libyaml-dev libopenblas-dev liblapacke-dev libjansson-dev)
+      libyaml-dev libopenblas-dev liblapacke-dev libjansson-dev
+      bible-kjv-text bible-kjv)  # the tiny job's English text (scripts/prepare-tiny-data.sh)
 slurm=(slurmctld slurmd slurm-client munge)
 for arg in "$@"; do
   case "$arg" in
-    --test) want+=(clang libclang-rt-14-dev python3-numpy "${slurm[@]}") ;;
+    --test) want+=(clang libclang-rt-14-dev python3-numpy librsvg2-bin "${slurm[@]}") ;;
     --slurm) want+=("${slurm[@]}") ;;
     *) echo "install-deps: unknown option '$arg' (expected --test or --slurm)" >&2; exit 2 ;;
   esac

@@ -19,6 +19,7 @@ static int cmd_version_(int argc, char **argv) {
 /* One line per subcommand; `spectrain --help` lists them in this order. */
 const command spectrain_commands[] = {
     {"check", "check a job file and its token data", cmd_check},
+    {"eval", "mean next-token loss and perplexity of a model on token data", cmd_eval},
     {"version", "print the version", cmd_version_},
 };
 const int spectrain_ncommands = (int)(sizeof spectrain_commands / sizeof spectrain_commands[0]);

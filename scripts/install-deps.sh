@@ -6,7 +6,8 @@
 set -euo pipefail
 want=(build-essential cmake pkg-config git
       openmpi-bin libopenmpi-dev libscalapack-openmpi-dev libhdf5-openmpi-dev hdf5-tools
-      libyaml-dev libopenblas-dev liblapacke-dev libjansson-dev)
+      libyaml-dev libopenblas-dev liblapacke-dev libjansson-dev
+      bible-kjv-text bible-kjv)  # the tiny job's English text (scripts/prepare-tiny-data.sh)
 if [[ "${1:-}" == "--test" ]]; then
   want+=(clang libclang-rt-14-dev python3-numpy librsvg2-bin)
 fi

@@ -39,7 +39,7 @@ typedef struct kernels {
   /* out = x * rstd * w, rstd[n] = 1/sqrt(mean(x[n]^2) + eps); x, out (N, C), w (C) */
   void (*rmsnorm_forward)(float *out, float *rstd, const float *x, const float *w, int N,
                           int C, float eps);
-  /* dx (=, or += when accumulate), dw += (NULL: frozen) */
+  /* dx (=, or += when accumulate; may alias dout; NULL: not needed), dw += (NULL: frozen) */
   void (*rmsnorm_backward)(float *dx, float *dw, const float *dout, const float *x,
                            const float *w, const float *rstd, int N, int C, int accumulate);
 
@@ -61,7 +61,7 @@ typedef struct kernels {
    * (upper triangle zero) for backward; scale = 1/sqrt(D). */
   void (*attention_forward)(float *out, float *att, const float *q, const float *k,
                             const float *v, int B, int T, int H, int KV, int D);
-  /* dq, dk, dv are written (=). scratch: at least B*H*T*T floats (may alias nothing). */
+  /* dq, dk, dv are written (=). scratch: at least T*T floats, aliasing nothing. */
   void (*attention_backward)(float *dq, float *dk, float *dv, float *scratch,
                              const float *dout, const float *att, const float *q,
                              const float *k, const float *v, int B, int T, int H, int KV,

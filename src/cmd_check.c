@@ -6,6 +6,7 @@
 #include "commands.h"
 #include "config.h"
 #include "io/data.h"
+#include "mpi/comm.h"
 #include "util/err.h"
 #include "util/opt.h"
 
@@ -48,6 +49,10 @@ int cmd_check(int argc, char **argv) {
   rc = job_load(pos[0], &sets, &job);
   free(pos);
   opt_list_free(&sets);
+  /* every rank stops on any rank's error; then every rank proves it read the same job */
+  int all = comm_max_status(rc);
+  if (!rc && all) rc = st_fail(all, "another rank could not read the job");
+  if (!rc) rc = comm_agree_u64(job_hash(&job), "the job (job file and --set overrides)");
   if (rc) {
     job_free(&job);
     return st_report(rc);
@@ -60,11 +65,15 @@ int cmd_check(int argc, char **argv) {
   log_info("job %s: hash %016llx", job.source_path, (unsigned long long)job_hash(&job));
   data_job d;
   rc = data_open_job(&job, vocab, &d);
+  all = comm_max_status(rc);
+  if (!rc && all) {
+    data_job_close(&d);
+    rc = st_fail(all, "another rank could not read the token data");
+  }
   if (rc) {
     job_free(&job);
     return st_report(rc);
   }
-  const data_source *vs = d.val_src ? d.val_src : d.train_src;
   log_info("train: %llu samples of %lld tokens (%llu tokens read, largest id %lld, %llu "
            "records truncated)",
            (unsigned long long)d.train.n, (long long)data_seq_len(d.train_src),
@@ -73,7 +82,6 @@ int cmd_check(int argc, char **argv) {
   log_info("validation: %llu samples (%s)", (unsigned long long)d.val.n,
            d.val_src ? job.data.validation
                      : d.val.n ? "held out of the training files" : "none");
-  (void)vs;
   data_job_close(&d);
   job_free(&job);
   return 0;

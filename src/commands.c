@@ -19,6 +19,7 @@ static int cmd_version_(int argc, char **argv) {
 /* One line per subcommand; `spectrain --help` lists them in this order. */
 const command spectrain_commands[] = {
     {"check", "check a job file and its token data", cmd_check},
+    {"eval", "mean next-token loss and perplexity of a model on token data", cmd_eval},
     {"init", "write a randomly initialised model directory", cmd_init},
     {"inspect", "show tensors, shapes and parameter counts of a model directory", cmd_inspect},
     {"version", "print the version", cmd_version_},

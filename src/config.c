@@ -122,6 +122,15 @@ static const job_key schema_[] = {
      "Also accepted as `training.max_length` (newer TRL)."},
     {"training.backend", JT_ENUM, OFF(training.backend), "auto", 0, 0, 0, 0, "cpu|cuda|auto",
      "Where the model computes: cpu, cuda, or auto (cuda when a GPU is visible)."},
+    {"training.optim", JT_ENUM, OFF(training.optim), "adamw_torch", 0, 0, 0, 0,
+     "adamw_torch|adamw_torch_fused|adamw_hf|adamw",
+     "Accepted for TRL/HF compatibility: every choice means the same decoupled AdamW "
+     "(fp32 state, sharded across ranks)."},
+    {"training.fp16", JT_BOOL, OFF(training.fp16), "false", 0, 0, 0, 0, NULL,
+     "Accepted for TRL/HF compatibility; must be false (use `bf16`)."},
+    {"training.packing", JT_BOOL, OFF(training.packing), "false", 0, 0, 0, 0, NULL,
+     "Accepted for TRL compatibility; must be false: JSONL records are never packed (text "
+     "and .bin data are streams cut into windows anyway)."},
     {"training.output_dir", JT_STR, OFF(training.output_dir), "null", 0, 0, 0, 0, NULL,
      "TRL's place for `output_dir`; either may be given (both and different is an error)."},
 
@@ -521,6 +530,14 @@ static int apply_set_(job_config *c, const char *assignment) {
   yaml_parser_delete(&parser);
   if (rc) return rc;
   c->is_set[k] = 1;
+  /* a --set of either output_dir spelling moves both */
+  int ko = job_key_index("output_dir"), kt = job_key_index("training.output_dir");
+  if (k == ko || k == kt) {
+    char **other = k == ko ? &c->training.output_dir : &c->output_dir;
+    const char *mine = k == ko ? c->output_dir : c->training.output_dir;
+    free(*other);
+    *other = mine ? xstrdup(mine) : NULL;
+  }
   append_set_(c, assignment);
   return 0;
 }
@@ -550,11 +567,21 @@ static int validate_(job_config *c) {
   }
   if (c->spectrum.unfrozen_parameters &&
       (job_is_set(c, "spectrum.top_percent") || c->spectrum.layer_types.n))
-    return st_fail(ST_EINPUT, "%s: spectrum.unfrozen_parameters gives the selection; "
-                   "spectrum.top_percent and spectrum.layer_types must then be left out", f);
+    return st_fail(ST_EINPUT, "%s:%d: spectrum.unfrozen_parameters gives the selection; "
+                   "spectrum.top_percent and spectrum.layer_types must then be left out", f,
+                   c->key_line[job_key_index("spectrum.unfrozen_parameters")]);
   if (c->data.validation && c->data.validation_split > 0)
-    return st_fail(ST_EINPUT, "%s: data.validation (a file) and data.validation_split = %g are "
-                   "both given; give one of them", f, c->data.validation_split);
+    return st_fail(ST_EINPUT, "%s:%d: data.validation (a file) and data.validation_split = %g "
+                   "are both given; give one of them", f,
+                   c->key_line[job_key_index("data.validation")], c->data.validation_split);
+  if (c->training.fp16)
+    return st_fail(ST_EINPUT, "%s:%d: training.fp16: expected false, found true: spectrain "
+                   "computes in fp32 or bfloat16 (set training.bf16: true instead)", f,
+                   c->key_line[job_key_index("training.fp16")]);
+  if (c->training.packing)
+    return st_fail(ST_EINPUT, "%s:%d: training.packing: expected false, found true: a JSONL "
+                   "record is always one sequence (text and .bin data are cut into windows)", f,
+                   c->key_line[job_key_index("training.packing")]);
   if (c->training.max_steps <= 0 && c->training.num_train_epochs <= 0)
     return st_fail(ST_EINPUT, "%s: nothing to train: training.max_steps = %lld and "
                    "training.num_train_epochs = %g; set one of them above 0", f,
@@ -635,18 +662,7 @@ int job_load(const char *path, const opt_list *sets, job_config *out) {
 
 int job_set(job_config *c, const char *assignment) {
   int rc = apply_set_(c, assignment);
-  if (!rc) {
-    /* a --set of one output_dir spelling moves both */
-    if (strncmp(assignment, "output_dir=", 11) == 0) {
-      free(c->training.output_dir);
-      c->training.output_dir = c->output_dir ? xstrdup(c->output_dir) : NULL;
-    } else if (strncmp(assignment, "training.output_dir=", 20) == 0) {
-      free(c->output_dir);
-      c->output_dir = c->training.output_dir ? xstrdup(c->training.output_dir) : NULL;
-    }
-    rc = validate_(c);
-  }
-  return rc;
+  return rc ? rc : validate_(c);
 }
 
 /* ---- hashing, canonical YAML, reference ------------------------------------------ */

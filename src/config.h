@@ -77,6 +77,8 @@ typedef struct {
     int64_t save_total_limit; /* 0: keep every checkpoint */
     int64_t max_seq_length;   /* T */
     job_backend backend;
+    int optim;        /* TRL compatibility: every AdamW spelling is the same AdamW */
+    int fp16, packing; /* TRL compatibility: must be false */
     char *output_dir; /* TRL's place for output_dir: equal to the top-level one after loading */
   } training;
 

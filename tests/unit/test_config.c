@@ -127,6 +127,21 @@ static void test_full_trl_(void) {
   CHECK_STR_EQ(c.spectrum.unfrozen_parameters, "snr.yaml");
   job_free(&c);
 
+  /* TRL keys we accept with the values we honour */
+  CHECK_EQ_INT(load_("training:\n  optim: adamw_torch_fused\n  fp16: false\n  packing: false\n",
+                     &c), 0);
+  job_free(&c);
+  {
+    char *t = xasprintf("%s%s", base_, "training:\n  fp16: true\n");
+    expect_error_(t, "job.yaml:7", "training.fp16", "bf16");
+    free(t);
+    t = xasprintf("%s%s", base_, "training:\n  packing: true\n");
+    expect_error_(t, "job.yaml:7", "training.packing", "always one sequence");
+    free(t);
+    t = xasprintf("%s%s", base_, "training:\n  optim: sgd\n");
+    expect_error_(t, "training.optim", "found 'sgd'", NULL);
+    free(t);
+  }
   /* both output_dirs, equal: fine */
   CHECK_EQ_INT(load_("training:\n  output_dir: /tmp/run\n", &c), 0);
   job_free(&c);
@@ -278,6 +293,19 @@ static void test_sets_(void) {
   CHECK_EQ_INT(job_set(&c, "training=5"), ST_EINPUT);
   CHECK_EQ_INT(job_set(&c, "sharding.offload=gpu"), ST_EINPUT);
   CHECK_CONTAINS(st_errmsg(), "expected one of none|cpu, found 'gpu'");
+  /* a --set of output_dir moves TRL's spelling too (no conflict with the file's) */
+  {
+    const char *sv[] = {"output_dir=/tmp/set"};
+    opt_list one = {1, sv};
+    job_config o;
+    CHECK_EQ_INT(job_load_text("o.yaml", "training:\n  output_dir: /tmp/file\nmodel: {path: m}\n"
+                               "data: {train: t}\n", &one, &o), 0);
+    CHECK_STR_EQ(o.output_dir, "/tmp/set");
+    CHECK_STR_EQ(o.training.output_dir, "/tmp/set");
+    CHECK_EQ_INT(job_set(&o, "training.output_dir=/tmp/set2"), 0);
+    CHECK_STR_EQ(o.output_dir, "/tmp/set2");
+    job_free(&o);
+  }
   /* a --set that breaks a cross-key rule */
   CHECK_EQ_INT(job_set(&c, "data.validation_split=0.1"), 0);
   CHECK_EQ_INT(job_set(&c, "data.validation=v.bin"), ST_EINPUT);

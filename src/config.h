@@ -16,7 +16,12 @@
 #include "util/opt.h"
 
 /* The order of each enum matches the choices string of its key in the schema. */
-typedef enum { LR_CONSTANT = 0, LR_LINEAR, LR_COSINE, LR_CONSTANT_WITH_WARMUP } job_lr_sched;
+typedef enum {
+  JOB_LR_CONSTANT = 0, /* prefixed: model/optim.h owns the LR_* names of lr_schedule */
+  JOB_LR_LINEAR,
+  JOB_LR_COSINE,
+  JOB_LR_CONSTANT_WITH_WARMUP
+} job_lr_sched;
 typedef enum { BACKEND_CPU = 0, BACKEND_CUDA, BACKEND_AUTO } job_backend;
 typedef enum { OFFLOAD_NONE = 0, OFFLOAD_CPU } job_offload;
 typedef enum { DATA_AUTO = 0, DATA_BIN, DATA_JSONL, DATA_TEXT } job_data_format;
@@ -156,7 +161,7 @@ char *job_to_yaml(const job_config *c);
 void job_print_reference(FILE *f);
 
 /* Small helpers for consumers. */
-const char *job_enum_name(const char *path, int value); /* "cosine" for LR_COSINE */
+const char *job_enum_name(const char *path, int value); /* "cosine" for JOB_LR_COSINE */
 /* Effective metrics path: output_dir/metrics_file (caller frees). */
 char *job_output_path(const job_config *c, const char *name);
 

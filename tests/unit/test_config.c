@@ -44,7 +44,7 @@ static void test_defaults_(void) {
   CHECK_CLOSE(c.training.adam_beta2, 0.999, 0, 0);
   CHECK_CLOSE(c.training.adam_epsilon, 1e-8, 0, 0);
   CHECK_CLOSE(c.training.max_grad_norm, 1.0, 0, 0);
-  CHECK_EQ_INT(c.training.lr_scheduler_type, LR_LINEAR);
+  CHECK_EQ_INT(c.training.lr_scheduler_type, JOB_LR_LINEAR);
   CHECK_EQ_INT(c.training.seed, 42);
   CHECK_EQ_INT(c.training.bf16, 0);
   CHECK_EQ_INT(c.training.save_steps, 500);
@@ -114,7 +114,7 @@ static void test_full_trl_(void) {
   CHECK_EQ_INT(c.training.gradient_checkpointing, 1);
   CHECK_CLOSE(c.training.warmup_ratio, 0.03, 0, 0);
   CHECK_CLOSE(c.training.weight_decay, 0.01, 0, 0);
-  CHECK_EQ_INT(c.training.lr_scheduler_type, LR_COSINE);
+  CHECK_EQ_INT(c.training.lr_scheduler_type, JOB_LR_COSINE);
   CHECK_CLOSE(c.training.max_grad_norm, 0.3, 0, 0);
   CHECK_EQ_INT(c.training.seed, 7);
   CHECK_EQ_INT(c.training.bf16, 1);
@@ -272,7 +272,7 @@ static void test_sets_(void) {
     CHECK_STR_EQ(c.spectrum.layer_types.v[0], "mlp.down_proj");
     CHECK_STR_EQ(c.spectrum.layer_types.v[1], "self_attn.q_proj");
   }
-  CHECK_EQ_INT(c.training.lr_scheduler_type, LR_CONSTANT);
+  CHECK_EQ_INT(c.training.lr_scheduler_type, JOB_LR_CONSTANT);
   CHECK_EQ_INT(c.training.bf16, 1);
   CHECK(c.data.validation == NULL);
   CHECK_CLOSE(c.training.learning_rate, 3e-4, 0, 0);
@@ -353,7 +353,7 @@ static void test_hash_(void) {
   job_free(&a);
   job_free(&b);
   job_free(&d);
-  CHECK_STR_EQ(job_enum_name("training.lr_scheduler_type", LR_CONSTANT_WITH_WARMUP),
+  CHECK_STR_EQ(job_enum_name("training.lr_scheduler_type", JOB_LR_CONSTANT_WITH_WARMUP),
                "constant_with_warmup");
   CHECK_STR_EQ(job_enum_name("training.backend", BACKEND_CUDA), "cuda");
   CHECK_STR_EQ(job_enum_name("data.format", DATA_JSONL), "jsonl");

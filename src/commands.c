@@ -22,6 +22,8 @@ const command spectrain_commands[] = {
     {"analyze", "Spectrum scan: SNR per weight matrix, unfrozen-parameters YAMLs, heatmap", cmd_analyze},
     {"check", "check a job file and its token data", cmd_check},
     {"eval", "mean next-token loss and perplexity of a model on token data", cmd_eval},
+    {"init", "write a randomly initialised model directory", cmd_init},
+    {"inspect", "show tensors, shapes and parameter counts of a model directory", cmd_inspect},
     {"version", "print the version", cmd_version_},
 };
 const int spectrain_ncommands = (int)(sizeof spectrain_commands / sizeof spectrain_commands[0]);

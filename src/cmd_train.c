@@ -10,6 +10,7 @@
 #include "train.h"
 #include "util/err.h"
 #include "util/opt.h"
+#include "util/signals.h"
 
 /* model.init_preset: when model.path holds no config.json (as rank 0 sees it), write a
  * randomly initialised model of that preset there first, exactly as `spectrain init
@@ -36,6 +37,9 @@ static int ensure_model_(const job_config *job) {
   return rc;
 }
 
+/* The loop's stop hook: USR1/TERM on any rank stops every rank after the same step. */
+static int stop_agreed_(void *arg) { return signals_stop_agreed(); }
+
 int cmd_train(int argc, char **argv) {
   static const opt_cmd cmd = {
       "train", "JOB.yaml", 1, 1, "train a model as the job file says (any number of ranks)",
@@ -61,10 +65,16 @@ int cmd_train(int argc, char **argv) {
   int all = comm_max_status(rc);
   if (all && !rc) rc = st_fail(all, "another rank could not load its job file (see its error)");
   if (!rc) rc = ensure_model_(&job);
-  if (!rc) rc = train_run(&job, NULL);
+  train_hooks hooks = {0};
+  if (!rc && job.checkpoint.save_on_signal) {
+    rc = signals_install();
+    hooks.stop_agreed = stop_agreed_;
+  }
+  if (!rc) rc = train_run(&job, &hooks);
+  if (job.checkpoint.save_on_signal) signals_uninstall();
   job_free(&job);
   free(pos);
   opt_list_free(&sets);
-  if (rc == TRAIN_STOPPED) return rc;
+  if (rc == ST_STOPPED) return rc;
   return rc ? st_report(rc) : ST_OK;
 }

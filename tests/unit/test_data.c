@@ -1,9 +1,8 @@
 /* src/io/data: formats, bad files, vocabulary checks, samples, order, splits. */
-#include "io/data.h"
-
 #include <stdint.h>
 #include <unistd.h>
 
+#include "io/data.h"
 #include "test.h"
 #include "util/err.h"
 
@@ -151,7 +150,8 @@ static void test_jsonl_(void) {
       "\n"
       "{\"input_ids\": [1, 2, 3, 4, 5, 6, 7, 8, 9]}\n"
       "{\"input_ids\": [9], \"labels\": [9]}\n"
-      "{\"input_ids\": [3, 4, 5, 6, 7, 8, 9], \"labels\": [-100, -100, -100, -100, -100, -100, 9]}\n";
+      "{\"input_ids\": [3, 4, 5, 6, 7, 8, 9], \"labels\": [-100, -100, -100, -100, -100, -100, "
+      "9]}\n";
   write_file_("r.jsonl", j, strlen(j));
   data_source *s;
   log_set_quiet(0);
@@ -263,8 +263,9 @@ static void test_order_(void) {
     int perm = 1;
     for (uint64_t i = 0; i < n; i++) perm &= seen[i] == 1;
     CHECK_MSG(perm, "n = %llu: not a permutation", (unsigned long long)n);
-    if (n >= 64) CHECK_MSG(fixed < n / 8, "n = %llu: %llu fixed points: not shuffled",
-                           (unsigned long long)n, (unsigned long long)fixed);
+    if (n >= 64)
+      CHECK_MSG(fixed < n / 8, "n = %llu: %llu fixed points: not shuffled", (unsigned long long)n,
+                (unsigned long long)fixed);
     /* the same answers asked in reverse order and again (no hidden state) */
     int same = 1;
     for (uint64_t p = n; p-- > 0;) same &= data_sample_at(&v, 42, 3, p) == fwd[p];
@@ -361,8 +362,10 @@ static void test_split_(void) {
 
 static void test_job_(void) {
   char *t = path_("s.txt"), *vpath = path_("t.txt");
-  char *text = xasprintf("output_dir: %s\nmodel: {path: m}\ndata:\n  train: %s\n"
-                         "  validation_split: 0.2\ntraining: {max_seq_length: 4}\n", dir_, t);
+  char *text = xasprintf(
+      "output_dir: %s\nmodel: {path: m}\ndata:\n  train: %s\n"
+      "  validation_split: 0.2\ntraining: {max_seq_length: 4}\n",
+      dir_, t);
   job_config job;
   CHECK_EQ_INT(job_load_text("j.yaml", text, NULL, &job), 0);
   data_job d;

@@ -11,6 +11,7 @@
 #include <strings.h>
 #include <yaml.h>
 
+#include "model/config.h"
 #include "util/err.h"
 #include "util/hash.h"
 
@@ -585,6 +586,10 @@ static int validate_(job_config *c) {
                    "%s:%d: data.validation (a file) and data.validation_split = %g "
                    "are both given; give one of them",
                    f, c->key_line[job_key_index("data.validation")], c->data.validation_split);
+  if (c->model.init_preset && !model_config_preset_json(c->model.init_preset))
+    return st_fail(ST_EINPUT, "%s:%d: model.init_preset: expected one of %s, found '%s'", f,
+                   c->key_line[job_key_index("model.init_preset")], model_config_preset_names(),
+                   c->model.init_preset);
   if (c->training.fp16)
     return st_fail(ST_EINPUT,
                    "%s:%d: training.fp16: expected false, found true: spectrain "

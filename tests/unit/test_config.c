@@ -215,6 +215,8 @@ static void test_errors_(void) {
   t = xasprintf("%s%s", base_, "data:\n  validation_split: 0.7\n");
   expect_error_(t, "job.yaml:6", "key 'data' given twice", NULL); /* duplicate section */
   free(t);
+  expect_error_("output_dir: o\nmodel:\n  path: m\n  init_preset: tiny-lama\ndata:\n  train: t\n",
+                "job.yaml:4: model.init_preset", "tiny-llama", "found 'tiny-lama'");
   /* both output_dirs, different */
   t = xasprintf("%s%s", base_, "training:\n  output_dir: /elsewhere\n");
   expect_error_(t, "output_dir '/tmp/run' (line 1)", "training.output_dir '/elsewhere' (line 7)",

@@ -154,9 +154,28 @@ static void test_jsonl_(void) {
       "9]}\n";
   write_file_("r.jsonl", j, strlen(j));
   data_source *s;
+  /* one warning for the file, with the count: capture stderr around the open */
+  char *errpath = path_("stderr.txt");
+  fflush(stderr);
+  int saved = dup(2);
+  FILE *ef = fopen(errpath, "w+");
+  CHECK(ef != NULL && saved >= 0);
+  dup2(fileno(ef), 2);
   log_set_quiet(0);
-  CHECK_EQ_INT(open1_("r.jsonl", 6, 10, &s), 0); /* prints one truncation warning */
+  int orc = open1_("r.jsonl", 6, 10, &s);
   log_set_quiet(1);
+  fflush(stderr);
+  dup2(saved, 2);
+  close(saved);
+  char warn[512] = "";
+  rewind(ef);
+  size_t wn = fread(warn, 1, sizeof warn - 1, ef);
+  warn[wn] = '\0';
+  fclose(ef);
+  free(errpath);
+  CHECK_EQ_INT(orc, 0);
+  CHECK_CONTAINS(warn, "r.jsonl: 2 of 4 records are longer than max_seq_length 6");
+  CHECK_MSG(strchr(warn, '\n') == warn + strlen(warn) - 1, "expected one warning line: %s", warn);
   CHECK_EQ_INT(data_num_samples(s), 4);
   CHECK_EQ_INT(data_num_truncated(s), 2);
   data_view v;

@@ -97,7 +97,7 @@ int cmd_train(int argc, char **argv) {
   job_free(&job);
   free(pos);
   opt_list_free(&sets);
-  if (rc == TRAIN_STOPPED) {
+  if (rc == ST_STOPPED) {
     log_info("stopped early on %s%s; exit status %d: run the same job again (Slurm: requeue) "
              "to resume from the checkpoint",
              strcmp(sig, "none") ? "SIG" : "a stop signal to another rank", strcmp(sig, "none") ? sig : "",

@@ -22,7 +22,7 @@ def run(args, top_frac, mode):
     model = LlamaForCausalLM(cfg).float()
     model.train()
     L = args.layers
-    top = round(top_frac * L)
+    top = max(1, int(top_frac * L + 0.5))  # as bench_model.c
     for n, p in model.named_parameters():
         if top_frac < 1.0:
             p.requires_grad_(any(n.startswith("model.layers.%d." % l) for l in range(L - top, L)))

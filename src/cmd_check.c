@@ -12,7 +12,10 @@
 
 int cmd_check(int argc, char **argv) {
   static const opt_cmd cmd = {
-      "check", "[JOB.yaml]", 0, 1,
+      "check",
+      "[JOB.yaml]",
+      0,
+      1,
       "check a job file and its token data (keys, types, ranges, files, token ids)",
       "Prints the job hash, the number of training and validation samples and tokens.\n"
       "With --print-job-reference, prints the reference of every job key (docs/job-file.md)."};
@@ -74,14 +77,16 @@ int cmd_check(int argc, char **argv) {
     job_free(&job);
     return st_report(rc);
   }
-  log_info("train: %llu samples of %lld tokens (%llu tokens read, largest id %lld, %llu "
-           "records truncated)",
-           (unsigned long long)d.train.n, (long long)data_seq_len(d.train_src),
-           (unsigned long long)data_num_tokens(d.train_src), (long long)data_max_token(d.train_src),
-           (unsigned long long)data_num_truncated(d.train_src));
+  log_info(
+      "train: %llu samples of %lld tokens (%llu tokens read, largest id %lld, %llu "
+      "records truncated)",
+      (unsigned long long)d.train.n, (long long)data_seq_len(d.train_src),
+      (unsigned long long)data_num_tokens(d.train_src), (long long)data_max_token(d.train_src),
+      (unsigned long long)data_num_truncated(d.train_src));
   log_info("validation: %llu samples (%s)", (unsigned long long)d.val.n,
            d.val_src ? job.data.validation
-                     : d.val.n ? "held out of the training files" : "none");
+           : d.val.n ? "held out of the training files"
+                     : "none");
   data_job_close(&d);
   job_free(&job);
   return 0;

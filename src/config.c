@@ -11,6 +11,7 @@
 #include <strings.h>
 #include <yaml.h>
 
+#include "model/config.h"
 #include "util/err.h"
 #include "util/hash.h"
 
@@ -51,37 +52,37 @@ static const job_key schema_[] = {
      "Token ids must be below this (an id at or above it is an error naming file and position). "
      "0: the model's vocab_size."},
 
-    {"spectrum.top_percent", JT_FLOAT, OFF(spectrum.top_percent), "100", 0, 0, 100, JOB_OPEN_MIN, NULL,
+    {"spectrum.top_percent", JT_FLOAT, OFF(spectrum.top_percent), "100", 0, 0, 100, JOB_OPEN_MIN,
+     NULL,
      "Per module type, train the top N % of modules by signal-to-noise ratio; the rest stay "
      "frozen. 100 trains every module (full fine-tuning)."},
     {"spectrum.layer_types", JT_STRLIST, OFF(spectrum.layer_types), NULL, 0, 0, 0, 0, NULL,
      "Restrict the scan and selection to these module types (e.g. `mlp.down_proj`, "
      "`self_attn.q_proj`); empty: every type."},
-    {"spectrum.unfrozen_parameters", JT_STR, OFF(spectrum.unfrozen_parameters), "null", 0, 0, 0,
-     0, NULL,
+    {"spectrum.unfrozen_parameters", JT_STR, OFF(spectrum.unfrozen_parameters), "null", 0, 0, 0, 0,
+     NULL,
      "A Spectrum `unfrozen_parameters` YAML (written by Spectrum, by hand or by `spectrain "
      "analyze`) to use instead of scanning. Excludes `top_percent` and `layer_types`."},
     {"spectrum.model_name", JT_STR, OFF(spectrum.model_name), "null", 0, 0, 0, 0, NULL,
      "Model name used in Spectrum's file names (`snr_results_<slug>...`). null: the name of "
      "the model directory."},
 
-    {"training.learning_rate", JT_FLOAT, OFF(training.learning_rate), "5e-5", 0, 0, INF, 0,
-     NULL, "Peak AdamW learning rate."},
+    {"training.learning_rate", JT_FLOAT, OFF(training.learning_rate), "5e-5", 0, 0, INF, 0, NULL,
+     "Peak AdamW learning rate."},
     {"training.max_steps", JT_INT, OFF(training.max_steps), "-1", 0, -1, I64MAX, 0, NULL,
      "Optimizer steps to run. <= 0: run `num_train_epochs` epochs instead (as in HF)."},
-    {"training.num_train_epochs", JT_FLOAT, OFF(training.num_train_epochs), "3", 0, 0, INF, 0,
-     NULL, "Epochs over the training samples when `max_steps` <= 0 (fractions allowed)."},
-    {"training.per_device_train_batch_size", JT_INT, OFF(training.per_device_train_batch_size),
-     "8", 0, 1, I64MAX, 0, NULL,
+    {"training.num_train_epochs", JT_FLOAT, OFF(training.num_train_epochs), "3", 0, 0, INF, 0, NULL,
+     "Epochs over the training samples when `max_steps` <= 0 (fractions allowed)."},
+    {"training.per_device_train_batch_size", JT_INT, OFF(training.per_device_train_batch_size), "8",
+     0, 1, I64MAX, 0, NULL,
      "Sequences per rank per micro-step. Global batch = this x ranks x "
      "gradient_accumulation_steps sequences."},
-    {"training.per_device_eval_batch_size", JT_INT, OFF(training.per_device_eval_batch_size),
-     "8", 0, 1, I64MAX, 0, NULL, "Sequences per rank per evaluation step."},
-    {"training.gradient_accumulation_steps", JT_INT, OFF(training.gradient_accumulation_steps),
-     "1", 0, 1, I64MAX, 0, NULL, "Micro-steps per optimizer step."},
-    {"training.gradient_checkpointing", JT_BOOL, OFF(training.gradient_checkpointing), "false",
-     0, 0, 0, 0, NULL,
-     "Recompute each block's activations in backward instead of keeping them."},
+    {"training.per_device_eval_batch_size", JT_INT, OFF(training.per_device_eval_batch_size), "8",
+     0, 1, I64MAX, 0, NULL, "Sequences per rank per evaluation step."},
+    {"training.gradient_accumulation_steps", JT_INT, OFF(training.gradient_accumulation_steps), "1",
+     0, 1, I64MAX, 0, NULL, "Micro-steps per optimizer step."},
+    {"training.gradient_checkpointing", JT_BOOL, OFF(training.gradient_checkpointing), "false", 0,
+     0, 0, 0, NULL, "Recompute each block's activations in backward instead of keeping them."},
     {"training.warmup_steps", JT_INT, OFF(training.warmup_steps), "0", 0, 0, I64MAX, 0, NULL,
      "Linear warmup from 0 over this many steps; wins over `warmup_ratio` when > 0."},
     {"training.warmup_ratio", JT_FLOAT, OFF(training.warmup_ratio), "0", 0, 0, 1, 0, NULL,
@@ -90,12 +91,12 @@ static const job_key schema_[] = {
      "AdamW decoupled weight decay (matrices only; not norms or biases)."},
     {"training.adam_beta1", JT_FLOAT, OFF(training.adam_beta1), "0.9", 0, 0, 1, JOB_OPEN_MAX, NULL,
      "AdamW beta1."},
-    {"training.adam_beta2", JT_FLOAT, OFF(training.adam_beta2), "0.999", 0, 0, 1, JOB_OPEN_MAX, NULL,
-     "AdamW beta2."},
-    {"training.adam_epsilon", JT_FLOAT, OFF(training.adam_epsilon), "1e-8", 0, 0, 1, JOB_OPEN_MIN, NULL,
-     "AdamW epsilon."},
-    {"training.lr_scheduler_type", JT_ENUM, OFF(training.lr_scheduler_type), "linear", 0, 0, 0,
-     0, "constant|linear|cosine|constant_with_warmup",
+    {"training.adam_beta2", JT_FLOAT, OFF(training.adam_beta2), "0.999", 0, 0, 1, JOB_OPEN_MAX,
+     NULL, "AdamW beta2."},
+    {"training.adam_epsilon", JT_FLOAT, OFF(training.adam_epsilon), "1e-8", 0, 0, 1, JOB_OPEN_MIN,
+     NULL, "AdamW epsilon."},
+    {"training.lr_scheduler_type", JT_ENUM, OFF(training.lr_scheduler_type), "linear", 0, 0, 0, 0,
+     "constant|linear|cosine|constant_with_warmup",
      "Learning-rate schedule after warmup (HF names): constant ignores warmup; linear and "
      "cosine decay to 0 at the last step; constant_with_warmup holds the peak after warmup."},
     {"training.max_grad_norm", JT_FLOAT, OFF(training.max_grad_norm), "1.0", 0, 0, INF, 0, NULL,
@@ -141,25 +142,24 @@ static const job_key schema_[] = {
      "Units whose all-gather is started ahead of the one computing."},
     {"sharding.limit_all_gathers", JT_BOOL, OFF(sharding.limit_all_gathers), "true", 0, 0, 0, 0,
      NULL, "Never hold more gathered units than 1 + prefetch (bounds memory)."},
-    {"sharding.reshard_after_forward", JT_BOOL, OFF(sharding.reshard_after_forward), "true", 0,
-     0, 0, 0, NULL,
+    {"sharding.reshard_after_forward", JT_BOOL, OFF(sharding.reshard_after_forward), "true", 0, 0,
+     0, 0, NULL,
      "Release gathered units after forward and re-gather them in backward (ZeRO-3); false "
      "keeps them (more memory, fewer gathers)."},
 
     {"checkpoint.resume", JT_STR, OFF(checkpoint.resume), "auto", 0, 0, 0, 0, NULL,
      "auto: resume from the latest complete checkpoint in output_dir if there is one; none: "
      "start fresh; or the path of a checkpoint."},
-    {"checkpoint.take_from_checkpoint", JT_BOOL, OFF(checkpoint.take_from_checkpoint), "false",
-     0, 0, 0, 0, NULL,
+    {"checkpoint.take_from_checkpoint", JT_BOOL, OFF(checkpoint.take_from_checkpoint), "false", 0,
+     0, 0, 0, NULL,
      "On resume, train with the job stored in the checkpoint. false: a job that differs from "
      "the stored one is an error naming the keys that differ."},
-    {"checkpoint.save_on_signal", JT_BOOL, OFF(checkpoint.save_on_signal), "true", 0, 0, 0, 0,
-     NULL,
+    {"checkpoint.save_on_signal", JT_BOOL, OFF(checkpoint.save_on_signal), "true", 0, 0, 0, 0, NULL,
      "On SIGUSR1/SIGTERM (Slurm before the time limit) checkpoint at the next step boundary "
      "and exit for requeue."},
 
-    {"logging.metrics_file", JT_STR, OFF(logging.metrics_file), "metrics.jsonl", 0, 0, 0, 0,
-     NULL, "JSON-lines metrics (one object per logged step and evaluation), under output_dir."},
+    {"logging.metrics_file", JT_STR, OFF(logging.metrics_file), "metrics.jsonl", 0, 0, 0, 0, NULL,
+     "JSON-lines metrics (one object per logged step and evaluation), under output_dir."},
     {"logging.log_memory", JT_BOOL, OFF(logging.log_memory), "true", 0, 0, 0, 0, NULL,
      "Add peak host (and device) memory to progress lines and metrics."},
 };
@@ -248,8 +248,7 @@ static int unknown_key_(const char *where, const char *path) {
   if (s)
     return st_fail(ST_EINPUT, "%s: unknown key '%s' (did you mean '%s'?); see docs/job-file.md",
                    where, path, s);
-  return st_fail(ST_EINPUT, "%s: unknown key '%s'; see docs/job-file.md for the keys", where,
-                 path);
+  return st_fail(ST_EINPUT, "%s: unknown key '%s'; see docs/job-file.md for the keys", where, path);
 }
 
 /* ---- typed values ------------------------------------------------------------- */
@@ -282,12 +281,18 @@ static void clear_value_(job_config *c, const job_key *k) {
 
 static const char *type_name_(const job_key *k) {
   switch (k->type) {
-  case JT_STR: return "a string";
-  case JT_INT: return "an integer";
-  case JT_FLOAT: return "a number";
-  case JT_BOOL: return "true or false";
-  case JT_ENUM: return "one of";
-  case JT_STRLIST: return "a list of strings";
+    case JT_STR:
+      return "a string";
+    case JT_INT:
+      return "an integer";
+    case JT_FLOAT:
+      return "a number";
+    case JT_BOOL:
+      return "true or false";
+    case JT_ENUM:
+      return "one of";
+    case JT_STRLIST:
+      return "a list of strings";
   }
   return "?";
 }
@@ -318,75 +323,76 @@ static int set_scalar_(job_config *c, const job_key *k, const char *where, const
   char *end;
   char rng[160];
   switch (k->type) {
-  case JT_STR:
-    clear_value_(c, k);
-    if (!is_null_scalar_(s, plain)) *(char **)p = xstrdup(s);
-    return 0;
-  case JT_STRLIST:
-    clear_value_(c, k);
-    if (!is_null_scalar_(s, plain)) strlist_push_((job_strlist *)p, s);
-    return 0;
-  case JT_INT: {
-    errno = 0;
-    long long v = plain ? strtoll(s, &end, 10) : 0;
-    if (!plain || errno || end == s || *end) {
-      range_text_(k, rng, sizeof rng);
-      return st_fail(ST_EINPUT, "%s: key '%s': expected %s, found '%s'", where, k->path, rng, s);
-    }
-    if ((double)v < k->min || (double)v > k->max) {
-      range_text_(k, rng, sizeof rng);
-      return st_fail(ST_EINPUT, "%s: key '%s': expected %s, found %lld", where, k->path, rng, v);
-    }
-    *(int64_t *)p = (int64_t)v;
-    return 0;
-  }
-  case JT_FLOAT: {
-    errno = 0;
-    double v = plain ? strtod(s, &end) : 0;
-    if (!plain || errno || end == s || *end || !isfinite(v)) {
-      range_text_(k, rng, sizeof rng);
-      return st_fail(ST_EINPUT, "%s: key '%s': expected %s, found '%s'", where, k->path, rng, s);
-    }
-    if (v < k->min || v > k->max || ((k->open & JOB_OPEN_MIN) && v == k->min) ||
-        ((k->open & JOB_OPEN_MAX) && v == k->max)) {
-      range_text_(k, rng, sizeof rng);
-      return st_fail(ST_EINPUT, "%s: key '%s': expected %s, found %s", where, k->path, rng, s);
-    }
-    *(double *)p = v;
-    return 0;
-  }
-  case JT_BOOL: {
-    static const char *yes[] = {"true", "yes", "on"}, *no[] = {"false", "no", "off"};
-    for (int i = 0; plain && i < 3; i++) {
-      if (strcasecmp(s, yes[i]) == 0) return *(int *)p = 1, 0;
-      if (strcasecmp(s, no[i]) == 0) return *(int *)p = 0, 0;
-    }
-    return st_fail(ST_EINPUT, "%s: key '%s': expected true or false, found '%s'", where, k->path,
-                   s);
-  }
-  case JT_ENUM: {
-    int idx = 0, best = 1 << 30;
-    const char *c0 = k->choices, *bestc = NULL;
-    size_t bestl = 0;
-    for (const char *q = c0;; q++) {
-      if (*q == '|' || *q == '\0') {
-        size_t l = (size_t)(q - c0);
-        if (strlen(s) == l && strncmp(s, c0, l) == 0) return *(int *)p = idx, 0;
-        char tmp[64];
-        snprintf(tmp, sizeof tmp, "%.*s", (int)l, c0);
-        int d = opt_edit_distance(s, tmp);
-        if (d < best) best = d, bestc = c0, bestl = l;
-        idx++;
-        c0 = q + 1;
+    case JT_STR:
+      clear_value_(c, k);
+      if (!is_null_scalar_(s, plain)) *(char **)p = xstrdup(s);
+      return 0;
+    case JT_STRLIST:
+      clear_value_(c, k);
+      if (!is_null_scalar_(s, plain)) strlist_push_((job_strlist *)p, s);
+      return 0;
+    case JT_INT: {
+      errno = 0;
+      long long v = plain ? strtoll(s, &end, 10) : 0;
+      if (!plain || errno || end == s || *end) {
+        range_text_(k, rng, sizeof rng);
+        return st_fail(ST_EINPUT, "%s: key '%s': expected %s, found '%s'", where, k->path, rng, s);
       }
-      if (*q == '\0') break;
+      if ((double)v < k->min || (double)v > k->max) {
+        range_text_(k, rng, sizeof rng);
+        return st_fail(ST_EINPUT, "%s: key '%s': expected %s, found %lld", where, k->path, rng, v);
+      }
+      *(int64_t *)p = (int64_t)v;
+      return 0;
     }
-    if (bestc && best <= 3)
-      return st_fail(ST_EINPUT, "%s: key '%s': expected one of %s, found '%s' (did you mean '%.*s'?)",
-                     where, k->path, k->choices, s, (int)bestl, bestc);
-    return st_fail(ST_EINPUT, "%s: key '%s': expected one of %s, found '%s'", where, k->path,
-                   k->choices, s);
-  }
+    case JT_FLOAT: {
+      errno = 0;
+      double v = plain ? strtod(s, &end) : 0;
+      if (!plain || errno || end == s || *end || !isfinite(v)) {
+        range_text_(k, rng, sizeof rng);
+        return st_fail(ST_EINPUT, "%s: key '%s': expected %s, found '%s'", where, k->path, rng, s);
+      }
+      if (v < k->min || v > k->max || ((k->open & JOB_OPEN_MIN) && v == k->min) ||
+          ((k->open & JOB_OPEN_MAX) && v == k->max)) {
+        range_text_(k, rng, sizeof rng);
+        return st_fail(ST_EINPUT, "%s: key '%s': expected %s, found %s", where, k->path, rng, s);
+      }
+      *(double *)p = v;
+      return 0;
+    }
+    case JT_BOOL: {
+      static const char *yes[] = {"true", "yes", "on"}, *no[] = {"false", "no", "off"};
+      for (int i = 0; plain && i < 3; i++) {
+        if (strcasecmp(s, yes[i]) == 0) return *(int *)p = 1, 0;
+        if (strcasecmp(s, no[i]) == 0) return *(int *)p = 0, 0;
+      }
+      return st_fail(ST_EINPUT, "%s: key '%s': expected true or false, found '%s'", where, k->path,
+                     s);
+    }
+    case JT_ENUM: {
+      int idx = 0, best = 1 << 30;
+      const char *c0 = k->choices, *bestc = NULL;
+      size_t bestl = 0;
+      for (const char *q = c0;; q++) {
+        if (*q == '|' || *q == '\0') {
+          size_t l = (size_t)(q - c0);
+          if (strlen(s) == l && strncmp(s, c0, l) == 0) return *(int *)p = idx, 0;
+          char tmp[64];
+          snprintf(tmp, sizeof tmp, "%.*s", (int)l, c0);
+          int d = opt_edit_distance(s, tmp);
+          if (d < best) best = d, bestc = c0, bestl = l;
+          idx++;
+          c0 = q + 1;
+        }
+        if (*q == '\0') break;
+      }
+      if (bestc && best <= 3)
+        return st_fail(ST_EINPUT,
+                       "%s: key '%s': expected one of %s, found '%s' (did you mean '%.*s'?)", where,
+                       k->path, k->choices, s, (int)bestl, bestc);
+      return st_fail(ST_EINPUT, "%s: key '%s': expected one of %s, found '%s'", where, k->path,
+                     k->choices, s);
+    }
   }
   return 0;
 }
@@ -399,12 +405,13 @@ static int set_node_(job_config *c, const job_key *k, const char *where, yaml_do
                        node->data.scalar.style == YAML_PLAIN_SCALAR_STYLE);
   if (node->type == YAML_SEQUENCE_NODE && k->type == JT_STRLIST) {
     job_strlist tmp = {0, NULL};
-    for (yaml_node_item_t *it = node->data.sequence.items.start;
-         it < node->data.sequence.items.top; it++) {
+    for (yaml_node_item_t *it = node->data.sequence.items.start; it < node->data.sequence.items.top;
+         it++) {
       yaml_node_t *e = yaml_document_get_node(doc, *it);
       if (!e || e->type != YAML_SCALAR_NODE) {
         strlist_free_(&tmp);
-        return st_fail(ST_EINPUT, "%s: key '%s': expected a list of strings, found a list with a %s in it",
+        return st_fail(ST_EINPUT,
+                       "%s: key '%s': expected a list of strings, found a list with a %s in it",
                        where, k->path, e && e->type == YAML_MAPPING_NODE ? "mapping" : "list");
       }
       strlist_push_(&tmp, (const char *)e->data.scalar.value);
@@ -481,13 +488,13 @@ static int walk_(job_config *c, const char *file, yaml_document_t *doc, yaml_nod
       c->is_set[k] = 1;
       c->key_line[k] = line;
     } else if (is_section_(path)) {
-      if (vn->type == YAML_SCALAR_NODE && is_null_scalar_((const char *)vn->data.scalar.value,
-                                                          vn->data.scalar.style ==
-                                                              YAML_PLAIN_SCALAR_STYLE))
+      if (vn->type == YAML_SCALAR_NODE &&
+          is_null_scalar_((const char *)vn->data.scalar.value,
+                          vn->data.scalar.style == YAML_PLAIN_SCALAR_STYLE))
         continue; /* an empty section */
       if (vn->type != YAML_MAPPING_NODE)
-        return st_fail(ST_EINPUT, "%s: section '%s': expected a mapping of keys, found a %s",
-                       where, path, vn->type == YAML_SCALAR_NODE ? "scalar" : "list");
+        return st_fail(ST_EINPUT, "%s: section '%s': expected a mapping of keys, found a %s", where,
+                       path, vn->type == YAML_SCALAR_NODE ? "scalar" : "list");
       int rc = walk_(c, file, doc, vn, path);
       if (rc) return rc;
     } else {
@@ -508,8 +515,10 @@ static int apply_set_(job_config *c, const char *assignment) {
   char where[600];
   snprintf(where, sizeof where, "--set %s", assignment);
   if (!eq || eq == assignment)
-    return st_fail(ST_EINPUT, "%s: expected KEY=VALUE with a dotted key path (e.g. "
-                   "training.max_steps=5)", where);
+    return st_fail(ST_EINPUT,
+                   "%s: expected KEY=VALUE with a dotted key path (e.g. "
+                   "training.max_steps=5)",
+                   where);
   char path[256];
   snprintf(path, sizeof path, "%.*s", (int)(eq - assignment), assignment);
   int k = resolve_(path);
@@ -551,9 +560,10 @@ static int validate_(job_config *c) {
   const char *f = c->source_path ? c->source_path : "job";
   int ko = job_key_index("output_dir"), kt = job_key_index("training.output_dir");
   if (c->output_dir && c->training.output_dir && !str_eq_(c->output_dir, c->training.output_dir))
-    return st_fail(ST_EINPUT, "%s: output_dir '%s' (line %d) and training.output_dir '%s' (line %d) "
-                   "differ; give one of them", f, c->output_dir, c->key_line[ko],
-                   c->training.output_dir, c->key_line[kt]);
+    return st_fail(ST_EINPUT,
+                   "%s: output_dir '%s' (line %d) and training.output_dir '%s' (line %d) "
+                   "differ; give one of them",
+                   f, c->output_dir, c->key_line[ko], c->training.output_dir, c->key_line[kt]);
   if (!c->output_dir && c->training.output_dir) c->output_dir = xstrdup(c->training.output_dir);
   if (c->output_dir && !c->training.output_dir) c->training.output_dir = xstrdup(c->output_dir);
   for (int i = 0; i < NKEYS_; i++) {
@@ -567,25 +577,34 @@ static int validate_(job_config *c) {
   }
   if (c->spectrum.unfrozen_parameters &&
       (job_is_set(c, "spectrum.top_percent") || c->spectrum.layer_types.n))
-    return st_fail(ST_EINPUT, "%s:%d: spectrum.unfrozen_parameters gives the selection; "
-                   "spectrum.top_percent and spectrum.layer_types must then be left out", f,
-                   c->key_line[job_key_index("spectrum.unfrozen_parameters")]);
+    return st_fail(ST_EINPUT,
+                   "%s:%d: spectrum.unfrozen_parameters gives the selection; "
+                   "spectrum.top_percent and spectrum.layer_types must then be left out",
+                   f, c->key_line[job_key_index("spectrum.unfrozen_parameters")]);
   if (c->data.validation && c->data.validation_split > 0)
-    return st_fail(ST_EINPUT, "%s:%d: data.validation (a file) and data.validation_split = %g "
-                   "are both given; give one of them", f,
-                   c->key_line[job_key_index("data.validation")], c->data.validation_split);
+    return st_fail(ST_EINPUT,
+                   "%s:%d: data.validation (a file) and data.validation_split = %g "
+                   "are both given; give one of them",
+                   f, c->key_line[job_key_index("data.validation")], c->data.validation_split);
+  if (c->model.init_preset && !model_config_preset_json(c->model.init_preset))
+    return st_fail(ST_EINPUT, "%s:%d: model.init_preset: expected one of %s, found '%s'", f,
+                   c->key_line[job_key_index("model.init_preset")], model_config_preset_names(),
+                   c->model.init_preset);
   if (c->training.fp16)
-    return st_fail(ST_EINPUT, "%s:%d: training.fp16: expected false, found true: spectrain "
-                   "computes in fp32 or bfloat16 (set training.bf16: true instead)", f,
-                   c->key_line[job_key_index("training.fp16")]);
+    return st_fail(ST_EINPUT,
+                   "%s:%d: training.fp16: expected false, found true: spectrain "
+                   "computes in fp32 or bfloat16 (set training.bf16: true instead)",
+                   f, c->key_line[job_key_index("training.fp16")]);
   if (c->training.packing)
-    return st_fail(ST_EINPUT, "%s:%d: training.packing: expected false, found true: a JSONL "
-                   "record is always one sequence (text and .bin data are cut into windows)", f,
-                   c->key_line[job_key_index("training.packing")]);
+    return st_fail(ST_EINPUT,
+                   "%s:%d: training.packing: expected false, found true: a JSONL "
+                   "record is always one sequence (text and .bin data are cut into windows)",
+                   f, c->key_line[job_key_index("training.packing")]);
   if (c->training.max_steps <= 0 && c->training.num_train_epochs <= 0)
-    return st_fail(ST_EINPUT, "%s: nothing to train: training.max_steps = %lld and "
-                   "training.num_train_epochs = %g; set one of them above 0", f,
-                   (long long)c->training.max_steps, c->training.num_train_epochs);
+    return st_fail(ST_EINPUT,
+                   "%s: nothing to train: training.max_steps = %lld and "
+                   "training.num_train_epochs = %g; set one of them above 0",
+                   f, (long long)c->training.max_steps, c->training.num_train_epochs);
   return 0;
 }
 
@@ -605,12 +624,14 @@ static int load_doc_(job_config *c, const char *name, const char *text) {
   }
   yaml_node_t *root = yaml_document_get_root_node(&doc);
   if (!root)
-    rc = st_fail(ST_EINPUT, "%s: the job file is empty (expected a mapping with output_dir, "
-                 "model, data, ...)", name);
+    rc = st_fail(ST_EINPUT,
+                 "%s: the job file is empty (expected a mapping with output_dir, "
+                 "model, data, ...)",
+                 name);
   else if (root->type != YAML_MAPPING_NODE)
-    rc = st_fail(ST_EINPUT, "%s:%d: expected a mapping of keys at the top level, found a %s",
-                 name, (int)root->start_mark.line + 1,
-                 root->type == YAML_SCALAR_NODE ? "scalar" : "list");
+    rc =
+        st_fail(ST_EINPUT, "%s:%d: expected a mapping of keys at the top level, found a %s", name,
+                (int)root->start_mark.line + 1, root->type == YAML_SCALAR_NODE ? "scalar" : "list");
   else
     rc = walk_(c, name, &doc, root, "");
   yaml_document_delete(&doc);
@@ -665,21 +686,35 @@ int job_set(job_config *c, const char *assignment) {
   return rc ? rc : validate_(c);
 }
 
+int job_load_stored(const char *name, const char *source_text, const char *sets_text,
+                    job_config *out) {
+  /* split the "path=value\n" lines into an opt_list */
+  char *copy = xstrdup(sets_text ? sets_text : "");
+  opt_list sets = {0, NULL};
+  for (char *line = strtok(copy, "\n"); line; line = strtok(NULL, "\n")) {
+    sets.v = xrealloc((void *)sets.v, (size_t)(sets.n + 1) * sizeof *sets.v);
+    sets.v[sets.n++] = line;
+  }
+  int rc = job_load_text(name, source_text, &sets, out);
+  free((void *)sets.v);
+  free(copy);
+  return rc;
+}
+
 /* ---- hashing, canonical YAML, reference ------------------------------------------ */
-uint64_t job_hash(const job_config *c) {
-  uint64_t h = HASH64_INIT;
-  for (int i = 0; i < NKEYS_; i++) {
-    const job_key *k = &schema_[i];
-    const void *p = cslot_(c, k);
-    h = hash64_str(h, k->path);
-    switch (k->type) {
+static uint64_t key_hash_(uint64_t h, const job_config *c, const job_key *k) {
+  const void *p = cslot_(c, k);
+  h = hash64_str(h, k->path);
+  switch (k->type) {
     case JT_STR: {
       const char *s = *(char *const *)p;
       h = hash64_u64(h, s != NULL);
       if (s) h = hash64_str(h, s);
       break;
     }
-    case JT_INT: h = hash64_u64(h, (uint64_t) * (const int64_t *)p); break;
+    case JT_INT:
+      h = hash64_u64(h, (uint64_t) * (const int64_t *)p);
+      break;
     case JT_FLOAT: {
       double v = *(const double *)p;
       uint64_t bits;
@@ -689,16 +724,36 @@ uint64_t job_hash(const job_config *c) {
       break;
     }
     case JT_BOOL:
-    case JT_ENUM: h = hash64_u64(h, (uint64_t)(int64_t) * (const int *)p); break;
+    case JT_ENUM:
+      h = hash64_u64(h, (uint64_t)(int64_t) * (const int *)p);
+      break;
     case JT_STRLIST: {
       const job_strlist *l = p;
       h = hash64_u64(h, (uint64_t)l->n);
       for (int j = 0; j < l->n; j++) h = hash64_str(h, l->v[j]);
       break;
     }
-    }
   }
   return h;
+}
+
+uint64_t job_hash(const job_config *c) {
+  uint64_t h = HASH64_INIT;
+  for (int i = 0; i < NKEYS_; i++) h = key_hash_(h, c, &schema_[i]);
+  return h;
+}
+
+char *job_diff(const job_config *a, const job_config *b) {
+  char *out = NULL;
+  for (int i = 0; i < NKEYS_; i++) {
+    const job_key *k = &schema_[i];
+    if (k->offset == offsetof(job_config, training.output_dir)) continue; /* = output_dir */
+    if (key_hash_(HASH64_INIT, a, k) == key_hash_(HASH64_INIT, b, k)) continue;
+    char *t = xasprintf("%s%s%s", out ? out : "", out ? ", " : "", k->path);
+    free(out);
+    out = t;
+  }
+  return out;
 }
 
 const char *job_enum_name(const char *path, int value) {
@@ -751,9 +806,12 @@ static void sb_put_(sbuf_ *b, const char *fmt, ...) {
 static void sb_quoted_(sbuf_ *b, const char *s) {
   sb_put_(b, "\"");
   for (const unsigned char *q = (const unsigned char *)s; *q; q++) {
-    if (*q == '"' || *q == '\\') sb_put_(b, "\\%c", *q);
-    else if (*q < 0x20) sb_put_(b, "\\x%02x", *q);
-    else sb_put_(b, "%c", *q);
+    if (*q == '"' || *q == '\\')
+      sb_put_(b, "\\%c", *q);
+    else if (*q < 0x20)
+      sb_put_(b, "\\x%02x", *q);
+    else
+      sb_put_(b, "%c", *q);
   }
   sb_put_(b, "\"");
 }
@@ -761,26 +819,36 @@ static void sb_quoted_(sbuf_ *b, const char *s) {
 static void sb_value_(sbuf_ *b, const job_config *c, const job_key *k) {
   const void *p = cslot_(c, k);
   switch (k->type) {
-  case JT_STR: {
-    const char *s = *(char *const *)p;
-    if (s) sb_quoted_(b, s);
-    else sb_put_(b, "null");
-    break;
-  }
-  case JT_INT: sb_put_(b, "%lld", (long long)*(const int64_t *)p); break;
-  case JT_FLOAT: sb_put_(b, "%.17g", *(const double *)p); break;
-  case JT_BOOL: sb_put_(b, "%s", *(const int *)p ? "true" : "false"); break;
-  case JT_ENUM: sb_put_(b, "%s", job_enum_name(k->path, *(const int *)p)); break;
-  case JT_STRLIST: {
-    const job_strlist *l = p;
-    sb_put_(b, "[");
-    for (int j = 0; j < l->n; j++) {
-      if (j) sb_put_(b, ", ");
-      sb_quoted_(b, l->v[j]);
+    case JT_STR: {
+      const char *s = *(char *const *)p;
+      if (s)
+        sb_quoted_(b, s);
+      else
+        sb_put_(b, "null");
+      break;
     }
-    sb_put_(b, "]");
-    break;
-  }
+    case JT_INT:
+      sb_put_(b, "%lld", (long long)*(const int64_t *)p);
+      break;
+    case JT_FLOAT:
+      sb_put_(b, "%.17g", *(const double *)p);
+      break;
+    case JT_BOOL:
+      sb_put_(b, "%s", *(const int *)p ? "true" : "false");
+      break;
+    case JT_ENUM:
+      sb_put_(b, "%s", job_enum_name(k->path, *(const int *)p));
+      break;
+    case JT_STRLIST: {
+      const job_strlist *l = p;
+      sb_put_(b, "[");
+      for (int j = 0; j < l->n; j++) {
+        if (j) sb_put_(b, ", ");
+        sb_quoted_(b, l->v[j]);
+      }
+      sb_put_(b, "]");
+      break;
+    }
   }
 }
 
@@ -827,16 +895,19 @@ void job_print_reference(FILE *f) {
       fprintf(f, "\n## %s\n\n| key | type | default | allowed | meaning |\n|---|---|---|---|---|\n",
               sl ? section : "top level");
     }
-    const char *tn = k->type == JT_STR       ? "string"
-                     : k->type == JT_INT     ? "integer"
-                     : k->type == JT_FLOAT   ? "number"
-                     : k->type == JT_BOOL    ? "bool"
-                     : k->type == JT_ENUM    ? "choice"
-                                             : "list of strings";
+    const char *tn = k->type == JT_STR     ? "string"
+                     : k->type == JT_INT   ? "integer"
+                     : k->type == JT_FLOAT ? "number"
+                     : k->type == JT_BOOL  ? "bool"
+                     : k->type == JT_ENUM  ? "choice"
+                                           : "list of strings";
     char def[96], allowed[160] = "";
-    if (k->required) snprintf(def, sizeof def, "required");
-    else if (!k->def) snprintf(def, sizeof def, "`[]`");
-    else snprintf(def, sizeof def, "`%s`", k->def);
+    if (k->required)
+      snprintf(def, sizeof def, "required");
+    else if (!k->def)
+      snprintf(def, sizeof def, "`[]`");
+    else
+      snprintf(def, sizeof def, "`%s`", k->def);
     if (k->type == JT_ENUM) {
       snprintf(allowed, sizeof allowed, "%s", k->choices);
       for (char *q = allowed; *q; q++)

@@ -16,7 +16,12 @@
 #include "util/opt.h"
 
 /* The order of each enum matches the choices string of its key in the schema. */
-typedef enum { LR_CONSTANT = 0, LR_LINEAR, LR_COSINE, LR_CONSTANT_WITH_WARMUP } job_lr_sched;
+typedef enum {
+  JOB_LR_CONSTANT = 0, /* prefixed: model/optim.h owns the LR_* names of lr_schedule */
+  JOB_LR_LINEAR,
+  JOB_LR_COSINE,
+  JOB_LR_CONSTANT_WITH_WARMUP
+} job_lr_sched;
 typedef enum { BACKEND_CPU = 0, BACKEND_CUDA, BACKEND_AUTO } job_backend;
 typedef enum { OFFLOAD_NONE = 0, OFFLOAD_CPU } job_offload;
 typedef enum { DATA_AUTO = 0, DATA_BIN, DATA_JSONL, DATA_TEXT } job_data_format;
@@ -56,7 +61,7 @@ typedef struct {
 
   struct {
     double learning_rate;
-    int64_t max_steps;         /* -1: use num_train_epochs */
+    int64_t max_steps; /* -1: use num_train_epochs */
     double num_train_epochs;
     int64_t per_device_train_batch_size; /* sequences per rank per micro-step */
     int64_t per_device_eval_batch_size;
@@ -77,9 +82,9 @@ typedef struct {
     int64_t save_total_limit; /* 0: keep every checkpoint */
     int64_t max_seq_length;   /* T */
     job_backend backend;
-    int optim;        /* TRL compatibility: every AdamW spelling is the same AdamW */
+    int optim;         /* TRL compatibility: every AdamW spelling is the same AdamW */
     int fp16, packing; /* TRL compatibility: must be false */
-    char *output_dir; /* TRL's place for output_dir: equal to the top-level one after loading */
+    char *output_dir;  /* TRL's place for output_dir: equal to the top-level one after loading */
   } training;
 
   struct {
@@ -102,9 +107,9 @@ typedef struct {
   } logging;
 
   /* Provenance (not schema keys). */
-  char *source_path; /* the job file as given */
-  char *source_text; /* its full text, for checkpoints */
-  char *sets_text;   /* the --set overrides, one "path=value" per line ("" when none) */
+  char *source_path;     /* the job file as given */
+  char *source_text;     /* its full text, for checkpoints */
+  char *sets_text;       /* the --set overrides, one "path=value" per line ("" when none) */
   unsigned char *is_set; /* per schema key: 1 when the file or a --set gave it */
   int *key_line;         /* per schema key: its line in the file (0: not from the file) */
 } job_config;
@@ -115,10 +120,10 @@ typedef enum { JT_STR, JT_INT, JT_FLOAT, JT_BOOL, JT_ENUM, JT_STRLIST } job_type
 enum { JOB_OPEN_MIN = 1, JOB_OPEN_MAX = 2 };
 
 typedef struct {
-  const char *path;    /* dotted key path, e.g. "training.learning_rate" */
+  const char *path; /* dotted key path, e.g. "training.learning_rate" */
   job_type type;
-  size_t offset;       /* of the value inside job_config */
-  const char *def;     /* default as YAML text; NULL = no default (unset / required) */
+  size_t offset;   /* of the value inside job_config */
+  const char *def; /* default as YAML text; NULL = no default (unset / required) */
   int required;
   double min, max;     /* inclusive range for JT_INT / JT_FLOAT */
   int open;            /* JOB_OPEN_MIN / JOB_OPEN_MAX: that bound itself is excluded */
@@ -152,11 +157,18 @@ uint64_t job_hash(const job_config *c);
 /* The effective job as YAML (every key, defaults included); loading it gives the same
  * job_hash. Caller frees. */
 char *job_to_yaml(const job_config *c);
+/* Reload a job stored in a checkpoint: its file text and its --set lines (sets_text as
+ * kept in job_config). */
+int job_load_stored(const char *name, const char *source_text, const char *sets_text,
+                    job_config *out);
+/* The key paths whose values differ between a and b, comma-separated (caller frees), or
+ * NULL when the jobs are equal (job_hash equal). */
+char *job_diff(const job_config *a, const job_config *b);
 /* docs/job-file.md, generated from the schema. */
 void job_print_reference(FILE *f);
 
 /* Small helpers for consumers. */
-const char *job_enum_name(const char *path, int value); /* "cosine" for LR_COSINE */
+const char *job_enum_name(const char *path, int value); /* "cosine" for JOB_LR_COSINE */
 /* Effective metrics path: output_dir/metrics_file (caller frees). */
 char *job_output_path(const job_config *c, const char *name);
 

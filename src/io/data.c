@@ -50,12 +50,29 @@ struct data_source {
 };
 
 /* ---- format detection ------------------------------------------------------------ */
-static job_data_format kind_of_(const char *path, job_data_format fmt) {
-  if (fmt != DATA_AUTO) return fmt;
-  size_t n = strlen(path);
-  if (n >= 4 && strcmp(path + n - 4, ".bin") == 0) return DATA_BIN;
-  if (n >= 6 && strcmp(path + n - 6, ".jsonl") == 0) return DATA_JSONL;
-  return DATA_TEXT;
+static int ends_with_(const char *s, const char *suffix) {
+  size_t n = strlen(s), m = strlen(suffix);
+  return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+/* Extensions that are surely not token data nor plain text: reading them as bytes would
+ * train on garbage without a word, so "auto" refuses them. */
+static const char *const not_text_[] = {".json", ".parquet", ".arrow",       ".gz",
+                                        ".bz2",  ".xz",      ".zst",         ".zip",
+                                        ".tar",  ".npy",     ".safetensors", ".pt"};
+
+static int kind_of_(const char *path, job_data_format fmt, job_data_format *kind) {
+  if (fmt != DATA_AUTO) return *kind = fmt, 0;
+  if (ends_with_(path, ".bin")) return *kind = DATA_BIN, 0;
+  if (ends_with_(path, ".jsonl")) return *kind = DATA_JSONL, 0;
+  for (size_t i = 0; i < sizeof not_text_ / sizeof not_text_[0]; i++)
+    if (ends_with_(path, not_text_[i]))
+      return st_fail(ST_EINPUT,
+                     "%s: '%s' files are not token data: expected .bin (llm.c "
+                     "shards), .jsonl (input_ids per line) or plain text; pre-tokenize it, or "
+                     "set data.format: text to read it as bytes anyway",
+                     path, not_text_[i]);
+  return *kind = DATA_TEXT, 0;
 }
 
 static uint32_t token_at_(const dfile_ *f, uint64_t i) {
@@ -106,13 +123,14 @@ static int check_stream_(data_source *s, dfile_ *f, int64_t vocab) {
     for (uint64_t i = 0; i < f->n_tokens; i++) {
       uint32_t t = token_at_(f, i);
       if ((int64_t)t >= vocab)
-        return st_fail(ST_EINPUT, "%s: token %llu (0-based, %s offset %llu) is %u: expected "
-                       "an id below the vocabulary size %lld",
-                       f->path, (unsigned long long)i, f->kind == DATA_TEXT ? "byte" : "file byte",
-                       (unsigned long long)((const unsigned char *)f->tokens -
-                                            (const unsigned char *)f->map +
-                                            i * (uint64_t)f->tok_bytes),
-                       t, (long long)vocab);
+        return st_fail(
+            ST_EINPUT,
+            "%s: token %llu (0-based, %s offset %llu) is %u: expected "
+            "an id below the vocabulary size %lld",
+            f->path, (unsigned long long)i, f->kind == DATA_TEXT ? "byte" : "file byte",
+            (unsigned long long)((const unsigned char *)f->tokens - (const unsigned char *)f->map +
+                                 i * (uint64_t)f->tok_bytes),
+            t, (long long)vocab);
     }
   }
   if ((int64_t)mx > s->max_token) s->max_token = (int64_t)mx;
@@ -122,8 +140,10 @@ static int check_stream_(data_source *s, dfile_ *f, int64_t vocab) {
 static int open_bin_(dfile_ *f) {
   const size_t hdr_bytes = BIN_HEADER_INTS * sizeof(int32_t);
   if (f->map_bytes < hdr_bytes)
-    return st_fail(ST_EINPUT, "%s: llm.c token shard too short: expected a %zu-byte header, "
-                   "found %zu bytes in the file", f->path, hdr_bytes, f->map_bytes);
+    return st_fail(ST_EINPUT,
+                   "%s: llm.c token shard too short: expected a %zu-byte header, "
+                   "found %zu bytes in the file",
+                   f->path, hdr_bytes, f->map_bytes);
   int32_t hdr[3];
   memcpy(hdr, f->map, sizeof hdr);
   if (hdr[0] == BIN_MAGIC_U16) {
@@ -137,7 +157,8 @@ static int open_bin_(dfile_ *f) {
       return st_fail(ST_EINPUT, "%s: llm.c shard with magic %d: expected version %d, found %d",
                      f->path, hdr[0], BIN_VERSION_U32, hdr[1]);
   } else {
-    return st_fail(ST_EINPUT, "%s: not an llm.c token shard: expected magic %d (uint16 tokens) "
+    return st_fail(ST_EINPUT,
+                   "%s: not an llm.c token shard: expected magic %d (uint16 tokens) "
                    "or %d (uint32 tokens), found %d (for text data use another extension "
                    "than .bin, or data.format: text)",
                    f->path, BIN_MAGIC_U16, BIN_MAGIC_U32, hdr[0]);
@@ -146,9 +167,10 @@ static int open_bin_(dfile_ *f) {
     return st_fail(ST_EINPUT, "%s: header token count is negative (%d)", f->path, hdr[2]);
   uint64_t want = hdr_bytes + (uint64_t)hdr[2] * (uint64_t)f->tok_bytes;
   if (want != f->map_bytes)
-    return st_fail(ST_EINPUT, "%s: header says %d tokens of %d bytes, so the file should have "
-                   "%llu bytes; found %zu", f->path, hdr[2], f->tok_bytes,
-                   (unsigned long long)want, f->map_bytes);
+    return st_fail(ST_EINPUT,
+                   "%s: header says %d tokens of %d bytes, so the file should have "
+                   "%llu bytes; found %zu",
+                   f->path, hdr[2], f->tok_bytes, (unsigned long long)want, f->map_bytes);
   f->tokens = (const unsigned char *)f->map + hdr_bytes;
   f->n_tokens = (uint64_t)hdr[2];
   return 0;
@@ -189,8 +211,8 @@ static int json_ints_(const char *path, long line, json_t *arr, const char *key,
       if (vocab > 0)
         return st_fail(ST_EINPUT, "%s:%ld: %s[%zu] is %lld: expected an id in [0, %lld)%s", path,
                        line, key, i, (long long)t, (long long)vocab, labels ? " or -100" : "");
-      return st_fail(ST_EINPUT, "%s:%ld: %s[%zu] is %lld: expected a non-negative id%s", path,
-                     line, key, i, (long long)t, labels ? " or -100" : "");
+      return st_fail(ST_EINPUT, "%s:%ld: %s[%zu] is %lld: expected a non-negative id%s", path, line,
+                     key, i, (long long)t, labels ? " or -100" : "");
     }
     if (t > *mx) *mx = t;
     if (i < keep) dst[i] = (int32_t)t;
@@ -224,8 +246,10 @@ static int open_jsonl_(data_source *s, dfile_ *f, int64_t vocab) {
     }
     json_t *ids = json_object_get(o, "input_ids"), *lab = json_object_get(o, "labels");
     if (!json_is_object(o) || !ids) {
-      rc = st_fail(ST_EINPUT, "%s:%ld: expected a JSON object with \"input_ids\" (pre-tokenized "
-                   "data; optional \"labels\" with -100 for tokens not trained on)", f->path, line);
+      rc = st_fail(ST_EINPUT,
+                   "%s:%ld: expected a JSON object with \"input_ids\" (pre-tokenized "
+                   "data; optional \"labels\" with -100 for tokens not trained on)",
+                   f->path, line);
       json_decref(o);
       break;
     }
@@ -241,8 +265,10 @@ static int open_jsonl_(data_source *s, dfile_ *f, int64_t vocab) {
       int64_t dummy = 0;
       rc = json_ints_(f->path, line, lab, "labels", 1, vocab, dl, keep, &n_lab, &dummy);
       if (!rc && n_lab != n_ids)
-        rc = st_fail(ST_EINPUT, "%s:%ld: labels has %zu entries: expected one per input_ids "
-                     "entry (%zu)", f->path, line, n_lab, n_ids);
+        rc = st_fail(ST_EINPUT,
+                     "%s:%ld: labels has %zu entries: expected one per input_ids "
+                     "entry (%zu)",
+                     f->path, line, n_lab, n_ids);
     } else if (!rc) {
       memcpy(dl, di, keep * sizeof *dl); /* labels default to input_ids */
     }
@@ -273,8 +299,8 @@ int data_open(const char *const *paths, int n_paths, job_data_format format, int
               int64_t vocab_size, data_source **out) {
   *out = NULL;
   if (n_paths < 1) return st_fail(ST_EINPUT, "data: no token files given");
-  if (seq_len < 1) return st_fail(ST_EINPUT, "data: max_seq_length must be >= 1, found %lld",
-                                  (long long)seq_len);
+  if (seq_len < 1)
+    return st_fail(ST_EINPUT, "data: max_seq_length must be >= 1, found %lld", (long long)seq_len);
   data_source *s = xcalloc(1, sizeof *s);
   s->T = seq_len;
   s->files = xcalloc((size_t)n_paths, sizeof *s->files);
@@ -283,8 +309,14 @@ int data_open(const char *const *paths, int n_paths, job_data_format format, int
   for (int i = 0; i < n_paths && !rc; i++) {
     dfile_ *f = &s->files[i];
     f->path = xstrdup(paths[i]);
-    f->kind = kind_of_(paths[i], format);
     f->first_sample = s->n_samples;
+    rc = kind_of_(paths[i], format, &f->kind);
+    if (rc) break;
+    if (f->kind == DATA_TEXT && vocab_size > DATA_TEXT_VOCAB)
+      log_warn(
+          "%s: read as text, one token per byte (ids 0-255), for a vocabulary of %lld: "
+          "only byte-level models understand that; pre-tokenize into .bin or .jsonl",
+          f->path, (long long)vocab_size);
     if (f->kind == DATA_JSONL) {
       rc = open_jsonl_(s, f, vocab_size);
     } else {
@@ -297,8 +329,8 @@ int data_open(const char *const *paths, int n_paths, job_data_format format, int
       }
       if (!rc) rc = check_stream_(s, f, vocab_size);
       if (!rc) {
-        f->n_samples = f->n_tokens >= (uint64_t)seq_len + 1
-                           ? (f->n_tokens - 1) / (uint64_t)seq_len : 0;
+        f->n_samples =
+            f->n_tokens >= (uint64_t)seq_len + 1 ? (f->n_tokens - 1) / (uint64_t)seq_len : 0;
         s->n_tokens += f->n_tokens;
         if (f->n_samples == 0)
           log_warn("%s: %llu tokens, fewer than max_seq_length + 1 = %lld: no samples from it",
@@ -308,9 +340,10 @@ int data_open(const char *const *paths, int n_paths, job_data_format format, int
     s->n_samples += f->n_samples;
   }
   if (!rc && s->n_samples == 0)
-    rc = st_fail(ST_EINPUT, "%s%s: no samples (a stream needs at least max_seq_length + 1 = "
-                 "%lld tokens; a JSONL file at least one record)", paths[0],
-                 n_paths > 1 ? " and the other files" : "", (long long)seq_len + 1);
+    rc = st_fail(ST_EINPUT,
+                 "%s%s: no samples (a stream needs at least max_seq_length + 1 = "
+                 "%lld tokens; a JSONL file at least one record)",
+                 paths[0], n_paths > 1 ? " and the other files" : "", (long long)seq_len + 1);
   if (rc) {
     data_close(s);
     return rc;
@@ -344,8 +377,10 @@ static const dfile_ *file_of_(const data_source *s, uint64_t sample) {
   int lo = 0, hi = s->n_files - 1;
   while (lo < hi) { /* last file with first_sample <= sample and samples in it */
     int mid = (lo + hi + 1) / 2;
-    if (s->files[mid].first_sample <= sample) lo = mid;
-    else hi = mid - 1;
+    if (s->files[mid].first_sample <= sample)
+      lo = mid;
+    else
+      hi = mid - 1;
   }
   while (lo > 0 && s->files[lo].n_samples == 0) lo--;
   return &s->files[lo];
@@ -372,9 +407,7 @@ static void fill_one_(const data_source *s, uint64_t i, int32_t *in, int32_t *tg
   }
 }
 
-static uint64_t source_index_(const data_view *v, uint64_t i) {
-  return v->index ? v->index[i] : i;
-}
+static uint64_t source_index_(const data_view *v, uint64_t i) { return v->index ? v->index[i] : i; }
 
 void data_fill(const data_view *v, const uint64_t *samples, int n, int32_t *inputs,
                int32_t *targets) {
@@ -415,8 +448,7 @@ static uint64_t mix64_(uint64_t x) {
 
 /* A balanced Feistel network over 2*half bits, cycle-walked into [0, n): a permutation
  * of [0, n) that needs no memory and answers any position in O(1) expected time. */
-static uint64_t permute_(uint64_t n, uint64_t seed, uint64_t epoch, uint64_t stream,
-                         uint64_t pos) {
+static uint64_t permute_(uint64_t n, uint64_t seed, uint64_t epoch, uint64_t stream, uint64_t pos) {
   if (n <= 1) return pos;
   int bits = 1;
   while (bits < 64 && (1ULL << bits) < n) bits++;
@@ -487,8 +519,10 @@ int data_split(const data_source *s, double fraction, data_view *train, data_vie
   train->index = xmalloc((n - n_val) * sizeof *train->index);
   val->index = xmalloc(n_val * sizeof *val->index);
   for (uint64_t i = 0; i < n; i++) {
-    if (is_val[i]) val->index[val->n++] = i;
-    else train->index[train->n++] = i;
+    if (is_val[i])
+      val->index[val->n++] = i;
+    else
+      train->index[train->n++] = i;
   }
   free(is_val);
   return 0;

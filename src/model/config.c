@@ -249,7 +249,11 @@ int model_config_from_json(const void *json_obj, const char *what, model_config 
   if ((rc = get_str_(o, "torch_dtype", what, &dt))) return rc;
   if (!dt && (rc = get_str_(o, "dtype", what, &dt))) return rc;
   if (dt) snprintf(c->torch_dtype, sizeof c->torch_dtype, "%s", dt);
-  return model_config_validate(c, what);
+  if ((rc = model_config_validate(c, what))) return rc;
+  if (c->bos_token_id >= c->vocab_size || c->eos_token_id >= c->vocab_size)
+    log_warn("%s: bos_token_id=%d / eos_token_id=%d lie outside vocab_size=%d", what,
+             c->bos_token_id, c->eos_token_id, c->vocab_size);
+  return 0;
 }
 
 int model_config_load(const char *path, model_config *c) {
@@ -314,9 +318,6 @@ int model_config_validate(const model_config *c, const char *what) {
   if (c->sliding_window < 0)
     return st_fail(ST_EINPUT, "%s: key 'sliding_window': expected >= 0, found %d", what,
                    c->sliding_window);
-  if (c->bos_token_id >= c->vocab_size || c->eos_token_id >= c->vocab_size)
-    log_warn("%s: bos_token_id=%d / eos_token_id=%d lie outside vocab_size=%d", what,
-             c->bos_token_id, c->eos_token_id, c->vocab_size);
   return 0;
 }
 
@@ -340,6 +341,16 @@ static const char *architecture_(const char *type) {
   if (strcmp(type, "mistral") == 0) return "MistralForCausalLM";
   if (strcmp(type, "qwen2") == 0) return "Qwen2ForCausalLM";
   return "Qwen3ForCausalLM";
+}
+
+/* Significant digits that make %.Ng round-trip x (1e-05 rather than 1.0000000000000001e-05). */
+static int digits_(double x) {
+  for (int p = 1; p < 17; p++) {
+    char buf[64];
+    snprintf(buf, sizeof buf, "%.*g", p, x);
+    if (strtod(buf, NULL) == x) return p;
+  }
+  return 17;
 }
 
 static json_t *token_id_(int id) { return id >= 0 ? json_integer(id) : json_null(); }
@@ -395,9 +406,14 @@ int model_config_save(const char *path, const model_config *c) {
   json_object_set_new(o, "use_cache", json_true());
   json_object_set_new(o, "vocab_size", json_integer(c->vocab_size));
 
+  double reals[] = {c->initializer_range, c->rms_norm_eps, c->rope_theta, c->rope_scaling.factor,
+                    c->rope_scaling.low_freq_factor, c->rope_scaling.high_freq_factor};
+  int prec = 6;
+  for (size_t i = 0; i < sizeof reals / sizeof reals[0]; i++)
+    if (digits_(reals[i]) > prec) prec = digits_(reals[i]);
   char *tmp = xasprintf("%s.tmp", path);
   rc = 0;
-  if (json_dump_file(o, tmp, JSON_INDENT(2) | JSON_REAL_PRECISION(17)) != 0) {
+  if (json_dump_file(o, tmp, JSON_INDENT(2) | JSON_REAL_PRECISION(prec)) != 0) {
     rc = st_fail(ST_ERUNTIME, "%s: cannot write the model config", tmp);
   } else if (rename(tmp, path) != 0) {
     rc = st_fail(ST_ERUNTIME, "%s: cannot rename to %s", tmp, path);

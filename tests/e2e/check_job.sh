@@ -43,4 +43,17 @@ out=$($MPIEXEC -n 2 "$SPECTRAIN" check "$t/job2.yaml" --set training.max_steps=3
 # the generated reference is what docs/job-file.md holds
 "$SPECTRAIN" check --print-job-reference | cmp -s - "$SRC_DIR/docs/job-file.md" \
   || { echo "docs/job-file.md is out of step: spectrain check --print-job-reference > docs/job-file.md"; fail=1; }
+# the tiny job on its real text (skipped where the bible-kjv reader is not installed)
+if command -v bible >/dev/null; then
+  "$SRC_DIR/scripts/prepare-tiny-data.sh" "$t/tiny" >/dev/null || { echo "prepare-tiny-data failed"; fail=1; }
+  bytes=$(wc -c < "$t/tiny/kjv.txt")
+  (( bytes > 4000000 )) || { echo "kjv.txt has only $bytes bytes"; fail=1; }
+  out=$("$SPECTRAIN" check "$SRC_DIR/jobs/tiny.yaml" --vocab-size 256 --set "data.train=$t/tiny/kjv.txt" 2>&1); rc=$?
+  [[ $rc == 0 ]] || { echo "tiny job: exit $rc: $out"; fail=1; }
+  n=$(( (bytes - 1) / 256 )); nval=$(python3 -c "print(round(0.02 * $n))" 2>/dev/null || echo "?")
+  grep -q "train: $(( n - nval )) samples of 256 tokens" <<<"$out" || { echo "tiny job counts ($n, $nval): $out"; fail=1; }
+  grep -q "validation: $nval samples" <<<"$out" || { echo "tiny job validation: $out"; fail=1; }
+else
+  echo "bible (bible-kjv) not installed: tiny-job data check skipped"
+fi
 exit $fail

@@ -13,7 +13,8 @@
 static const char *job_text_ =
     "output_dir: /tmp/unused\n"
     "model: {path: m}\n"
-    "data:\n  train: " SPECTRAIN_SOURCE_DIR "/README.md\n  validation_split: 0.1\n"
+    "data:\n  train: " SPECTRAIN_SOURCE_DIR
+    "/README.md\n  validation_split: 0.1\n"
     "training: {max_seq_length: 16, per_device_train_batch_size: 3, seed: 5}\n";
 
 int main(int argc, char **argv) {
@@ -60,7 +61,8 @@ int main(int argc, char **argv) {
     CHECK_EQ_INT(comm_allreduce_sum_u64(counted, 1), 0);
     /* the same global batch read by one process */
     for (int g = 0; g < G; g++)
-      idx[g] = data_sample_global(&d.train, (uint64_t)job.training.seed, step * (uint64_t)G + (uint64_t)g);
+      idx[g] = data_sample_global(&d.train, (uint64_t)job.training.seed,
+                                  step * (uint64_t)G + (uint64_t)g);
     data_fill(&d.train, idx, G, in, tg);
     for (int g = 0; g < G; g++)
       full[g] = hash64_bytes(hash64_bytes(HASH64_INIT, in + (size_t)g * T, (size_t)T * 4),

@@ -1,8 +1,8 @@
 /* src/config: the job-file schema, parsing, errors, --set overrides, hash, docs sync. */
-#include "config.h"
-
+#include <dirent.h>
 #include <math.h>
 
+#include "config.h"
 #include "test.h"
 #include "util/err.h"
 
@@ -44,7 +44,7 @@ static void test_defaults_(void) {
   CHECK_CLOSE(c.training.adam_beta2, 0.999, 0, 0);
   CHECK_CLOSE(c.training.adam_epsilon, 1e-8, 0, 0);
   CHECK_CLOSE(c.training.max_grad_norm, 1.0, 0, 0);
-  CHECK_EQ_INT(c.training.lr_scheduler_type, LR_LINEAR);
+  CHECK_EQ_INT(c.training.lr_scheduler_type, JOB_LR_LINEAR);
   CHECK_EQ_INT(c.training.seed, 42);
   CHECK_EQ_INT(c.training.bf16, 0);
   CHECK_EQ_INT(c.training.save_steps, 500);
@@ -79,8 +79,8 @@ static void test_defaults_(void) {
     CHECK_EQ_INT(load_("", &d), 0);
     char *a = xasprintf("%s=%s", ks[i].path, ks[i].def);
     int rc = job_set(&d, a);
-    CHECK_MSG(rc == 0 || strcmp(ks[i].path, "training.output_dir") == 0,
-              "default of %s: %s", ks[i].path, st_errmsg());
+    CHECK_MSG(rc == 0 || strcmp(ks[i].path, "training.output_dir") == 0, "default of %s: %s",
+              ks[i].path, st_errmsg());
     free(a);
     job_free(&d);
   }
@@ -114,7 +114,7 @@ static void test_full_trl_(void) {
   CHECK_EQ_INT(c.training.gradient_checkpointing, 1);
   CHECK_CLOSE(c.training.warmup_ratio, 0.03, 0, 0);
   CHECK_CLOSE(c.training.weight_decay, 0.01, 0, 0);
-  CHECK_EQ_INT(c.training.lr_scheduler_type, LR_COSINE);
+  CHECK_EQ_INT(c.training.lr_scheduler_type, JOB_LR_COSINE);
   CHECK_CLOSE(c.training.max_grad_norm, 0.3, 0, 0);
   CHECK_EQ_INT(c.training.seed, 7);
   CHECK_EQ_INT(c.training.bf16, 1);
@@ -128,8 +128,8 @@ static void test_full_trl_(void) {
   job_free(&c);
 
   /* TRL keys we accept with the values we honour */
-  CHECK_EQ_INT(load_("training:\n  optim: adamw_torch_fused\n  fp16: false\n  packing: false\n",
-                     &c), 0);
+  CHECK_EQ_INT(
+      load_("training:\n  optim: adamw_torch_fused\n  fp16: false\n  packing: false\n", &c), 0);
   job_free(&c);
   {
     char *t = xasprintf("%s%s", base_, "training:\n  fp16: true\n");
@@ -151,7 +151,8 @@ static void test_errors_(void) {
   char *t;
   /* unknown key: file, line, key path, suggestion */
   t = xasprintf("%s%s", base_, "training:\n  learning_rat: 1e-3\n");
-  expect_error_(t, "job.yaml:7", "'training.learning_rat'", "did you mean 'training.learning_rate'");
+  expect_error_(t, "job.yaml:7", "'training.learning_rat'",
+                "did you mean 'training.learning_rate'");
   free(t);
   /* a key in the wrong section: suggested by its name */
   t = xasprintf("%s%s", base_, "learning_rate: 1e-3\n");
@@ -197,7 +198,8 @@ static void test_errors_(void) {
   free(t);
   /* ranges */
   t = xasprintf("%s%s", base_, "training:\n  per_device_train_batch_size: 0\n");
-  expect_error_(t, "job.yaml:7", "'training.per_device_train_batch_size'", "expected an integer >= 1, found 0");
+  expect_error_(t, "job.yaml:7", "'training.per_device_train_batch_size'",
+                "expected an integer >= 1, found 0");
   free(t);
   t = xasprintf("%s%s", base_, "training:\n  learning_rate: -1e-3\n");
   expect_error_(t, "'training.learning_rate'", "expected a number >= 0", "found -1e-3");
@@ -214,6 +216,8 @@ static void test_errors_(void) {
   t = xasprintf("%s%s", base_, "data:\n  validation_split: 0.7\n");
   expect_error_(t, "job.yaml:6", "key 'data' given twice", NULL); /* duplicate section */
   free(t);
+  expect_error_("output_dir: o\nmodel:\n  path: m\n  init_preset: tiny-lama\ndata:\n  train: t\n",
+                "job.yaml:4: model.init_preset", "tiny-llama", "found 'tiny-lama'");
   /* both output_dirs, different */
   t = xasprintf("%s%s", base_, "training:\n  output_dir: /elsewhere\n");
   expect_error_(t, "output_dir '/tmp/run' (line 1)", "training.output_dir '/elsewhere' (line 7)",
@@ -255,10 +259,13 @@ static void test_errors_(void) {
 }
 
 static void test_sets_(void) {
-  const char *argv[] = {"training.max_steps=5", "output_dir=/tmp/other",
+  const char *argv[] = {"training.max_steps=5",
+                        "output_dir=/tmp/other",
                         "spectrum.layer_types=[mlp.down_proj, self_attn.q_proj]",
-                        "training.lr_scheduler_type=constant", "training.bf16=true",
-                        "data.validation=null", "training.learning_rate=3e-4",
+                        "training.lr_scheduler_type=constant",
+                        "training.bf16=true",
+                        "data.validation=null",
+                        "training.learning_rate=3e-4",
                         "model.model_name_or_path=/m2"};
   opt_list sets = {8, argv};
   job_config c;
@@ -272,7 +279,7 @@ static void test_sets_(void) {
     CHECK_STR_EQ(c.spectrum.layer_types.v[0], "mlp.down_proj");
     CHECK_STR_EQ(c.spectrum.layer_types.v[1], "self_attn.q_proj");
   }
-  CHECK_EQ_INT(c.training.lr_scheduler_type, LR_CONSTANT);
+  CHECK_EQ_INT(c.training.lr_scheduler_type, JOB_LR_CONSTANT);
   CHECK_EQ_INT(c.training.bf16, 1);
   CHECK(c.data.validation == NULL);
   CHECK_CLOSE(c.training.learning_rate, 3e-4, 0, 0);
@@ -298,8 +305,11 @@ static void test_sets_(void) {
     const char *sv[] = {"output_dir=/tmp/set"};
     opt_list one = {1, sv};
     job_config o;
-    CHECK_EQ_INT(job_load_text("o.yaml", "training:\n  output_dir: /tmp/file\nmodel: {path: m}\n"
-                               "data: {train: t}\n", &one, &o), 0);
+    CHECK_EQ_INT(job_load_text("o.yaml",
+                               "training:\n  output_dir: /tmp/file\nmodel: {path: m}\n"
+                               "data: {train: t}\n",
+                               &one, &o),
+                 0);
     CHECK_STR_EQ(o.output_dir, "/tmp/set");
     CHECK_STR_EQ(o.training.output_dir, "/tmp/set");
     CHECK_EQ_INT(job_set(&o, "training.output_dir=/tmp/set2"), 0);
@@ -318,15 +328,20 @@ static void test_hash_(void) {
   /* layout, comments, key order and the output_dir spelling do not matter */
   CHECK_EQ_INT(job_load_text("a.yaml",
                              "output_dir: o\nmodel: {path: m}\ndata: {train: [t]}\n"
-                             "training: {seed: 3, max_steps: 10}\n", NULL, &a), 0);
+                             "training: {seed: 3, max_steps: 10}\n",
+                             NULL, &a),
+               0);
   CHECK_EQ_INT(job_load_text("b.yaml",
                              "# comment\ntraining:\n  max_steps: 10   # steps\n  seed: 3\n"
-                             "  output_dir: o\ndata:\n  train: t\nmodel:\n  path: m\n", NULL, &b),
+                             "  output_dir: o\ndata:\n  train: t\nmodel:\n  path: m\n",
+                             NULL, &b),
                0);
   CHECK(job_hash(&a) == job_hash(&b));
   CHECK_EQ_INT(job_load_text("d.yaml",
                              "output_dir: o\nmodel: {path: m}\ndata: {train: [t]}\n"
-                             "training: {seed: 4, max_steps: 10}\n", NULL, &d), 0);
+                             "training: {seed: 4, max_steps: 10}\n",
+                             NULL, &d),
+               0);
   CHECK(job_hash(&a) != job_hash(&d));
   /* a --set that gives the same value keeps the hash; another value changes it */
   uint64_t h = job_hash(&d);
@@ -353,7 +368,26 @@ static void test_hash_(void) {
   job_free(&a);
   job_free(&b);
   job_free(&d);
-  CHECK_STR_EQ(job_enum_name("training.lr_scheduler_type", LR_CONSTANT_WITH_WARMUP),
+  /* a job stored in a checkpoint (file text + --set lines) reloads to the same job, and
+   * job_diff names the keys that differ */
+  {
+    const char *sv[] = {"training.max_steps=7", "spectrum.layer_types=[a, b]"};
+    opt_list sets = {2, sv};
+    job_config x, y2, z;
+    const char *text = "output_dir: o\nmodel: {path: m}\ndata: {train: [t]}\n";
+    CHECK_EQ_INT(job_load_text("x.yaml", text, &sets, &x), 0);
+    CHECK_EQ_INT(job_load_stored("stored", x.source_text, x.sets_text, &y2), 0);
+    CHECK(job_hash(&x) == job_hash(&y2));
+    CHECK(job_diff(&x, &y2) == NULL);
+    CHECK_EQ_INT(job_load_text("z.yaml", text, NULL, &z), 0);
+    char *diff = job_diff(&x, &z);
+    CHECK_STR_EQ(diff, "spectrum.layer_types, training.max_steps");
+    free(diff);
+    job_free(&x);
+    job_free(&y2);
+    job_free(&z);
+  }
+  CHECK_STR_EQ(job_enum_name("training.lr_scheduler_type", JOB_LR_CONSTANT_WITH_WARMUP),
                "constant_with_warmup");
   CHECK_STR_EQ(job_enum_name("training.backend", BACKEND_CUDA), "cuda");
   CHECK_STR_EQ(job_enum_name("data.format", DATA_JSONL), "jsonl");
@@ -375,8 +409,10 @@ static void test_docs_sync_(void) {
     size_t n = fread(doc, 1, gen_len + 1, f);
     fclose(f);
     int same = n == gen_len && memcmp(doc, gen, gen_len) == 0;
-    CHECK_MSG(same, "%s is out of step with the schema in src/config.c: regenerate it with "
-              "'spectrain check --print-job-reference > docs/job-file.md'", path);
+    CHECK_MSG(same,
+              "%s is out of step with the schema in src/config.c: regenerate it with "
+              "'spectrain check --print-job-reference > docs/job-file.md'",
+              path);
     free(doc);
   }
   /* and every key of the schema is in it */
@@ -392,13 +428,29 @@ static void test_docs_sync_(void) {
   free(gen);
 }
 
-static void test_tiny_job_(void) {
+/* Every job file shipped in jobs/ is valid (and so stays valid when the schema changes). */
+static void test_shipped_jobs_(void) {
   job_config c;
   int rc = job_load(SPECTRAIN_SOURCE_DIR "/jobs/tiny.yaml", NULL, &c);
   CHECK_MSG(rc == 0, "%s", st_errmsg());
   CHECK_EQ_INT(c.training.max_seq_length, 256);
   CHECK_STR_EQ(c.model.init_preset, "tiny-llama");
   job_free(&c);
+  DIR *d = opendir(SPECTRAIN_SOURCE_DIR "/jobs");
+  CHECK(d != NULL);
+  int n = 0;
+  for (struct dirent *e; d && (e = readdir(d));) {
+    size_t l = strlen(e->d_name);
+    if (l < 5 || strcmp(e->d_name + l - 5, ".yaml") != 0) continue;
+    char *p = xasprintf("%s/jobs/%s", SPECTRAIN_SOURCE_DIR, e->d_name);
+    rc = job_load(p, NULL, &c);
+    CHECK_MSG(rc == 0, "%s", st_errmsg());
+    job_free(&c);
+    free(p);
+    n++;
+  }
+  if (d) closedir(d);
+  CHECK(n >= 3);
 }
 
 int main(void) {
@@ -409,6 +461,6 @@ int main(void) {
   test_sets_();
   test_hash_();
   test_docs_sync_();
-  test_tiny_job_();
+  test_shipped_jobs_();
   return test_done();
 }

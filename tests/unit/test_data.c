@@ -1,9 +1,8 @@
 /* src/io/data: formats, bad files, vocabulary checks, samples, order, splits. */
-#include "io/data.h"
-
 #include <stdint.h>
 #include <unistd.h>
 
+#include "io/data.h"
 #include "test.h"
 #include "util/err.h"
 
@@ -151,12 +150,32 @@ static void test_jsonl_(void) {
       "\n"
       "{\"input_ids\": [1, 2, 3, 4, 5, 6, 7, 8, 9]}\n"
       "{\"input_ids\": [9], \"labels\": [9]}\n"
-      "{\"input_ids\": [3, 4, 5, 6, 7, 8, 9], \"labels\": [-100, -100, -100, -100, -100, -100, 9]}\n";
+      "{\"input_ids\": [3, 4, 5, 6, 7, 8, 9], \"labels\": [-100, -100, -100, -100, -100, -100, "
+      "9]}\n";
   write_file_("r.jsonl", j, strlen(j));
   data_source *s;
+  /* one warning for the file, with the count: capture stderr around the open */
+  char *errpath = path_("stderr.txt");
+  fflush(stderr);
+  int saved = dup(2);
+  FILE *ef = fopen(errpath, "w+");
+  CHECK(ef != NULL && saved >= 0);
+  dup2(fileno(ef), 2);
   log_set_quiet(0);
-  CHECK_EQ_INT(open1_("r.jsonl", 6, 10, &s), 0); /* prints one truncation warning */
+  int orc = open1_("r.jsonl", 6, 10, &s);
   log_set_quiet(1);
+  fflush(stderr);
+  dup2(saved, 2);
+  close(saved);
+  char warn[512] = "";
+  rewind(ef);
+  size_t wn = fread(warn, 1, sizeof warn - 1, ef);
+  warn[wn] = '\0';
+  fclose(ef);
+  free(errpath);
+  CHECK_EQ_INT(orc, 0);
+  CHECK_CONTAINS(warn, "r.jsonl: 2 of 4 records are longer than max_seq_length 6");
+  CHECK_MSG(strchr(warn, '\n') == warn + strlen(warn) - 1, "expected one warning line: %s", warn);
   CHECK_EQ_INT(data_num_samples(s), 4);
   CHECK_EQ_INT(data_num_truncated(s), 2);
   data_view v;
@@ -236,6 +255,13 @@ static void test_multi_file_(void) {
   CHECK_EQ_INT(tg[7], -100);
   CHECK_EQ_INT(data_count_targets(&v, idx, 3), 3 + 3 + 1);
   data_close(s);
+  /* auto refuses files that are surely not token data; data.format text reads them */
+  write_file_("d.json", "[1, 2, 3, 4, 5]", 15);
+  expect_open_error_("d.json", 3, 0, "'.json' files are not token data", "data.format: text");
+  char *pj = path_("d.json");
+  CHECK_EQ_INT(data_open((const char *const *)&pj, 1, DATA_TEXT, 3, 0, &s), 0);
+  data_close(s);
+  free(pj);
   /* format forced to text: a .jsonl file read as bytes */
   CHECK_EQ_INT(data_open((const char *const *)&p3, 1, DATA_TEXT, 3, 0, &s), 0);
   CHECK_EQ_INT(data_num_samples(s), (strlen(j) - 1) / 3);
@@ -263,8 +289,9 @@ static void test_order_(void) {
     int perm = 1;
     for (uint64_t i = 0; i < n; i++) perm &= seen[i] == 1;
     CHECK_MSG(perm, "n = %llu: not a permutation", (unsigned long long)n);
-    if (n >= 64) CHECK_MSG(fixed < n / 8, "n = %llu: %llu fixed points: not shuffled",
-                           (unsigned long long)n, (unsigned long long)fixed);
+    if (n >= 64)
+      CHECK_MSG(fixed < n / 8, "n = %llu: %llu fixed points: not shuffled", (unsigned long long)n,
+                (unsigned long long)fixed);
     /* the same answers asked in reverse order and again (no hidden state) */
     int same = 1;
     for (uint64_t p = n; p-- > 0;) same &= data_sample_at(&v, 42, 3, p) == fwd[p];
@@ -361,8 +388,10 @@ static void test_split_(void) {
 
 static void test_job_(void) {
   char *t = path_("s.txt"), *vpath = path_("t.txt");
-  char *text = xasprintf("output_dir: %s\nmodel: {path: m}\ndata:\n  train: %s\n"
-                         "  validation_split: 0.2\ntraining: {max_seq_length: 4}\n", dir_, t);
+  char *text = xasprintf(
+      "output_dir: %s\nmodel: {path: m}\ndata:\n  train: %s\n"
+      "  validation_split: 0.2\ntraining: {max_seq_length: 4}\n",
+      dir_, t);
   job_config job;
   CHECK_EQ_INT(job_load_text("j.yaml", text, NULL, &job), 0);
   data_job d;

@@ -1,0 +1,80 @@
+/* `spectrain train JOB.yaml [--set key=value ...]`: run a training job on every rank of the
+ * MPI world (mpirun -np N / srun). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "commands.h"
+#include "config.h"
+#include "mpi/comm.h"
+#include "train.h"
+#include "util/err.h"
+#include "util/opt.h"
+#include "util/signals.h"
+
+/* model.init_preset: when model.path holds no config.json (as rank 0 sees it), write a
+ * randomly initialised model of that preset there first, exactly as `spectrain init
+ * --preset NAME --seed model.init_seed --out model.path` does (only rank 0 writes). */
+static int ensure_model_(const job_config *job) {
+  if (!job->model.init_preset) return ST_OK;
+  int missing = 0;
+  if (comm_rank() == 0) {
+    char *cfg = xasprintf("%s/config.json", job->model.path);
+    missing = access(cfg, F_OK) != 0;
+    free(cfg);
+  }
+  int rc = comm_bcast(&missing, sizeof missing, 0);
+  if (rc || !missing) return rc;
+  char seed[32];
+  snprintf(seed, sizeof seed, "%lld", (long long)job->model.init_seed);
+  char *iargv[] = {"init", "--out", job->model.path, "--preset", job->model.init_preset,
+                   "--seed", seed};
+  rc = cmd_init((int)(sizeof iargv / sizeof iargv[0]), iargv); /* reports its own error */
+  int all = comm_max_status(rc); /* also: no rank opens the model before rank 0 wrote it */
+  if (all && !rc) rc = st_fail(all, "rank 0 could not initialise %s", job->model.path);
+  else if (rc) rc = st_fail(rc, "model.init_preset: could not write %s (see above)",
+                            job->model.path);
+  return rc;
+}
+
+/* The loop's stop hook: USR1/TERM on any rank stops every rank after the same step. */
+static int stop_agreed_(void *arg) { return signals_stop_agreed(); }
+
+int cmd_train(int argc, char **argv) {
+  static const opt_cmd cmd = {
+      "train", "JOB.yaml", 1, 1, "train a model as the job file says (any number of ranks)",
+      "Every rank reads the same job file; the job (with its --set overrides), the model and "
+      "the trainable set are checked to be identical on all ranks before training starts.\n"
+      "Writes OUTPUT_DIR/metrics.jsonl (one JSON object per logged step) and the trained "
+      "model as a Hugging Face directory OUTPUT_DIR/final (config.json + model.safetensors)."};
+  opt_list sets = {0};
+  opt_spec specs[] = {
+      {"set", OPT_MULTI, "KEY=VALUE",
+       "override a job key, e.g. --set training.max_steps=10 (repeatable)", &sets},
+  };
+  int np = 0;
+  char **pos = NULL;
+  int rc = opt_parse(&cmd, specs, (int)(sizeof specs / sizeof specs[0]), argc, argv, &np, &pos);
+  if (rc) {
+    opt_list_free(&sets);
+    return rc == OPT_HELP_SHOWN ? ST_OK : st_report(rc);
+  }
+  job_config job;
+  rc = job_load(pos[0], &sets, &job);
+  /* before any collective: a rank that could not read its job stops every rank */
+  int all = comm_max_status(rc);
+  if (all && !rc) rc = st_fail(all, "another rank could not load its job file (see its error)");
+  if (!rc) rc = ensure_model_(&job);
+  train_hooks hooks = {0};
+  if (!rc && job.checkpoint.save_on_signal) {
+    rc = signals_install();
+    hooks.stop_agreed = stop_agreed_;
+  }
+  if (!rc) rc = train_run(&job, &hooks);
+  if (job.checkpoint.save_on_signal) signals_uninstall();
+  job_free(&job);
+  free(pos);
+  opt_list_free(&sets);
+  if (rc == ST_STOPPED) return rc;
+  return rc ? st_report(rc) : ST_OK;
+}

@@ -45,4 +45,6 @@ awk '
       cpu["torch/full"] / cpu["spectrain/full"], cpu["torch/top"] / cpu["spectrain/top"]
     printf "top-trainable step / full step: spectrain %.2f, PyTorch %.2f (goal <= 0.60)\n",
       step["spectrain/top"] / step["spectrain/full"], step["torch/top"] / step["torch/full"]
+    printf "  by CPU time per step:          spectrain %.2f, PyTorch %.2f\n",
+      cpu["spectrain/top"] / cpu["spectrain/full"], cpu["torch/top"] / cpu["torch/full"]
   }' "$out"

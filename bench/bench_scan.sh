@@ -21,12 +21,14 @@ for np in 1 2 4; do
   T[$np]=$(echo "$(date +%s.%N) - $s" | bc)
   echo "spectrain np=$np: ${T[$np]} s wall (process start to exit)"
 done
-peer() { # name -> total seconds
-  env -u OPENBLAS_NUM_THREADS -u OMP_NUM_THREADS $PY bench/peer_scan.py "$M" "$1" | tee /dev/stderr |
-    sed -E 's/.*total ([0-9.]+) s/\1/'
+peer() { # name -> total seconds (the peer's line goes to stderr; no tee: it would truncate a log file)
+  local line
+  line=$(env -u OPENBLAS_NUM_THREADS -u OMP_NUM_THREADS $PY bench/peer_scan.py "$M" "$1")
+  echo "$line" >&2
+  echo "$line" | sed -E 's/.*total ([0-9.]+) s/\1/'
 }
-NP=$(peer numpy)
 TO=$(peer torch)
+NP=$(peer numpy)
 rm -rf "$out"
 printf '\n%-28s %8s\n' "route" "seconds"
 printf '%-28s %8.2f\n' "spectrain 1 rank" "${T[1]}" "spectrain 2 ranks" "${T[2]}" "spectrain 4 ranks" "${T[4]}" \

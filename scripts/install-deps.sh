@@ -10,11 +10,12 @@ set -euo pipefail
 want=(build-essential cmake pkg-config git
       openmpi-bin libopenmpi-dev libscalapack-openmpi-dev libhdf5-openmpi-dev hdf5-tools
       libyaml-dev libopenblas-dev liblapacke-dev libjansson-dev
-      bible-kjv-text bible-kjv)  # the tiny job's English text (scripts/prepare-tiny-data.sh)
+      bible-kjv-text bible-kjv  # the tiny job's English text (scripts/prepare-tiny-data.sh)
+      python3.11-doc python3)   # the main job's second domain (prepare-finetune-data.sh), its summary
 slurm=(slurmctld slurmd slurm-client munge)
 for arg in "$@"; do
   case "$arg" in
-    --test) want+=(clang libclang-rt-14-dev python3-numpy librsvg2-bin "${slurm[@]}") ;;
+    --test) want+=(clang libclang-rt-14-dev python3-numpy librsvg2-bin chromium "${slurm[@]}") ;;
     --slurm) want+=("${slurm[@]}") ;;
     *) echo "install-deps: unknown option '$arg' (expected --test or --slurm)" >&2; exit 2 ;;
   esac

@@ -24,6 +24,7 @@ const command spectrain_commands[] = {
     {"eval", "mean next-token loss and perplexity of a model on token data", cmd_eval},
     {"init", "write a randomly initialised model directory", cmd_init},
     {"inspect", "show tensors, shapes and parameter counts of a model directory", cmd_inspect},
+    {"report", "write the HTML report (loss curves, memory, SNR heatmap) of a run", cmd_report},
     {"version", "print the version", cmd_version_},
 };
 const int spectrain_ncommands = (int)(sizeof spectrain_commands / sizeof spectrain_commands[0]);

@@ -46,11 +46,15 @@ int cmd_train(int argc, char **argv) {
       "Every rank reads the same job file; the job (with its --set overrides), the model and "
       "the trainable set are checked to be identical on all ranks before training starts.\n"
       "Writes OUTPUT_DIR/metrics.jsonl (one JSON object per logged step) and the trained "
-      "model as a Hugging Face directory OUTPUT_DIR/final (config.json + model.safetensors)."};
+      "model as a Hugging Face directory OUTPUT_DIR/final (config.json + model.safetensors).\n"
+      "The global batch is per_device_train_batch_size x ranks x gradient_accumulation_steps; "
+      "any split with the same product trains the same model. sharding.offload: cpu keeps "
+      "shards and optimizer state in host memory. On SIGUSR1/SIGTERM every rank stops after "
+      "the same step (exit status 75)."};
   opt_list sets = {0};
   opt_spec specs[] = {
       {"set", OPT_MULTI, "KEY=VALUE",
-       "override a job key, e.g. --set training.max_steps=10 (repeatable)", &sets},
+       "override a job key, e.g. --set training.max_steps=10", &sets},
   };
   int np = 0;
   char **pos = NULL;

@@ -7,6 +7,57 @@
 #include "util/err.h"
 
 static int rank_ = 0, size_ = 1, local_rank_ = 0, inited_ = 0;
+static const char *local_source_ = "single rank";
+
+/* Integer value of environment variable NAME, or -1 when unset or not a number >= 0. */
+static int env_int_(const char *name) {
+  const char *v = getenv(name);
+  if (!v || !*v) return -1;
+  char *end = NULL;
+  long x = strtol(v, &end, 10);
+  return (*end || x < 0 || x > 1 << 30) ? -1 : (int)x;
+}
+
+/* The node-local rank picks the GPU (and NUMA domain), so it must come from the launcher
+ * that started *this* process. Slurm's task variables are trusted only when every rank's
+ * SLURM_PROCID/SLURM_NTASKS match its MPI rank/size: under mpirun inside an allocation the
+ * ranks inherit the batch shell's (or orted's) SLURM_PROCID=0, SLURM_LOCALID=0, and under
+ * srun without an MPI plugin each task is a one-rank world. Then Open MPI's own variables
+ * (set by mpirun for each rank) are used, else a shared-memory split of the world. */
+static void place_local_rank_(void) {
+  int procid = env_int_("SLURM_PROCID"), ntasks = env_int_("SLURM_NTASKS");
+  int slurm_local = env_int_("SLURM_LOCALID");
+  int ompi_rank = env_int_("OMPI_COMM_WORLD_RANK");
+  int ompi_local = env_int_("OMPI_COMM_WORLD_LOCAL_RANK");
+  int slurm_ok = procid == rank_ && ntasks == size_ && slurm_local >= 0;
+  int all_ok = slurm_ok;
+  if (size_ > 1) MPI_Allreduce(&slurm_ok, &all_ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+  if (all_ok) {
+    local_rank_ = slurm_local;
+    local_source_ = "SLURM_LOCALID";
+    return;
+  }
+  if (procid >= 0 && ntasks >= 0 && ompi_rank < 0 && (procid != rank_ || ntasks != size_))
+    log_warn("Slurm says task %d of %d (SLURM_PROCID, SLURM_NTASKS) but MPI says rank %d of %d: "
+             "the tasks do not form one MPI job; launch with `srun --mpi=pmix` (or mpirun), "
+             "not plain srun or without a launcher inside a multi-task allocation",
+             procid, ntasks, rank_, size_);
+  if (ompi_rank == rank_ && ompi_local >= 0) {
+    local_rank_ = ompi_local;
+    local_source_ = "OMPI_COMM_WORLD_LOCAL_RANK";
+    return;
+  }
+  if (size_ == 1) {
+    local_rank_ = 0;
+    local_source_ = "single rank";
+    return;
+  }
+  MPI_Comm node;
+  MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node);
+  MPI_Comm_rank(node, &local_rank_);
+  MPI_Comm_free(&node);
+  local_source_ = "shared-memory split";
+}
 
 int comm_init(int *argc, char ***argv) {
   int provided = 0;
@@ -15,17 +66,8 @@ int comm_init(int *argc, char ***argv) {
   inited_ = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
   MPI_Comm_size(MPI_COMM_WORLD, &size_);
-  const char *lr = getenv("SLURM_LOCALID");
-  if (!lr) lr = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
-  if (lr) {
-    local_rank_ = atoi(lr);
-  } else {
-    MPI_Comm node;
-    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node);
-    MPI_Comm_rank(node, &local_rank_);
-    MPI_Comm_free(&node);
-  }
   log_set_rank(rank_, size_);
+  place_local_rank_();
   return ST_OK;
 }
 
@@ -37,6 +79,7 @@ void comm_finalize(void) {
 int comm_rank(void) { return rank_; }
 int comm_size(void) { return size_; }
 int comm_local_rank(void) { return local_rank_; }
+const char *comm_local_rank_source(void) { return local_source_; }
 
 void comm_abort(int code) {
   if (inited_) MPI_Abort(MPI_COMM_WORLD, code);

@@ -10,8 +10,14 @@ int comm_init(int *argc, char ***argv);
 void comm_finalize(void);
 int comm_rank(void);
 int comm_size(void);
-/* Node-local rank: SLURM_LOCALID, else OMPI_COMM_WORLD_LOCAL_RANK, else a shared-memory split. */
+/* Node-local rank: SLURM_LOCALID when srun started this MPI job (every rank's SLURM_PROCID and
+ * SLURM_NTASKS match its MPI rank and size), else OMPI_COMM_WORLD_LOCAL_RANK (mpirun, also
+ * inside a Slurm allocation), else a shared-memory split. Warns when Slurm's task numbering
+ * disagrees with MPI's outside mpirun (srun without --mpi=pmix starts N one-rank jobs). */
 int comm_local_rank(void);
+/* Where comm_local_rank() came from: "SLURM_LOCALID", "OMPI_COMM_WORLD_LOCAL_RANK",
+ * "shared-memory split" or "single rank". */
+const char *comm_local_rank_source(void);
 void comm_abort(int code);
 void comm_barrier(void);
 

@@ -2,14 +2,23 @@
 # Installs the Debian 12 packages spectrain needs to build and test. Idempotent: installs
 # only what is missing; waits for the apt lock instead of failing. Run as root.
 #   scripts/install-deps.sh          build + run dependencies
-#   scripts/install-deps.sh --test   also what the test suite needs (Python reference, fuzzing)
+#   scripts/install-deps.sh --test   also what the test suite needs (Python reference, fuzzing,
+#                                    and a one-machine Slurm cluster for the sbatch tests)
+#   scripts/install-deps.sh --slurm  also Slurm (slurmctld, slurmd, client) and munge, for
+#                                    slurm/local-cluster.sh; nothing is started at install
 set -euo pipefail
 want=(build-essential cmake pkg-config git
       openmpi-bin libopenmpi-dev libscalapack-openmpi-dev libhdf5-openmpi-dev hdf5-tools
-      libyaml-dev libopenblas-dev liblapacke-dev libjansson-dev)
-if [[ "${1:-}" == "--test" ]]; then
-  want+=(clang libclang-rt-14-dev python3-numpy)
-fi
+      libyaml-dev libopenblas-dev liblapacke-dev libjansson-dev
+      bible-kjv-text bible-kjv)  # the tiny job's English text (scripts/prepare-tiny-data.sh)
+slurm=(slurmctld slurmd slurm-client munge)
+for arg in "$@"; do
+  case "$arg" in
+    --test) want+=(clang libclang-rt-14-dev python3-numpy librsvg2-bin "${slurm[@]}") ;;
+    --slurm) want+=("${slurm[@]}") ;;
+    *) echo "install-deps: unknown option '$arg' (expected --test or --slurm)" >&2; exit 2 ;;
+  esac
+done
 missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -18,6 +18,11 @@ static int cmd_version_(int argc, char **argv) {
 
 /* One line per subcommand; `spectrain --help` lists them in this order. */
 const command spectrain_commands[] = {
+    {"train", "train a model (any number of ranks: FSDP-style sharding)", cmd_train},
+    {"check", "check a job file and its token data", cmd_check},
+    {"eval", "mean next-token loss and perplexity of a model on token data", cmd_eval},
+    {"init", "write a randomly initialised model directory", cmd_init},
+    {"inspect", "show tensors, shapes and parameter counts of a model directory", cmd_inspect},
     {"version", "print the version", cmd_version_},
 };
 const int spectrain_ncommands = (int)(sizeof spectrain_commands / sizeof spectrain_commands[0]);

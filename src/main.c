@@ -12,7 +12,9 @@ static void usage_(FILE *f) {
   for (int i = 0; i < spectrain_ncommands; i++)
     fprintf(f, "  %-10s %s\n", spectrain_commands[i].name, spectrain_commands[i].summary);
   fprintf(f, "\n'spectrain COMMAND --help' describes a command's options.\n"
-             "Exit status: 0 success, 1 runtime failure, 2 usage or input error.\n");
+             "Exit status: 0 success, 1 runtime failure, 2 usage or input error,\n"
+             "75 stopped early on SIGUSR1/SIGTERM after writing a checkpoint (requeue the job:\n"
+             "it resumes from that checkpoint).\n");
 }
 
 int main(int argc, char **argv) {

@@ -27,15 +27,26 @@ typedef struct {
   int qk_norm;             /* per-head RMSNorm on q and k (qwen3) */
   int tie_word_embeddings; /* lm_head shares model.embed_tokens.weight */
   double initializer_range;
-  int bos_token_id, eos_token_id; /* -1 when absent */
+  int bos_token_id, eos_token_id; /* -1 when absent (a list of eos ids: the first) */
+  int sliding_window;              /* mistral/qwen2 sliding-window attention size; 0 = none */
+  char torch_dtype[16];            /* "float32", "bfloat16", "float16"; "" when absent */
 } model_config;
 
-/* Parse `path` (a config.json). Errors name the file and key. */
+/* Parse `path` (a config.json). Errors name the file and key. Reads both the
+ * transformers 4 layout (rope_theta + rope_scaling) and the 5 layout (rope_parameters). */
 int model_config_load(const char *path, model_config *c);
+/* The same from an already parsed JSON object (a json_t *; `what` names it in errors). */
+int model_config_from_json(const void *json_obj, const char *what, model_config *c);
+/* The supported model_type names, "llama, mistral, qwen2, qwen3". */
+const char *model_config_supported_types(void);
 /* Write a config.json that transformers' AutoConfig/AutoModelForCausalLM accept. */
 int model_config_save(const char *path, const model_config *c);
 /* Check internal consistency (head_dim * H, KV divides H, positive sizes). */
 int model_config_validate(const model_config *c, const char *what);
+/* Built-in architectures for `spectrain init --preset NAME`: the config.json text of a
+ * preset, or NULL for an unknown name. model_config_preset_names() lists them. */
+const char *model_config_preset_json(const char *name);
+const char *model_config_preset_names(void);
 /* Parameters per category for `inspect` and memory accounting. */
 uint64_t model_config_num_params(const model_config *c);
 

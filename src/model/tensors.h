@@ -56,7 +56,9 @@ typedef struct {
 int tensor_table_build(const model_config *c, tensor_table *tt);
 void tensor_table_free(tensor_table *tt);
 int tensor_table_find(const tensor_table *tt, const char *name); /* index or -1 */
-const char *tensor_kind_name(tensor_kind k); /* "mlp.down_proj" style suffix */
+/* The name without the "model.layers.<l>." prefix and the ".weight" suffix (biases keep
+ * ".bias"): "mlp.down_proj", "self_attn.q_proj.bias", "model.embed_tokens", "lm_head". */
+const char *tensor_kind_name(tensor_kind k);
 
 /* Pointers to one gathered unit's tensors, indexed by kind (NULL where the unit or the
  * architecture has none). Gradients are NULL for frozen tensors. */

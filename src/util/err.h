@@ -3,13 +3,15 @@
  * Library code never exits: it records a message with st_fail() and returns the status
  * code up the stack; main() prints it (prefixed with the rank when more than one rank
  * runs) and exits with it. Messages name the file, key or tensor, what was expected and
- * what was found. Exit codes: 0 success, 1 runtime failure, 2 usage or input error. */
+ * what was found. Exit codes: 0 success, 1 runtime failure, 2 usage or input error,
+ * 75 stopped early on a stop signal after writing a checkpoint (requeue me: the restarted
+ * job resumes from it; 75 is EX_TEMPFAIL of sysexits.h, "try again later"). */
 #ifndef SPECTRAIN_UTIL_ERR_H
 #define SPECTRAIN_UTIL_ERR_H
 #include <stdarg.h>
 #include <stddef.h>
 
-enum st_status { ST_OK = 0, ST_ERUNTIME = 1, ST_EINPUT = 2 };
+enum st_status { ST_OK = 0, ST_ERUNTIME = 1, ST_EINPUT = 2, ST_STOPPED = 75 };
 
 #define ST_PRINTF(a, b) __attribute__((format(printf, a, b)))
 

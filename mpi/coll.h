@@ -1,0 +1,70 @@
+/* Collectives on flat float32 buffers, for the sharded trainer (shard/). One interface: MPI
+ * now; an NCCL implementation later plugs in behind the same calls (buffers are then device
+ * memory and requests wrap CUDA events).
+ *
+ * Every call is made by every rank in the same order (blocking and non-blocking calls alike);
+ * a non-blocking call returns a request that must be completed with coll_wait before its
+ * buffers are touched. Counts are elements per rank and must fit in an int (2^31-1 floats);
+ * larger counts are an ST_EINPUT error, never a silent truncation.
+ *
+ * Byte counters: every call adds the logical size of the full (unsharded) buffer it moves to
+ * its category, so a trainer can compare what it moved with what its plan predicts. On one
+ * rank the calls are copies (or nothing) and still count their bytes. */
+#ifndef SPECTRAIN_MPI_COLL_H
+#define SPECTRAIN_MPI_COLL_H
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+  COLL_ALLGATHER = 0,      /* parameter gathers */
+  COLL_REDUCE_SCATTER = 1, /* gradient reduce-scatters */
+  COLL_ALLREDUCE = 2,      /* norms, token counts, losses (small) */
+  COLL_NCAT
+} coll_category;
+
+typedef struct {
+  uint64_t calls[COLL_NCAT];
+  uint64_t bytes[COLL_NCAT]; /* logical bytes: the full buffer size (count * nranks * 4) */
+} coll_counters;
+
+/* A pending non-blocking collective. Zero-initialise; after coll_wait it is idle again. */
+typedef struct {
+  int active;
+  int kind; /* internal */
+  uint64_t mpi_req[2]; /* storage for an MPI_Request (only mpi/ includes mpi.h) */
+  float *out;    /* reduce-scatter: the slice to scale after completion */
+  size_t out_count;
+  float scale;
+} coll_req;
+
+/* All-gather in place: `buf` holds nranks * count floats, this rank's own slice already at
+ * buf[rank * count]; afterwards every slice is filled. */
+int coll_allgather_f32(float *buf, size_t count);
+int coll_iallgather_f32(float *buf, size_t count, coll_req *req);
+
+/* Reduce-scatter: `in` holds nranks * count floats on every rank; `out[count]` receives
+ * scale * (sum over ranks of in[rank * count ..]) for this rank's slice. scale = 1/nranks
+ * is the average; the trainer passes 1 and folds the normalisation into the loss scale. */
+int coll_reduce_scatter_f32(const float *in, float *out, size_t count, float scale);
+int coll_ireduce_scatter_f32(const float *in, float *out, size_t count, float scale,
+                             coll_req *req);
+
+/* Complete a request (no-op on an idle one). Blocks without spinning the CPU hard: MPI's
+ * progress engine runs inside; polling cost is what MPI_Wait costs. */
+int coll_wait(coll_req *req);
+/* Let pending non-blocking collectives progress (MPI_Test); returns 1 when req completed. */
+int coll_test(coll_req *req);
+
+/* In-place sums / maxima over ranks (counted under COLL_ALLREDUCE). */
+int coll_allreduce_sum_f32(float *x, size_t n);
+int coll_allreduce_sum_f64(double *x, size_t n);
+int coll_allreduce_max_f64(double *x, size_t n);
+int coll_allreduce_sum_u64(uint64_t *x, size_t n);
+int coll_allreduce_min_u64(uint64_t *x, size_t n);
+int coll_allreduce_max_u64(uint64_t *x, size_t n);
+
+void coll_counters_get(coll_counters *c);
+void coll_counters_reset(void);
+const char *coll_category_name(coll_category c); /* "allgather", ... */
+
+#endif

@@ -1,0 +1,496 @@
+#include "shard/fsdp.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/optim.h"
+#include "mpi/comm.h"
+#include "util/err.h"
+
+static size_t fbytes_(uint64_t n) { return (size_t)n * sizeof(float); }
+
+/* ---- schedule ------------------------------------------------------------------------- */
+
+static fsdp_op op_(int dir, int unit, int n_need, int a, int b) {
+  fsdp_op o = {dir, unit, n_need, {a, b}};
+  return o;
+}
+
+static void build_ops_(fsdp *f) {
+  int L = f->cfg->num_hidden_layers, H = L + 1, lowest = f->plan->lowest_grad_unit;
+  f->ops_train = xcalloc((size_t)(2 * (L + 2) + 1), sizeof(fsdp_op));
+  f->ops_eval = xcalloc((size_t)(L + 2), sizeof(fsdp_op));
+  int n = 0;
+  for (int u = 0; u <= H; u++)
+    f->ops_train[n++] = u == H && f->tied ? op_(0, u, 2, H, 0) : op_(0, u, 1, u, -1);
+  memcpy(f->ops_eval, f->ops_train, (size_t)n * sizeof(fsdp_op));
+  f->n_ops_eval = n;
+  if (lowest <= H) {
+    f->ops_train[n++] = f->tied ? op_(1, H, 2, H, 0) : op_(1, H, 1, H, -1);
+    for (int u = L; u >= (lowest > 1 ? lowest : 1); u--) f->ops_train[n++] = op_(1, u, 1, u, -1);
+    if (lowest == 0) f->ops_train[n++] = op_(1, 0, 0, -1, -1); /* lookup grad: no params */
+  }
+  f->n_ops_train = n;
+}
+
+/* ---- create / free -------------------------------------------------------------------- */
+
+int fsdp_create(const tensor_table *tt, const shard_plan *plan, const model_config *cfg,
+                const kernels *k, const fsdp_opts *o, fsdp *f) {
+  memset(f, 0, sizeof *f);
+  if (plan->n_units != cfg->num_hidden_layers + 2 || plan->n_tensors != tt->n)
+    return st_fail(ST_EINPUT, "fsdp: the shard plan (%d units, %d tensors) does not belong to "
+                   "this model (%d units, %d tensors)", plan->n_units, plan->n_tensors,
+                   cfg->num_hidden_layers + 2, tt->n);
+  if (o->prefetch < 0) return st_fail(ST_EINPUT, "sharding.prefetch: expected >= 0, found %d", o->prefetch);
+  f->tt = tt;
+  f->plan = plan;
+  f->cfg = cfg;
+  f->k = k;
+  f->o = *o;
+  f->tied = cfg->tie_word_embeddings != 0;
+  ms_init(&f->ms, k);
+  f->shard_space = o->offload ? MS_HOST : MS_COMPUTE;
+  f->cap = o->limit_all_gathers ? 1 + o->prefetch : plan->n_units + 1;
+  f->sh = xcalloc((size_t)plan->n_units, sizeof(fsdp_shard));
+  f->slot = xcalloc((size_t)plan->n_units, sizeof(fsdp_slot));
+  for (int u = 0; u < plan->n_units; u++) {
+    const plan_unit *pu = &plan->units[u];
+    fsdp_shard *s = &f->sh[u];
+    s->param[PB_FROZEN] = ms_alloc(&f->ms, f->shard_space, MC_PARAM_FROZEN, fbytes_(pu->shard[PB_FROZEN]));
+    s->param[PB_TRAIN] = ms_alloc(&f->ms, f->shard_space, MC_PARAM_TRAIN, fbytes_(pu->shard[PB_TRAIN]));
+    /* fp32 parameters are their own master copy: no MC_MASTER buffer. */
+    s->grad = ms_alloc(&f->ms, f->shard_space, MC_GRAD, fbytes_(pu->shard[PB_TRAIN]));
+    s->m = ms_alloc(&f->ms, f->shard_space, MC_OPTIM, fbytes_(pu->shard[PB_TRAIN]));
+    s->v = ms_alloc(&f->ms, f->shard_space, MC_OPTIM, fbytes_(pu->shard[PB_TRAIN]));
+    if (pu->shard[PB_TRAIN] > f->staging_n) f->staging_n = pu->shard[PB_TRAIN];
+  }
+  if (o->offload)
+    f->staging = ms_alloc(&f->ms, MS_HOST, MC_STAGING, fbytes_(f->staging_n));
+  build_ops_(f);
+  return ST_OK;
+}
+
+static void release_(fsdp *f, int u);
+static int rs_complete_(fsdp *f, int keep);
+
+void fsdp_free(fsdp *f) {
+  if (!f->sh) return;
+  rs_complete_(f, 0);
+  for (int u = 0; u < f->plan->n_units; u++) {
+    release_(f, u);
+    const plan_unit *pu = &f->plan->units[u];
+    fsdp_shard *s = &f->sh[u];
+    ms_free(&f->ms, f->shard_space, MC_PARAM_FROZEN, s->param[PB_FROZEN], fbytes_(pu->shard[PB_FROZEN]));
+    ms_free(&f->ms, f->shard_space, MC_PARAM_TRAIN, s->param[PB_TRAIN], fbytes_(pu->shard[PB_TRAIN]));
+    ms_free(&f->ms, f->shard_space, MC_GRAD, s->grad, fbytes_(pu->shard[PB_TRAIN]));
+    ms_free(&f->ms, f->shard_space, MC_OPTIM, s->m, fbytes_(pu->shard[PB_TRAIN]));
+    ms_free(&f->ms, f->shard_space, MC_OPTIM, s->v, fbytes_(pu->shard[PB_TRAIN]));
+  }
+  ms_free(&f->ms, MS_HOST, MC_STAGING, f->staging, fbytes_(f->staging_n));
+  free(f->sh);
+  free(f->slot);
+  free(f->ops_train);
+  free(f->ops_eval);
+  memset(f, 0, sizeof *f);
+}
+
+/* ---- loading -------------------------------------------------------------------------- */
+
+static int check_tensor_(const tensor_desc *d, const sft_model *m, const sft_tensor **out) {
+  const sft_tensor *t = sft_find(m, d->name);
+  if (!t)
+    return st_fail(ST_EINPUT, "%s: tensor '%s' is missing (the model config expects it)",
+                   m->nfiles ? m->paths[0] : "model", d->name);
+  int64_t s1 = d->ndim == 2 ? d->shape[1] : 1, t1 = t->ndim == 2 ? t->shape[1] : 1;
+  if (t->numel != d->numel || t->ndim != d->ndim || t->shape[0] != d->shape[0] || s1 != t1)
+    return st_fail(ST_EINPUT,
+                   "%s: tensor '%s' has %d dims (%lld, %lld), expected (%lld, %lld) from "
+                   "config.json",
+                   m->paths[t->file], d->name, t->ndim, (long long)t->shape[0], (long long)t1,
+                   (long long)d->shape[0], (long long)s1);
+  *out = t;
+  return ST_OK;
+}
+
+static int load_local_(fsdp *f, const sft_model *m) {
+  const sft_tensor **st = xcalloc((size_t)f->tt->n + 1, sizeof *st);
+  int rc = ST_OK;
+  for (int i = 0; i < f->tt->n && !rc; i++) rc = check_tensor_(&f->tt->t[i], m, &st[i]);
+  /* Read straight into the shard when it is host memory; through a bounded host staging
+   * buffer otherwise (a device shard on CUDA), so the peak stays near the shard size. */
+  const uint64_t chunk = 1u << 20;
+  float *stage = NULL;
+  if (f->shard_space != MS_HOST) stage = ms_alloc(&f->ms, MS_HOST, MC_STAGING, fbytes_(chunk));
+  for (int u = 0; u < f->plan->n_units && !rc; u++)
+    for (int k = 0; k < PB_NKINDS && !rc; k++) {
+      const plan_unit *pu = &f->plan->units[u];
+      for (int s = 0; s < pu->nseg[k] && !rc; s++) {
+        const plan_seg *sg = &pu->seg[k][s];
+        float *dst = f->sh[u].param[k] + sg->shard_off;
+        if (!stage) {
+          rc = sft_read_f32(m, st[sg->tensor], sg->tensor_off, sg->count, dst);
+          continue;
+        }
+        for (uint64_t done = 0; done < sg->count && !rc; done += chunk) {
+          uint64_t n = sg->count - done < chunk ? sg->count - done : chunk;
+          rc = sft_read_f32(m, st[sg->tensor], sg->tensor_off + done, n, stage);
+          if (!rc) ms_copy(&f->ms, f->shard_space, dst + done, MS_HOST, stage, fbytes_(n));
+        }
+      }
+    }
+  ms_free(&f->ms, MS_HOST, MC_STAGING, stage, fbytes_(chunk));
+  free(st);
+  return rc;
+}
+
+int fsdp_load(fsdp *f, const sft_model *m) {
+  int rc = load_local_(f, m);
+  int all = comm_max_status(rc);
+  if (all && !rc)
+    return st_fail(all, "another rank failed to load its shard of the model (see its error)");
+  return rc;
+}
+
+void fsdp_fill(fsdp *f, float (*value)(int tensor, uint64_t elem, void *arg), void *arg) {
+  for (int u = 0; u < f->plan->n_units; u++)
+    for (int k = 0; k < PB_NKINDS; k++) {
+      const plan_unit *pu = &f->plan->units[u];
+      for (int s = 0; s < pu->nseg[k]; s++) {
+        const plan_seg *sg = &pu->seg[k][s];
+        float *tmp = xmalloc(fbytes_(sg->count));
+        for (uint64_t e = 0; e < sg->count; e++) tmp[e] = value(sg->tensor, sg->tensor_off + e, arg);
+        ms_copy(&f->ms, f->shard_space, f->sh[u].param[k] + sg->shard_off, MS_HOST, tmp,
+                fbytes_(sg->count));
+        free(tmp);
+      }
+    }
+}
+
+/* ---- gather / release ----------------------------------------------------------------- */
+
+static int gather_issue_(fsdp *f, int u) {
+  fsdp_slot *sl = &f->slot[u];
+  if (sl->state != 0) return ST_OK;
+  const plan_unit *pu = &f->plan->units[u];
+  for (int k = 0; k < PB_NKINDS; k++) {
+    if (!pu->padded[k]) continue;
+    sl->buf[k] = ms_alloc(&f->ms, MS_COMPUTE, MC_GATHER, fbytes_(pu->padded[k]));
+    ms_copy(&f->ms, MS_COMPUTE, sl->buf[k] + (size_t)f->plan->rank * pu->shard[k],
+            f->shard_space, f->sh[u].param[k], fbytes_(pu->shard[k]));
+    int rc = coll_iallgather_f32(sl->buf[k], pu->shard[k], &sl->req[k]);
+    if (rc) return rc;
+    f->gathers++;
+  }
+  sl->state = 1;
+  f->live++;
+  return ST_OK;
+}
+
+static int gather_wait_(fsdp *f, int u) {
+  fsdp_slot *sl = &f->slot[u];
+  int rc = ST_OK;
+  if (sl->state == 1)
+    for (int k = 0; k < PB_NKINDS; k++) rc |= coll_wait(&sl->req[k]);
+  sl->state = 2;
+  return rc;
+}
+
+static void release_(fsdp *f, int u) {
+  fsdp_slot *sl = &f->slot[u];
+  if (sl->state == 0) return;
+  gather_wait_(f, u);
+  const plan_unit *pu = &f->plan->units[u];
+  for (int k = 0; k < PB_NKINDS; k++) {
+    ms_free(&f->ms, MS_COMPUTE, MC_GATHER, sl->buf[k], fbytes_(pu->padded[k]));
+    sl->buf[k] = NULL;
+  }
+  sl->state = 0;
+  f->live--;
+}
+
+/* Issue gathers for the ops from `from` on, in order, while fewer than cap units live. */
+static int prefetch_(fsdp *f, const fsdp_op *ops, int n, int from) {
+  for (int j = from; j < n; j++)
+    for (int q = 0; q < ops[j].nneed; q++) {
+      int u = ops[j].need[q];
+      if (f->slot[u].state != 0) continue;
+      if (f->live >= f->cap) return ST_OK;
+      int rc = gather_issue_(f, u);
+      if (rc) return rc;
+    }
+  return ST_OK;
+}
+
+static int op_needs_(const fsdp_op *op, int u) {
+  for (int q = 0; q < op->nneed; q++)
+    if (op->need[q] == u) return 1;
+  return 0;
+}
+
+/* Keep u after ops[i]? When the next op uses it, or (no reshard after forward) a backward op
+ * will. */
+static int keep_(const fsdp *f, const fsdp_op *ops, int n, int i, int u) {
+  if (i + 1 < n && op_needs_(&ops[i + 1], u)) return 1;
+  if (!f->o.reshard_after_forward && ops[i].dir == 0)
+    for (int j = i + 1; j < n; j++)
+      if (ops[j].dir == 1 && op_needs_(&ops[j], u)) return 1;
+  return 0;
+}
+
+/* Pointers into unit u's gathered buffers (NULL where not gathered) and its gradient. */
+static void view_(const fsdp *f, int u, float *gfull, unit_view *v) {
+  memset(v, 0, sizeof *v);
+  const fsdp_slot *sl = &f->slot[u];
+  for (int i = 0; i < f->tt->n; i++) {
+    const plan_tensor *t = &f->plan->tensors[i];
+    if (t->unit != u) continue;
+    tensor_kind kind = f->tt->t[i].kind;
+    if (sl->buf[t->buf]) v->w[kind] = sl->buf[t->buf] + t->offset;
+    if (t->buf == PB_TRAIN && gfull) v->g[kind] = gfull + t->offset;
+  }
+}
+
+/* ---- gradients ------------------------------------------------------------------------ */
+
+static float *grad_alloc_(fsdp *f, int u) {
+  uint64_t n = f->plan->units[u].padded[PB_TRAIN];
+  return n ? ms_alloc(&f->ms, MS_COMPUTE, MC_GRAD_FULL, fbytes_(n)) : NULL;
+}
+
+static int rs_issue_(fsdp *f, int u, float *full) {
+  if (!full) return ST_OK;
+  const plan_unit *pu = &f->plan->units[u];
+  fsdp_rs *r = &f->rs[f->n_rs++];
+  r->unit = u;
+  r->full = full;
+  r->out = ms_alloc(&f->ms, MS_COMPUTE, MC_GRAD_FULL, fbytes_(pu->shard[PB_TRAIN]));
+  f->reduce_scatters++;
+  return coll_ireduce_scatter_f32(full, r->out, pu->shard[PB_TRAIN], 1.0f, &r->req);
+}
+
+/* Complete all but the newest `keep` reduce-scatters, adding each into its gradient shard. */
+static int rs_complete_(fsdp *f, int keep) {
+  int rc = ST_OK, done = f->n_rs - keep;
+  for (int i = 0; i < done; i++) {
+    fsdp_rs *r = &f->rs[i];
+    const plan_unit *pu = &f->plan->units[r->unit];
+    size_t n = pu->shard[PB_TRAIN];
+    rc |= coll_wait(&r->req);
+    float *g = f->sh[r->unit].grad;
+    if (f->shard_space == MS_HOST) {
+      ms_copy(&f->ms, MS_HOST, f->staging, MS_COMPUTE, r->out, fbytes_(n));
+      for (size_t e = 0; e < n; e++) g[e] += f->staging[e];
+    } else {
+      f->k->add(g, r->out, n);
+    }
+    ms_free(&f->ms, MS_COMPUTE, MC_GRAD_FULL, r->out, fbytes_(n));
+    ms_free(&f->ms, MS_COMPUTE, MC_GRAD_FULL, r->full, fbytes_(pu->padded[PB_TRAIN]));
+  }
+  if (done > 0) {
+    memmove(f->rs, f->rs + done, (size_t)keep * sizeof(fsdp_rs));
+    f->n_rs = keep;
+  }
+  return rc;
+}
+
+/* ---- one pass over the ops -------------------------------------------------------------- */
+
+static int compute_(fsdp *f, const fsdp_op *op, model_ctx *ctx, const int32_t *tokens,
+                    const int32_t *targets, float scale, double *loss_sum, int64_t *n_counted) {
+  int L = f->cfg->num_hidden_layers, H = L + 1, u = op->unit, rc = ST_OK;
+  unit_view v, ve;
+  if (op->dir == 0) {
+    view_(f, u, NULL, &v);
+    if (u == 0) return model_embed_forward(ctx, &v, tokens);
+    if (u <= L) {
+      model_block_forward(ctx, u - 1, &v);
+      return ST_OK;
+    }
+    if (f->tied) view_(f, 0, NULL, &ve);
+    return model_head_forward(ctx, &v, f->tied ? &ve : NULL, targets, loss_sum, n_counted);
+  }
+  float *g = grad_alloc_(f, u);
+  view_(f, u, g, &v);
+  if (u == H) {
+    float *g0 = f->tied ? grad_alloc_(f, 0) : NULL;
+    if (f->tied) view_(f, 0, g0, &ve);
+    model_head_backward(ctx, &v, f->tied ? &ve : NULL, targets, scale);
+    rc = rs_issue_(f, H, g);
+    if (!rc) rc = rs_issue_(f, 0, g0);
+  } else if (u >= 1) {
+    model_block_backward(ctx, u - 1, &v);
+    rc = rs_issue_(f, u, g);
+  } else {
+    model_embed_backward(ctx, &v);
+    rc = rs_issue_(f, 0, g);
+  }
+  return rc;
+}
+
+static int run_ops_(fsdp *f, const fsdp_op *ops, int n, model_ctx *ctx, const int32_t *tokens,
+                    const int32_t *targets, float scale, double *loss_sum, int64_t *n_counted) {
+  int rc = ST_OK;
+  for (int i = 0; i < n && !rc; i++) {
+    const fsdp_op *op = &ops[i];
+    for (int q = 0; q < op->nneed && !rc; q++) rc = gather_issue_(f, op->need[q]);
+    for (int q = 0; q < op->nneed && !rc; q++) rc = gather_wait_(f, op->need[q]);
+    if (!rc) rc = prefetch_(f, ops, n, i + 1);
+    int before = f->n_rs;
+    if (!rc) rc = compute_(f, op, ctx, tokens, targets, scale, loss_sum, n_counted);
+    /* keep this op's reduce-scatters in flight; finish the previous op's */
+    if (!rc) rc = rs_complete_(f, f->n_rs - before);
+    for (int q = 0; q < op->nneed; q++)
+      if (!keep_(f, ops, n, i, op->need[q])) release_(f, op->need[q]);
+  }
+  int rc2 = rs_complete_(f, 0);
+  for (int u = 0; u < f->plan->n_units; u++) release_(f, u);
+  return rc ? rc : rc2;
+}
+
+int fsdp_forward_backward(fsdp *f, model_ctx *ctx, const int32_t *tokens,
+                          const int32_t *targets, float loss_scale, double *loss_sum,
+                          int64_t *n_counted) {
+  ms_note(&f->ms, MS_COMPUTE, MC_ACT, model_ctx_bytes(ctx));
+  return run_ops_(f, f->ops_train, f->n_ops_train, ctx, tokens, targets, loss_scale, loss_sum,
+                  n_counted);
+}
+
+int fsdp_forward(fsdp *f, model_ctx *ctx, const int32_t *tokens, const int32_t *targets,
+                 double *loss_sum, int64_t *n_counted) {
+  return run_ops_(f, f->ops_eval, f->n_ops_eval, ctx, tokens, targets, 0.0f, loss_sum,
+                  n_counted);
+}
+
+/* ---- optimizer ------------------------------------------------------------------------ */
+
+void fsdp_zero_grads(fsdp *f) {
+  for (int u = 0; u < f->plan->n_units; u++) {
+    size_t n = f->plan->units[u].shard[PB_TRAIN];
+    if (!n) continue;
+    if (f->shard_space == MS_HOST) memset(f->sh[u].grad, 0, fbytes_(n));
+    else f->k->zero(f->sh[u].grad, n);
+  }
+}
+
+int fsdp_step(fsdp *f, const fsdp_adamw *h, double lr, long step, double *grad_norm) {
+  int host = f->shard_space == MS_HOST;
+  double ss = 0;
+  for (int u = 0; u < f->plan->n_units; u++) {
+    size_t n = f->plan->units[u].shard[PB_TRAIN];
+    if (n) ss += host ? grad_sum_squares(f->sh[u].grad, n) : f->k->sum_squares(f->sh[u].grad, n);
+  }
+  int rc = coll_allreduce_sum_f64(&ss, 1);
+  if (rc) return rc;
+  double norm = sqrt(ss);
+  if (grad_norm) *grad_norm = norm;
+  double coef = grad_clip_coef(norm, h->max_grad_norm);
+  for (int u = 0; u < f->plan->n_units; u++) {
+    const plan_unit *pu = &f->plan->units[u];
+    fsdp_shard *s = &f->sh[u];
+    if (!pu->shard[PB_TRAIN]) continue;
+    if (coef < 1.0) {
+      if (host)
+        for (size_t e = 0; e < pu->shard[PB_TRAIN]; e++) s->grad[e] *= (float)coef;
+      else
+        f->k->scale(s->grad, (float)coef, pu->shard[PB_TRAIN]);
+    }
+    for (int q = 0; q < pu->nseg[PB_TRAIN]; q++) {
+      const plan_seg *sg = &pu->seg[PB_TRAIN][q];
+      float wd = f->tt->t[sg->tensor].decay ? (float)h->weight_decay : 0.0f;
+      size_t o = sg->shard_off;
+      if (host)
+        adamw_step(s->param[PB_TRAIN] + o, s->grad + o, s->m + o, s->v + o, sg->count, (float)lr,
+                   (float)h->beta1, (float)h->beta2, (float)h->eps, wd, step);
+      else
+        f->k->adamw(s->param[PB_TRAIN] + o, s->grad + o, s->m + o, s->v + o, sg->count,
+                    (float)lr, (float)h->beta1, (float)h->beta2, (float)h->eps, wd, step);
+    }
+  }
+  return ST_OK;
+}
+
+/* ---- whole tensors -------------------------------------------------------------------- */
+
+static float *shard_of_(fsdp *f, int u, int k, int which) {
+  if (which == 0) return f->sh[u].param[k];
+  if (k != PB_TRAIN) return NULL;
+  return which == 1 ? f->sh[u].m : which == 2 ? f->sh[u].v : f->sh[u].grad;
+}
+
+int fsdp_gather_tensors(fsdp *f, int which, int root, float ***out) {
+  float **o = xcalloc((size_t)f->tt->n + 1, sizeof(float *));
+  int me = root < 0 || root == f->plan->rank, rc = ST_OK;
+  for (int u = 0; u < f->plan->n_units && !rc; u++)
+    for (int k = 0; k < PB_NKINDS && !rc; k++) {
+      const plan_unit *pu = &f->plan->units[u];
+      float *src = shard_of_(f, u, k, which);
+      if (!pu->padded[k] || !src) continue;
+      float *buf = ms_alloc(&f->ms, MS_COMPUTE, MC_GATHER, fbytes_(pu->padded[k]));
+      ms_copy(&f->ms, MS_COMPUTE, buf + (size_t)f->plan->rank * pu->shard[k], f->shard_space,
+              src, fbytes_(pu->shard[k]));
+      rc = coll_allgather_f32(buf, pu->shard[k]);
+      for (int i = 0; i < f->tt->n && me && !rc; i++) {
+        const plan_tensor *t = &f->plan->tensors[i];
+        if (t->unit != u || t->buf != (plan_buf)k) continue;
+        o[i] = xmalloc(fbytes_(t->numel));
+        ms_copy(&f->ms, MS_HOST, o[i], MS_COMPUTE, buf + t->offset, fbytes_(t->numel));
+      }
+      ms_free(&f->ms, MS_COMPUTE, MC_GATHER, buf, fbytes_(pu->padded[k]));
+    }
+  *out = o;
+  return rc;
+}
+
+void fsdp_free_tensors(const fsdp *f, float **out) {
+  if (!out) return;
+  for (int i = 0; i < f->tt->n; i++) free(out[i]);
+  free(out);
+}
+
+int fsdp_foreach_piece(fsdp *f, int which,
+                       int (*fn)(int tensor, uint64_t first, uint64_t count, float *data,
+                                 void *arg),
+                       void *arg) {
+  for (int u = 0; u < f->plan->n_units; u++)
+    for (int k = 0; k < PB_NKINDS; k++) {
+      float *base = shard_of_(f, u, k, which);
+      const plan_unit *pu = &f->plan->units[u];
+      if (!base) continue;
+      for (int s = 0; s < pu->nseg[k]; s++) {
+        const plan_seg *sg = &pu->seg[k][s];
+        int rc = fn(sg->tensor, sg->tensor_off, sg->count, base + sg->shard_off, arg);
+        if (rc) return rc;
+      }
+    }
+  return ST_OK;
+}
+
+/* ---- theory --------------------------------------------------------------------------- */
+
+void fsdp_expected_bytes(const fsdp *f, int train, uint64_t *gather_bytes, uint64_t *rs_bytes) {
+  const shard_plan *p = f->plan;
+  int L = f->cfg->num_hidden_layers, H = L + 1, lowest = p->lowest_grad_unit;
+  uint64_t g = 0, r = 0;
+#define UNIT_BYTES(u) (4 * (p->units[u].padded[PB_FROZEN] + p->units[u].padded[PB_TRAIN]))
+#define TRAIN_BYTES(u) (4 * p->units[u].padded[PB_TRAIN])
+  /* forward: every unit once; tied: the head gathers unit 0 again (released after F(0)),
+   * unless it is kept for the head's backward */
+  for (int u = 0; u <= H; u++) g += UNIT_BYTES(u);
+  int backward = train && lowest <= H;
+  int keep0 = backward && !f->o.reshard_after_forward;
+  if (f->tied && L >= 1 && !keep0) g += UNIT_BYTES(0);
+  if (backward) {
+    /* backward: blocks re-gathered (the head and tied unit 0 stay from F(head)) */
+    if (f->o.reshard_after_forward)
+      for (int u = lowest > 1 ? lowest : 1; u <= L; u++) g += UNIT_BYTES(u);
+    for (int u = lowest > 1 ? lowest : 1; u <= H; u++) r += TRAIN_BYTES(u);
+    if (lowest == 0) r += TRAIN_BYTES(0);      /* lookup gradient */
+    if (f->tied) r += TRAIN_BYTES(0);          /* head's gradient of the shared matrix */
+  }
+#undef UNIT_BYTES
+#undef TRAIN_BYTES
+  *gather_bytes = g;
+  *rs_bytes = r;
+}

@@ -1,0 +1,138 @@
+/* FSDP-style sharded training state and step: each rank owns 1/N of every unit's frozen and
+ * trainable buffer (shard/plan.h); a unit's parameters are all-gathered just before the
+ * model computes it and released after; trainable gradients are reduce-scattered back into
+ * gradient shards; AdamW runs on the local shards only.
+ *
+ * Schedule of one micro-step (units: 0 embedding, 1..L blocks, L+1 head):
+ *   forward  F(0), F(1), ..., F(L+1)  (the head also needs unit 0 when embeddings are tied)
+ *   backward B(L+1), B(L), ..., B(lowest)  (B(0) needs no parameters: only its gradient)
+ * Before an op computes, the next ops' gathers are issued (non-blocking) while fewer than
+ * 1 + prefetch units are alive (limit_all_gathers; unbounded when off). After an op, its
+ * units are released unless the next op uses them (the head stays gathered from forward into
+ * backward) or reshard_after_forward is off and a backward op will use them. After B(u),
+ * u's trainable gradient buffer is reduce-scattered (non-blocking, completed after the next
+ * op) and ADDED into u's gradient shard; with tied embeddings the head's gradient of the
+ * shared matrix goes into unit 0's gradient shard the same way. Units below the lowest one
+ * needing a gradient do no backward.
+ *
+ * Gradients are the plain sum over ranks: the caller folds every normalisation (1 / global
+ * number of counted targets over ranks and accumulation steps) into the loss scale. */
+#ifndef SPECTRAIN_SHARD_FSDP_H
+#define SPECTRAIN_SHARD_FSDP_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "io/safetensors.h"
+#include "kernels/kernels.h"
+#include "model/config.h"
+#include "model/model.h"
+#include "model/tensors.h"
+#include "mpi/coll.h"
+#include "shard/memspace.h"
+#include "shard/plan.h"
+
+typedef struct {
+  int offload;               /* 1: parameter/gradient shards and optimizer state in HOST */
+  int prefetch;              /* units gathered ahead of the computing one (>= 0) */
+  int limit_all_gathers;     /* 1: at most 1 + prefetch units gathered at once */
+  int reshard_after_forward; /* 1: release after forward and re-gather in backward */
+} fsdp_opts;
+
+typedef struct {
+  double beta1, beta2, eps, weight_decay;
+  double max_grad_norm; /* <= 0: no clipping */
+} fsdp_adamw;
+
+typedef struct {
+  float *param[PB_NKINDS]; /* [shard[k]] in the shard space */
+  float *grad, *m, *v;     /* [shard[PB_TRAIN]] in the shard space; NULL when none */
+} fsdp_shard;
+
+typedef struct {
+  int state;               /* 0 free, 1 gathering, 2 ready */
+  float *buf[PB_NKINDS];   /* [padded[k]] compute */
+  coll_req req[PB_NKINDS];
+} fsdp_slot;
+
+typedef struct {
+  int dir;  /* 0 forward, 1 backward */
+  int unit; /* the unit computed */
+  int nneed;
+  int need[2]; /* units whose parameters must be gathered */
+} fsdp_op;
+
+typedef struct {
+  coll_req req;
+  int unit;
+  float *full; /* [padded[PB_TRAIN]] compute: the summed-over-the-unit gradient */
+  float *out;  /* [shard[PB_TRAIN]] compute: reduce-scatter result */
+} fsdp_rs;
+
+typedef struct {
+  const tensor_table *tt;
+  const shard_plan *plan;
+  const model_config *cfg;
+  const kernels *k;
+  fsdp_opts o;
+  memspace ms;
+  mem_space shard_space; /* MS_HOST with offload, else MS_COMPUTE */
+  fsdp_shard *sh;        /* [n_units] */
+  fsdp_slot *slot;       /* [n_units] */
+  int live;              /* units gathered or gathering */
+  int cap;               /* max live units for prefetching */
+  int tied;
+  int n_ops_train, n_ops_eval;
+  fsdp_op *ops_train, *ops_eval;
+  fsdp_rs rs[4];
+  int n_rs;
+  float *staging; /* host, [max shard[PB_TRAIN]] (offload: reduce-scatter results) */
+  size_t staging_n;
+  uint64_t gathers, reduce_scatters; /* counts of unit-buffer collectives issued */
+} fsdp;
+
+int fsdp_create(const tensor_table *tt, const shard_plan *plan, const model_config *cfg,
+                const kernels *k, const fsdp_opts *o, fsdp *f);
+void fsdp_free(fsdp *f);
+
+/* Each rank reads its own slices from a safetensors model (collective only in agreeing on
+ * the outcome: a rank's failure is reported on every rank). */
+int fsdp_load(fsdp *f, const sft_model *m);
+/* Fill every rank's shards from a function of (tensor index, flat element index). Tests. */
+void fsdp_fill(fsdp *f, float (*value)(int tensor, uint64_t elem, void *arg), void *arg);
+
+/* Forward and backward of one micro-batch (tokens, targets: (B, T) host arrays, B and T as
+ * the model context was created with), adding gradients into the gradient shards. Adds the
+ * loss sum and counted targets of this rank's micro-batch. Collective. */
+int fsdp_forward_backward(fsdp *f, model_ctx *ctx, const int32_t *tokens,
+                          const int32_t *targets, float loss_scale, double *loss_sum,
+                          int64_t *n_counted);
+/* Forward only (evaluation): adds loss sum and count. Collective. */
+int fsdp_forward(fsdp *f, model_ctx *ctx, const int32_t *tokens, const int32_t *targets,
+                 double *loss_sum, int64_t *n_counted);
+
+void fsdp_zero_grads(fsdp *f);
+/* Global gradient norm (one allreduce), clipping, then AdamW on the local trainable shards
+ * (`step` = 1-based update count, lr for this update). *grad_norm = the norm before clipping. */
+int fsdp_step(fsdp *f, const fsdp_adamw *h, double lr, long step, double *grad_norm);
+
+/* Full tensors, gathered unit by unit (collective). out[i] for every tensor i of the table is
+ * allocated (xmalloc) on `root` (every rank when root < 0) and NULL elsewhere; free with
+ * fsdp_free_tensors. which: 0 parameters, 1 m, 2 v (optimizer state of trainable tensors;
+ * NULL for frozen ones). */
+int fsdp_gather_tensors(fsdp *f, int which, int root, float ***out);
+void fsdp_free_tensors(const fsdp *f, float **out);
+/* Visit this rank's pieces of every tensor (checkpoint write and restore read exactly these
+ * ranges): fn gets the tensor index, the first element and count inside the tensor (row-major
+ * flat index), and a pointer to those elements in the rank's shard (host-addressable). which:
+ * 0 parameters, 1 m, 2 v, 3 gradient (m, v, gradient: trainable tensors only). Stops at the
+ * first non-zero return of fn and returns it. */
+int fsdp_foreach_piece(fsdp *f, int which,
+                       int (*fn)(int tensor, uint64_t first, uint64_t count, float *data,
+                                 void *arg),
+                       void *arg);
+
+/* The bytes each collective category is expected to move in one micro-step / one eval
+ * forward under this schedule (logical bytes, as mpi/coll counts them). */
+void fsdp_expected_bytes(const fsdp *f, int train, uint64_t *gather_bytes, uint64_t *rs_bytes);
+
+#endif

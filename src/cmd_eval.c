@@ -1,0 +1,138 @@
+/* spectrain eval: the mean next-token loss of a model on token data (the Hugging Face
+ * definition: sum of cross-entropies over every counted prediction / their number) and its
+ * perplexity. Samples are split over ranks when run under mpirun. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "commands.h"
+#include "io/data.h"
+#include "model/model.h"
+#include "model/weights.h"
+#include "mpi/comm.h"
+#include "util/err.h"
+#include "util/mem.h"
+#include "util/opt.h"
+
+static int eval_run_(const char *model_dir, const char *data_path, long max_tokens, long seq_len,
+                     long batch, int json) {
+  model_weights mw;
+  int rc = model_weights_load(model_dir, &mw);
+  if (rc) return rc;
+  for (int i = 0; i < mw.tt.n; i++) mw.tt.t[i].trainable = 0;
+  int T = (int)(seq_len > 0 ? seq_len
+                            : (mw.cfg.max_position_embeddings > 0 &&
+                                       mw.cfg.max_position_embeddings < 1024
+                                   ? mw.cfg.max_position_embeddings
+                                   : 1024));
+  data_source *src = NULL;
+  const char *paths[1] = {data_path};
+  if ((rc = data_open(paths, 1, DATA_AUTO, T, mw.cfg.vocab_size, &src))) {
+    model_weights_free(&mw);
+    return rc;
+  }
+  data_view view;
+  data_view_all(src, &view);
+  uint64_t n_samples = view.n;
+  if (max_tokens > 0 && (uint64_t)((max_tokens + T - 1) / T) < n_samples)
+    n_samples = (uint64_t)((max_tokens + T - 1) / T);
+  int B = (int)(batch > 0 ? batch : 4);
+  if ((uint64_t)B > n_samples) B = (int)n_samples;
+
+  model_opts o = {.batch = B, .seq_len = T, .grad_checkpointing = 0,
+                  .lowest_grad_unit = mw.tt.n_units};
+  model_ctx *ctx = NULL;
+  if ((rc = model_ctx_create(&mw.cfg, kernels_cpu(), &o, &ctx))) {
+    data_view_free(&view);
+    data_close(src);
+    model_weights_free(&mw);
+    return rc;
+  }
+  int32_t *inputs = xmalloc((size_t)B * T * sizeof *inputs);
+  int32_t *targets = xmalloc((size_t)B * T * sizeof *targets);
+  uint64_t *samples = xmalloc((size_t)B * sizeof *samples);
+  double loss_sum = 0;
+  int64_t counted = 0;
+  double t0 = time_now_s();
+  uint64_t n_batches = (n_samples + (uint64_t)B - 1) / (uint64_t)B;
+  for (uint64_t bi = (uint64_t)comm_rank(); bi < n_batches && !rc; bi += (uint64_t)comm_size()) {
+    int n = 0;
+    for (uint64_t s = bi * B; s < n_samples && n < B; s++) samples[n++] = s;
+    data_fill(&view, samples, n, inputs, targets);
+    for (size_t j = (size_t)n * T; j < (size_t)B * T; j++) /* short last batch: ignored rows */
+      inputs[j] = 0, targets[j] = MODEL_IGNORE_INDEX;
+    rc = model_forward(ctx, mw.units, inputs, targets, &loss_sum, &counted);
+  }
+  double elapsed = time_now_s() - t0;
+  rc = comm_max_status(rc);
+  if (!rc) {
+    double sums[2] = {loss_sum, (double)counted};
+    rc = comm_allreduce_sum_f64(sums, 2);
+    loss_sum = sums[0];
+    counted = (int64_t)sums[1];
+  }
+  if (!rc && counted == 0)
+    rc = st_fail(ST_EINPUT, "%s: no counted target tokens in the first %llu samples of %d tokens",
+                 data_path, (unsigned long long)n_samples, T);
+  if (!rc) {
+    double loss = loss_sum / (double)counted;
+    if (comm_rank() == 0) {
+      if (json)
+        printf("{\"loss\": %.9g, \"tokens\": %lld, \"perplexity\": %.9g}\n", loss,
+               (long long)counted, exp(loss));
+      else
+        printf("loss %.6f  perplexity %.4f  over %lld predicted tokens (%llu samples of %d, "
+               "%.1f s)\n",
+               loss, exp(loss), (long long)counted, (unsigned long long)n_samples, T, elapsed);
+      fflush(stdout);
+    }
+  }
+  free(inputs);
+  free(targets);
+  free(samples);
+  model_ctx_free(ctx);
+  data_view_free(&view);
+  data_close(src);
+  model_weights_free(&mw);
+  return rc;
+}
+
+int cmd_eval(int argc, char **argv) {
+  static const opt_cmd cmd = {
+      "eval", "", 0, 0, "mean next-token loss and perplexity of a model on token data",
+      "The loss is the Hugging Face one: the cross-entropy summed over every counted\n"
+      "next-token prediction (labels -100 are not counted), divided by their number.\n"
+      "Data formats as in job files (.bin llm.c shards, .jsonl records, other files =\n"
+      "UTF-8 bytes): streams are cut into windows of T+1 tokens with stride T, jsonl\n"
+      "records are one sequence each. With --max-tokens N only the first ceil(N/T)\n"
+      "samples are evaluated. Under mpirun the batches are split over the ranks."};
+  const char *model_dir = NULL, *data = NULL;
+  long max_tokens = 0, seq_len = 0, batch = 4;
+  int json = 0;
+  opt_spec specs[] = {
+      {"model", OPT_STR, "DIR", "model directory (config.json + safetensors); required",
+       &model_dir},
+      {"data", OPT_STR, "FILE", "token data file (.bin, .jsonl or text); required", &data},
+      {"max-tokens", OPT_INT, "N", "evaluate only the first ceil(N/T) samples (default: all)",
+       &max_tokens},
+      {"seq-len", OPT_INT, "T",
+       "tokens per sample (default: max_position_embeddings, at most 1024)", &seq_len},
+      {"batch", OPT_INT, "B", "samples per forward pass (default 4)", &batch},
+      {"json", OPT_FLAG, NULL, "print one JSON object {\"loss\", \"tokens\", \"perplexity\"}",
+       &json},
+  };
+  int np = 0;
+  char **pos = NULL;
+  int rc = opt_parse(&cmd, specs, (int)(sizeof specs / sizeof specs[0]), argc, argv, &np, &pos);
+  free(pos);
+  if (rc) return rc == OPT_HELP_SHOWN ? OPT_HELP_SHOWN : st_report(rc);
+  if (!model_dir || !data)
+    return st_report(st_fail(ST_EINPUT, "eval: --model DIR and --data FILE are required"));
+  if (max_tokens < 0 || seq_len < 0 || batch <= 0 || seq_len > (1L << 20) || batch > (1L << 20))
+    return st_report(st_fail(ST_EINPUT,
+                             "eval: --max-tokens and --seq-len must be >= 0 and --batch >= 1 "
+                             "(found %ld, %ld, %ld)",
+                             max_tokens, seq_len, batch));
+  rc = eval_run_(model_dir, data, max_tokens, seq_len, batch, json);
+  return rc ? st_report(rc) : 0;
+}

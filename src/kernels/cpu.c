@@ -1,0 +1,299 @@
+/* The CPU kernel table: OpenBLAS sgemm for every matrix product, OpenMP for the loops.
+ * This is the reference the CUDA kernels are checked against; keep it plain. Row sums
+ * (norms, softmax) accumulate in double so that the result does not depend on the
+ * thread count. */
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+#include "model/optim.h"
+
+static void *cpu_alloc_(size_t bytes) { return calloc(1, bytes ? bytes : 1); }
+static void cpu_free_(void *p) { free(p); }
+static void cpu_zero_(float *x, size_t n) { memset(x, 0, n * sizeof *x); }
+static void cpu_copy_(float *dst, const float *src, size_t n) {
+  if (dst != src) memmove(dst, src, n * sizeof *dst);
+}
+
+static void cpu_gemm_(int trans_a, int trans_b, int M, int N, int K, float alpha,
+                      const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                      int ldc) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) { /* C = beta*C, which BLAS may not do for K = 0 */
+    for (int i = 0; i < M; i++)
+      for (int j = 0; j < N; j++) C[(size_t)i * ldc + j] *= beta;
+    return;
+  }
+  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+              trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+static void cpu_embed_forward_(float *out, const int32_t *tokens, const float *emb, int N,
+                               int C) {
+#pragma omp parallel for schedule(static)
+  for (int n = 0; n < N; n++)
+    memcpy(out + (size_t)n * C, emb + (size_t)tokens[n] * C, (size_t)C * sizeof(float));
+}
+
+static void cpu_embed_backward_(float *demb, const float *dout, const int32_t *tokens, int N,
+                                int C) {
+  /* serial over rows: repeated tokens add into the same row */
+  for (int n = 0; n < N; n++) {
+    float *d = demb + (size_t)tokens[n] * C;
+    const float *g = dout + (size_t)n * C;
+    for (int c = 0; c < C; c++) d[c] += g[c];
+  }
+}
+
+static void cpu_rmsnorm_forward_(float *out, float *rstd, const float *x, const float *w,
+                                 int N, int C, float eps) {
+#pragma omp parallel for schedule(static)
+  for (int n = 0; n < N; n++) {
+    const float *xr = x + (size_t)n * C;
+    float *o = out + (size_t)n * C;
+    double ss = 0;
+    for (int c = 0; c < C; c++) ss += (double)xr[c] * xr[c];
+    float r = (float)(1.0 / sqrt(ss / C + eps));
+    rstd[n] = r;
+    for (int c = 0; c < C; c++) o[c] = w[c] * (xr[c] * r);
+  }
+}
+
+/* out = w * x * r, r = (mean x^2 + eps)^-1/2:
+ *   dx_i = r w_i g_i - r^3/C x_i sum_j w_j g_j x_j,  dw_i += sum_rows g_i x_i r.
+ * dx may alias dout (the row sum is taken before writing); dx NULL skips it. */
+static void cpu_rmsnorm_backward_(float *dx, float *dw, const float *dout, const float *x,
+                                  const float *w, const float *rstd, int N, int C,
+                                  int accumulate) {
+  if (dw) {
+    for (int n = 0; n < N; n++) {
+      const float *g = dout + (size_t)n * C, *xr = x + (size_t)n * C;
+      float r = rstd[n];
+      for (int c = 0; c < C; c++) dw[c] += g[c] * xr[c] * r;
+    }
+  }
+  if (!dx) return;
+#pragma omp parallel for schedule(static)
+  for (int n = 0; n < N; n++) {
+    const float *g = dout + (size_t)n * C, *xr = x + (size_t)n * C;
+    float *d = dx + (size_t)n * C;
+    double s = 0;
+    for (int c = 0; c < C; c++) s += (double)w[c] * g[c] * xr[c];
+    float r = rstd[n];
+    float k = (float)((double)r * r * r * s / C);
+    if (accumulate)
+      for (int c = 0; c < C; c++) d[c] += r * w[c] * g[c] - k * xr[c];
+    else
+      for (int c = 0; c < C; c++) d[c] = r * w[c] * g[c] - k * xr[c];
+  }
+}
+
+static void cpu_bias_forward_(float *y, const float *b, int N, int M) {
+#pragma omp parallel for schedule(static)
+  for (int n = 0; n < N; n++)
+    for (int m = 0; m < M; m++) y[(size_t)n * M + m] += b[m];
+}
+
+static void cpu_bias_backward_(float *db, const float *dy, int N, int M) {
+  for (int n = 0; n < N; n++)
+    for (int m = 0; m < M; m++) db[m] += dy[(size_t)n * M + m];
+}
+
+static void rope_apply_(float *x, const float *cos_t, const float *sin_t, int B, int T, int nh,
+                        int D, float sign) {
+  int half = D / 2;
+#pragma omp parallel for schedule(static)
+  for (int n = 0; n < B * T; n++) {
+    int t = n % T;
+    const float *c = cos_t + (size_t)t * half, *s = sin_t + (size_t)t * half;
+    for (int h = 0; h < nh; h++) {
+      float *v = x + ((size_t)n * nh + h) * D;
+      for (int i = 0; i < half; i++) {
+        float a = v[i], b = v[i + half], si = sign * s[i];
+        v[i] = a * c[i] - b * si;
+        v[i + half] = b * c[i] + a * si;
+      }
+    }
+  }
+}
+
+static void cpu_rope_forward_(float *x, const float *cos_t, const float *sin_t, int B, int T,
+                              int nh, int D) {
+  rope_apply_(x, cos_t, sin_t, B, T, nh, D, 1.0f);
+}
+
+/* The rotation is orthogonal: its adjoint is the rotation by -angle. */
+static void cpu_rope_backward_(float *dx, const float *cos_t, const float *sin_t, int B, int T,
+                               int nh, int D) {
+  rope_apply_(dx, cos_t, sin_t, B, T, nh, D, -1.0f);
+}
+
+/* Causal softmax of rows of S (T, T) in place; entries above the diagonal become 0. */
+static void causal_softmax_(float *S, int T) {
+#pragma omp parallel for schedule(static)
+  for (int t = 0; t < T; t++) {
+    float *row = S + (size_t)t * T;
+    float mx = row[0];
+    for (int j = 1; j <= t; j++) mx = row[j] > mx ? row[j] : mx;
+    double sum = 0;
+    for (int j = 0; j <= t; j++) {
+      row[j] = expf(row[j] - mx);
+      sum += row[j];
+    }
+    float inv = (float)(1.0 / sum);
+    for (int j = 0; j <= t; j++) row[j] *= inv;
+    for (int j = t + 1; j < T; j++) row[j] = 0.0f;
+  }
+}
+
+static void cpu_attention_forward_(float *out, float *att, const float *q, const float *k,
+                                   const float *v, int B, int T, int H, int KV, int D) {
+  int HD = H * D, KVD = KV * D, rep = H / KV;
+  float scale = 1.0f / sqrtf((float)D);
+  for (int b = 0; b < B; b++)
+    for (int h = 0; h < H; h++) {
+      const float *Q = q + (size_t)b * T * HD + (size_t)h * D;
+      const float *K = k + (size_t)b * T * KVD + (size_t)(h / rep) * D;
+      const float *V = v + (size_t)b * T * KVD + (size_t)(h / rep) * D;
+      float *S = att + ((size_t)b * H + h) * T * T;
+      float *O = out + (size_t)b * T * HD + (size_t)h * D;
+      cpu_gemm_(0, 1, T, T, D, scale, Q, HD, K, KVD, 0.0f, S, T); /* S = Q K^T / sqrt(D) */
+      causal_softmax_(S, T);
+      cpu_gemm_(0, 0, T, D, T, 1.0f, S, T, V, KVD, 0.0f, O, HD); /* O = P V */
+    }
+}
+
+/* dP = dO V^T; dS = P (dP - rowsum(P dP)); dQ = dS K / sqrt(D); dK += dS^T Q / sqrt(D);
+ * dV += P^T dO (several q heads share one kv head). */
+static void cpu_attention_backward_(float *dq, float *dk, float *dv, float *scratch,
+                                    const float *dout, const float *att, const float *q,
+                                    const float *k, const float *v, int B, int T, int H, int KV,
+                                    int D) {
+  int HD = H * D, KVD = KV * D, rep = H / KV;
+  float scale = 1.0f / sqrtf((float)D);
+  memset(dk, 0, (size_t)B * T * KVD * sizeof *dk);
+  memset(dv, 0, (size_t)B * T * KVD * sizeof *dv);
+  for (int b = 0; b < B; b++)
+    for (int h = 0; h < H; h++) {
+      size_t qo = (size_t)b * T * HD + (size_t)h * D;
+      size_t ko = (size_t)b * T * KVD + (size_t)(h / rep) * D;
+      const float *P = att + ((size_t)b * H + h) * T * T;
+      float *dS = scratch;
+      cpu_gemm_(0, 1, T, T, D, 1.0f, dout + qo, HD, v + ko, KVD, 0.0f, dS, T);
+#pragma omp parallel for schedule(static)
+      for (int t = 0; t < T; t++) {
+        const float *p = P + (size_t)t * T;
+        float *d = dS + (size_t)t * T;
+        double s = 0;
+        for (int j = 0; j <= t; j++) s += (double)p[j] * d[j];
+        float sf = (float)s;
+        for (int j = 0; j <= t; j++) d[j] = p[j] * (d[j] - sf);
+        for (int j = t + 1; j < T; j++) d[j] = 0.0f;
+      }
+      cpu_gemm_(0, 0, T, D, T, scale, dS, T, k + ko, KVD, 0.0f, dq + qo, HD);
+      cpu_gemm_(1, 0, T, D, T, scale, dS, T, q + qo, HD, 1.0f, dk + ko, KVD);
+      cpu_gemm_(1, 0, T, D, T, 1.0f, P, T, dout + qo, HD, 1.0f, dv + ko, KVD);
+    }
+}
+
+static void cpu_swiglu_forward_(float *h, const float *gate, const float *up, size_t n) {
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; i++) {
+    float g = gate[i];
+    h[i] = g / (1.0f + expf(-g)) * up[i];
+  }
+}
+
+/* silu(g) = g s(g), silu'(g) = s(g) (1 + g (1 - s(g))) */
+static void cpu_swiglu_backward_(float *dgate, float *dup, const float *dh, const float *gate,
+                                 const float *up, size_t n) {
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; i++) {
+    float g = gate[i], u = up[i], d = dh[i];
+    float s = 1.0f / (1.0f + expf(-g));
+    float silu = g * s;
+    dgate[i] = d * u * s * (1.0f + g * (1.0f - s));
+    dup[i] = d * silu;
+  }
+}
+
+static void cpu_add_(float *y, const float *x, size_t n) {
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; i++) y[i] += x[i];
+}
+
+static void cpu_cross_entropy_forward_(float *lse, const float *logits, const int32_t *targets,
+                                       int N, int V, double *loss_sum, int64_t *n_counted) {
+  double loss = 0;
+  int64_t cnt = 0;
+#pragma omp parallel for schedule(static) reduction(+ : loss, cnt)
+  for (int n = 0; n < N; n++) {
+    const float *row = logits + (size_t)n * V;
+    float mx = row[0];
+    for (int j = 1; j < V; j++) mx = row[j] > mx ? row[j] : mx;
+    double s = 0;
+    for (int j = 0; j < V; j++) s += exp((double)row[j] - mx);
+    double l = mx + log(s);
+    lse[n] = (float)l;
+    if (targets && targets[n] != MODEL_IGNORE_INDEX) {
+      loss += l - row[targets[n]];
+      cnt++;
+    }
+  }
+  if (loss_sum) *loss_sum += loss;
+  if (n_counted) *n_counted += cnt;
+}
+
+static void cpu_cross_entropy_backward_(float *logits, const float *lse, const int32_t *targets,
+                                        int N, int V, float scale) {
+#pragma omp parallel for schedule(static)
+  for (int n = 0; n < N; n++) {
+    float *row = logits + (size_t)n * V;
+    int32_t tg = targets[n];
+    if (tg == MODEL_IGNORE_INDEX) {
+      memset(row, 0, (size_t)V * sizeof *row);
+      continue;
+    }
+    float l = lse[n];
+    for (int j = 0; j < V; j++) row[j] = scale * expf(row[j] - l);
+    row[tg] -= scale;
+  }
+}
+
+static double cpu_sum_squares_(const float *x, size_t n) { return grad_sum_squares(x, n); }
+
+static void cpu_scale_(float *x, float s, size_t n) {
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; i++) x[i] *= s;
+}
+
+static const kernels cpu_table_ = {
+    .name = "cpu",
+    .alloc = cpu_alloc_,
+    .free = cpu_free_,
+    .zero = cpu_zero_,
+    .copy = cpu_copy_,
+    .gemm = cpu_gemm_,
+    .embed_forward = cpu_embed_forward_,
+    .embed_backward = cpu_embed_backward_,
+    .rmsnorm_forward = cpu_rmsnorm_forward_,
+    .rmsnorm_backward = cpu_rmsnorm_backward_,
+    .bias_forward = cpu_bias_forward_,
+    .bias_backward = cpu_bias_backward_,
+    .rope_forward = cpu_rope_forward_,
+    .rope_backward = cpu_rope_backward_,
+    .attention_forward = cpu_attention_forward_,
+    .attention_backward = cpu_attention_backward_,
+    .swiglu_forward = cpu_swiglu_forward_,
+    .swiglu_backward = cpu_swiglu_backward_,
+    .add = cpu_add_,
+    .cross_entropy_forward = cpu_cross_entropy_forward_,
+    .cross_entropy_backward = cpu_cross_entropy_backward_,
+    .sum_squares = cpu_sum_squares_,
+    .scale = cpu_scale_,
+    .adamw = adamw_step,
+};
+
+const kernels *kernels_cpu(void) { return &cpu_table_; }

@@ -1,0 +1,70 @@
+/* AdamW, learning-rate schedules and clipping, as torch.optim.AdamW,
+ * transformers.get_scheduler and torch.nn.utils.clip_grad_norm_ compute them. */
+#include "model/optim.h"
+
+#include <math.h>
+#include <string.h>
+
+static const char *const lr_names_[] = {"constant", "constant_with_warmup", "linear", "cosine"};
+
+int lr_schedule_parse(const char *name, lr_schedule *out) {
+  for (int i = 0; i < 4; i++)
+    if (strcmp(name, lr_names_[i]) == 0) {
+      *out = (lr_schedule)i;
+      return 0;
+    }
+  return -1;
+}
+
+const char *lr_schedule_name(lr_schedule s) {
+  return (unsigned)s < 4 ? lr_names_[s] : "?";
+}
+
+static double max1_(double x) { return x > 1.0 ? x : 1.0; }
+
+double lr_at_step(lr_schedule s, long step, long max_steps, long warmup_steps, double base_lr) {
+  double f = 1.0;
+  if (s != LR_CONSTANT && step < warmup_steps) {
+    f = (double)step / max1_((double)warmup_steps);
+  } else if (s == LR_LINEAR) {
+    f = (double)(max_steps - step) / max1_((double)(max_steps - warmup_steps));
+    if (f < 0) f = 0;
+  } else if (s == LR_COSINE) { /* num_cycles = 0.5 */
+    double progress = (double)(step - warmup_steps) / max1_((double)(max_steps - warmup_steps));
+    f = 0.5 * (1.0 + cos(M_PI * 0.5 * 2.0 * progress));
+    if (f < 0) f = 0;
+  }
+  return base_lr * f;
+}
+
+void adamw_step(float *param, const float *grad, float *m, float *v, size_t n, float lr,
+                float beta1, float beta2, float eps, float weight_decay, long step) {
+  double bc1 = 1.0 - pow(beta1, (double)step);
+  double bc2 = 1.0 - pow(beta2, (double)step);
+  float step_size = (float)(lr / bc1);
+  float bc2_sqrt = (float)sqrt(bc2);
+  float decay = 1.0f - lr * weight_decay;
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; i++) {
+    float g = grad[i];
+    float mi = beta1 * m[i] + (1.0f - beta1) * g;
+    float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    float p = param[i] * decay;
+    param[i] = p - step_size * (mi / (sqrtf(vi) / bc2_sqrt + eps));
+  }
+}
+
+double grad_sum_squares(const float *g, size_t n) {
+  double s = 0;
+#pragma omp parallel for schedule(static) reduction(+ : s)
+  for (size_t i = 0; i < n; i++) s += (double)g[i] * g[i];
+  return s;
+}
+
+double grad_clip_coef(double total_norm, double max_norm) {
+  if (!(max_norm > 0)) return 1.0;
+  double c = max_norm / (total_norm + 1e-6);
+  return c < 1.0 ? c : 1.0;
+}

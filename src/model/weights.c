@@ -1,0 +1,113 @@
+/* Whole-model parameters in one process (see weights.h). */
+#include "model/weights.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/safetensors.h"
+#include "util/err.h"
+#include "util/rng.h"
+
+static void views_(model_weights *mw) {
+  memset(mw->units, 0, (size_t)mw->tt.n_units * sizeof *mw->units);
+  for (int i = 0; i < mw->tt.n; i++) {
+    const tensor_desc *d = &mw->tt.t[i];
+    mw->units[d->unit].w[d->kind] = mw->data + mw->offset[i];
+    if (mw->grad && d->trainable) mw->units[d->unit].g[d->kind] = mw->grad + mw->offset[i];
+  }
+}
+
+static int layout_(const model_config *c, model_weights *mw) {
+  memset(mw, 0, sizeof *mw);
+  mw->cfg = *c;
+  int rc = tensor_table_build(&mw->cfg, &mw->tt);
+  if (rc) return rc;
+  mw->offset = xmalloc((size_t)mw->tt.n * sizeof *mw->offset);
+  for (int i = 0; i < mw->tt.n; i++) {
+    mw->offset[i] = mw->numel;
+    mw->numel += mw->tt.t[i].numel;
+  }
+  mw->data = malloc(mw->numel * sizeof *mw->data);
+  if (!mw->data) {
+    size_t n = mw->numel;
+    model_weights_free(mw);
+    return st_fail(ST_ERUNTIME, "model: cannot allocate %zu parameters (%zu bytes)", n,
+                   n * sizeof(float));
+  }
+  mw->units = xcalloc((size_t)mw->tt.n_units, sizeof *mw->units);
+  views_(mw);
+  return 0;
+}
+
+int model_weights_load(const char *dir, model_weights *mw) {
+  char *cfg_path = xasprintf("%s/config.json", dir);
+  model_config c;
+  int rc = model_config_load(cfg_path, &c);
+  free(cfg_path);
+  if (rc) return rc;
+  if ((rc = layout_(&c, mw))) return rc;
+  sft_model m;
+  if ((rc = sft_open(dir, &m))) {
+    model_weights_free(mw);
+    return rc;
+  }
+  for (int i = 0; i < mw->tt.n && !rc; i++) {
+    const tensor_desc *d = &mw->tt.t[i];
+    const sft_tensor *t = sft_find(&m, d->name);
+    if (!t) {
+      rc = st_fail(ST_EINPUT, "%s: tensor '%s' is missing (the config asks for it)", dir,
+                   d->name);
+      break;
+    }
+    int shape_ok = t->ndim == d->ndim && t->shape[0] == d->shape[0] &&
+                   (d->ndim == 1 || t->shape[1] == d->shape[1]);
+    if (!shape_ok) {
+      rc = st_fail(ST_EINPUT, "%s: tensor '%s': expected shape (%lld%s%lld), found %d dims "
+                   "(%lld, ...)", dir, d->name, (long long)d->shape[0], d->ndim == 2 ? ", " : "",
+                   d->ndim == 2 ? (long long)d->shape[1] : 0LL, t->ndim,
+                   t->ndim ? (long long)t->shape[0] : 0LL);
+      break;
+    }
+    rc = sft_read_f32(&m, t, 0, d->numel, mw->data + mw->offset[i]);
+  }
+  sft_close(&m);
+  if (rc) model_weights_free(mw);
+  return rc;
+}
+
+int model_weights_init_random(const model_config *c, uint64_t seed, double std,
+                              model_weights *mw) {
+  int rc = layout_(c, mw);
+  if (rc) return rc;
+  for (int i = 0; i < mw->tt.n; i++) {
+    const tensor_desc *d = &mw->tt.t[i];
+    float *p = mw->data + mw->offset[i];
+    rng_t r;
+    rng_seed3(&r, seed, (uint64_t)i, 0);
+    int is_norm = d->ndim == 1 && d->kind != TK_Q_BIAS && d->kind != TK_K_BIAS &&
+                  d->kind != TK_V_BIAS;
+    for (uint64_t j = 0; j < d->numel; j++)
+      p[j] = d->ndim == 2 ? (float)(std * rng_normal(&r)) : (is_norm ? 1.0f : 0.0f);
+  }
+  return 0;
+}
+
+void model_weights_enable_grads(model_weights *mw) {
+  if (!mw->grad) mw->grad = xcalloc(mw->numel ? mw->numel : 1, sizeof *mw->grad);
+  views_(mw);
+  model_weights_zero_grads(mw);
+}
+
+void model_weights_zero_grads(model_weights *mw) {
+  if (mw->grad) memset(mw->grad, 0, mw->numel * sizeof *mw->grad);
+}
+
+void model_weights_free(model_weights *mw) {
+  tensor_table_free(&mw->tt);
+  free(mw->offset);
+  free(mw->data);
+  free(mw->grad);
+  free(mw->units);
+  memset(mw, 0, sizeof *mw);
+}

@@ -1,0 +1,39 @@
+/* All of a model's parameters in one process (eval, tests, benchmarks, single-rank tools):
+ * one flat float buffer in tensor-table order, optional gradients for the trainable
+ * tensors, and the unit_views the model functions take. The sharded trainer does not use
+ * this (shard/ owns parameter memory there). */
+#ifndef SPECTRAIN_MODEL_WEIGHTS_H
+#define SPECTRAIN_MODEL_WEIGHTS_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model/config.h"
+#include "model/tensors.h"
+
+typedef struct {
+  model_config cfg;
+  tensor_table tt;
+  size_t numel;      /* total parameters */
+  size_t *offset;    /* per tensor: first element in data / grad */
+  float *data;       /* (numel) */
+  float *grad;       /* (numel) or NULL; only trainable tensors' ranges are used */
+  unit_view *units;  /* (tt.n_units) pointers into data / grad */
+} model_weights;
+
+/* Read config.json and the safetensors in `dir` (any float dtype, converted to fp32). Every
+ * tensor of the table must be present with its shape; errors name the file and tensor. */
+int model_weights_load(const char *dir, model_weights *mw);
+/* Random weights for a config (benchmarks): matrices N(0, std), norms 1, biases 0. */
+int model_weights_init_random(const model_config *c, uint64_t seed, double std,
+                              model_weights *mw);
+/* (Re)build the views after changing tt.trainable; allocates gradient memory on first use
+ * and zeroes it. g[kind] is set only for trainable tensors. */
+void model_weights_enable_grads(model_weights *mw);
+void model_weights_zero_grads(model_weights *mw);
+/* The flat range of tensor i. */
+static inline float *model_weights_tensor(const model_weights *mw, int i) {
+  return mw->data + mw->offset[i];
+}
+void model_weights_free(model_weights *mw);
+
+#endif

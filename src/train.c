@@ -1,0 +1,490 @@
+#include "train.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "io/safetensors.h"
+#include "metrics.h"
+#include "model/optim.h"
+#include "mpi/coll.h"
+#include "mpi/comm.h"
+#include "spectrum/unfrozen.h"
+#include "util/err.h"
+#include "util/mem.h"
+
+/* ---- setup ------------------------------------------------------------------------------ */
+
+static int mkdir_p_(const char *path) {
+  char *p = xstrdup(path);
+  for (char *s = p + 1; *s; s++)
+    if (*s == '/') {
+      *s = 0;
+      mkdir(p, 0777);
+      *s = '/';
+    }
+  int rc = mkdir(p, 0777) == 0 || errno == EEXIST ? ST_OK
+           : st_fail(ST_EINPUT, "%s: cannot create the directory: %s", path, strerror(errno));
+  free(p);
+  return rc;
+}
+
+/* The trainable set: an unfrozen_parameters YAML, or everything. */
+static int trainable_set_(train_ctx *t) {
+  const job_config *j = t->job;
+  for (int i = 0; i < t->tt.n; i++) t->tt.t[i].trainable = 1;
+  if (j->spectrum.unfrozen_parameters) {
+    int n = 0;
+    int rc = unfrozen_apply(j->spectrum.unfrozen_parameters, &t->tt, &n);
+    if (rc) return rc;
+    log_info("trainable set: %d of %d tensors from %s", n, t->tt.n,
+             j->spectrum.unfrozen_parameters);
+  } else if (j->spectrum.top_percent < 100.0) {
+    return st_fail(ST_EINPUT,
+                   "spectrum.top_percent = %g: selecting by SNR inside `train` is not available "
+                   "yet; run `spectrain analyze` and pass its YAML as "
+                   "spectrum.unfrozen_parameters",
+                   j->spectrum.top_percent);
+  }
+  int any = 0;
+  for (int i = 0; i < t->tt.n; i++) any |= t->tt.t[i].trainable;
+  if (!any)
+    return st_fail(ST_EINPUT, "%s: the trainable set is empty (no pattern matched any tensor)",
+                   j->spectrum.unfrozen_parameters ? j->spectrum.unfrozen_parameters : "job");
+  return ST_OK;
+}
+
+static int resolve_steps_(train_ctx *t) {
+  const job_config *j = t->job;
+  train_state *s = &t->st;
+  s->global_batch = (uint64_t)j->training.per_device_train_batch_size * (uint64_t)t->nranks *
+                    (uint64_t)j->training.gradient_accumulation_steps;
+  uint64_t per_epoch = t->data.train.n / s->global_batch;
+  if (per_epoch == 0) per_epoch = 1;
+  s->total_steps = j->training.max_steps > 0
+                       ? j->training.max_steps
+                       : (int64_t)ceil(j->training.num_train_epochs * (double)per_epoch);
+  if (s->total_steps < 1) s->total_steps = 1;
+  s->warmup_steps = j->training.warmup_steps > 0
+                        ? j->training.warmup_steps
+                        : (int64_t)ceil(j->training.warmup_ratio * (double)s->total_steps);
+  s->data_seed = (uint64_t)j->training.seed;
+  s->last_loss = s->last_val_loss = NAN;
+  return ST_OK;
+}
+
+static int setup_local_(train_ctx *t, sft_model *m) {
+  const job_config *j = t->job;
+  if (j->training.bf16)
+    return st_fail(ST_EINPUT, "%s: training.bf16: bfloat16 compute is not supported yet "
+                   "(the CPU backend trains in fp32); set it to false", j->source_path);
+  if (j->training.backend == BACKEND_CUDA)
+    return st_fail(ST_EINPUT, "%s: training.backend: cuda is not available in this build of "
+                   "the trainer yet; use cpu or auto", j->source_path);
+  char *cfg_path = xasprintf("%s/config.json", j->model.path);
+  int rc = model_config_load(cfg_path, &t->cfg);
+  free(cfg_path);
+  if (!rc) rc = tensor_table_build(&t->cfg, &t->tt);
+  if (!rc) rc = trainable_set_(t);
+  if (!rc) rc = sft_open(j->model.path, m);
+  if (!rc) rc = data_open_job(j, t->cfg.vocab_size, &t->data);
+  if (!rc) rc = resolve_steps_(t);
+  return rc;
+}
+
+/* Every rank runs the same steps; an input error on one rank is reported on all. */
+static int agree_(int rc, const char *what) {
+  int all = comm_max_status(rc);
+  if (all && !rc)
+    return st_fail(all, "another rank failed while %s (see its error above)", what);
+  return rc;
+}
+
+int train_setup(train_ctx *t, const job_config *job) {
+  memset(t, 0, sizeof *t);
+  t->job = job;
+  t->nranks = comm_size();
+  t->rank = comm_rank();
+  t->k = kernels_cpu();
+  /* 1. the job itself: every rank must have read the same file and --set overrides */
+  int rc = comm_agree_u64(job_hash(job), "the job (file contents and --set overrides)");
+  if (rc) return rc;
+  /* 2. model, trainable set, data: local reads, outcome agreed */
+  sft_model m;
+  memset(&m, 0, sizeof m);
+  rc = agree_(setup_local_(t, &m), "reading the model, trainable set and data");
+  /* 3. the plan, proven identical before the first collective that uses it */
+  if (!rc) rc = plan_build(&t->tt, t->nranks, t->rank, &t->plan);
+  if (!rc) rc = plan_agree(&t->plan, &t->tt);
+  fsdp_opts fo = {job->sharding.offload == OFFLOAD_CPU, (int)job->sharding.prefetch,
+                  job->sharding.limit_all_gathers, job->sharding.reshard_after_forward};
+  if (!rc) rc = fsdp_create(&t->tt, &t->plan, &t->cfg, t->k, &fo, &t->fs);
+  /* 4. each rank reads its own slices */
+  if (!rc) rc = fsdp_load(&t->fs, &m);
+  sft_close(&m);
+  /* 5. activations */
+  model_opts mo = {(int)job->training.per_device_train_batch_size,
+                   (int)job->training.max_seq_length, job->training.gradient_checkpointing,
+                   t->plan.lowest_grad_unit};
+  if (!rc) rc = agree_(model_ctx_create(&t->cfg, t->k, &mo, &t->mctx), "creating the model");
+  model_opts eo = {(int)job->training.per_device_eval_batch_size,
+                   (int)job->training.max_seq_length, 0, t->plan.n_units};
+  if (!rc && t->data.val.n)
+    rc = agree_(model_ctx_create(&t->cfg, t->k, &eo, &t->ectx), "creating the eval model");
+  return rc;
+}
+
+void train_teardown(train_ctx *t) {
+  if (t->mctx) model_ctx_free(t->mctx);
+  if (t->ectx) model_ctx_free(t->ectx);
+  fsdp_free(&t->fs);
+  plan_free(&t->plan);
+  tensor_table_free(&t->tt);
+  data_job_close(&t->data);
+  memset(t, 0, sizeof *t);
+}
+
+/* ---- one step ------------------------------------------------------------------------- */
+
+int train_step(train_ctx *t, double *loss, double *grad_norm, double *lr) {
+  const job_config *j = t->job;
+  int B = (int)j->training.per_device_train_batch_size, A = (int)j->training.gradient_accumulation_steps;
+  int T = (int)j->training.max_seq_length, N = t->nranks;
+  size_t bt = (size_t)B * (size_t)T;
+  int32_t *tok = xmalloc((size_t)A * bt * sizeof(int32_t));
+  int32_t *tgt = xmalloc((size_t)A * bt * sizeof(int32_t));
+  uint64_t *samples = xmalloc((size_t)A * (size_t)B * sizeof(uint64_t));
+  /* this rank's samples of the step: micro m, row b -> global position
+   * step*G + (m*N + rank)*B + b */
+  uint64_t g0 = t->st.samples_seen;
+  for (int m = 0; m < A; m++)
+    for (int b = 0; b < B; b++)
+      samples[(size_t)m * B + b] = data_sample_global(
+          &t->data.train, t->st.data_seed, g0 + ((uint64_t)m * N + (uint64_t)t->rank) * B + b);
+  data_fill(&t->data.train, samples, A * B, tok, tgt);
+  uint64_t counted = data_count_targets(&t->data.train, samples, A * B);
+  int rc = coll_allreduce_sum_u64(&counted, 1);
+  float scale = counted ? 1.0f / (float)counted : 0.0f;
+  double loss_sum = 0;
+  int64_t n_local = 0;
+  fsdp_zero_grads(&t->fs);
+  for (int m = 0; m < A && !rc; m++)
+    rc = fsdp_forward_backward(&t->fs, t->mctx, tok + (size_t)m * bt, tgt + (size_t)m * bt,
+                               scale, &loss_sum, &n_local);
+  free(tok);
+  free(tgt);
+  free(samples);
+  if (rc) return rc;
+  rc = coll_allreduce_sum_f64(&loss_sum, 1);
+  if (rc) return rc;
+  *loss = counted ? loss_sum / (double)counted : NAN;
+  lr_schedule sched;
+  lr_schedule_parse(job_enum_name("training.lr_scheduler_type", j->training.lr_scheduler_type),
+                    &sched);
+  *lr = lr_at_step(sched, (long)t->st.step, (long)t->st.total_steps, (long)t->st.warmup_steps,
+                   j->training.learning_rate);
+  fsdp_adamw h = {j->training.adam_beta1, j->training.adam_beta2, j->training.adam_epsilon,
+                  j->training.weight_decay, j->training.max_grad_norm};
+  rc = fsdp_step(&t->fs, &h, *lr, (long)t->st.step + 1, grad_norm);
+  if (rc) return rc;
+  t->st.step++;
+  t->st.samples_seen += t->st.global_batch;
+  t->st.tokens_seen += counted;
+  t->st.last_loss = *loss;
+  return ST_OK;
+}
+
+int train_eval(train_ctx *t, double *val_loss) {
+  *val_loss = NAN;
+  if (!t->ectx || !t->data.val.n) return ST_OK;
+  const job_config *j = t->job;
+  int B = (int)j->training.per_device_eval_batch_size, T = (int)j->training.max_seq_length;
+  uint64_t per_batch = (uint64_t)B * (uint64_t)t->nranks, E = t->data.val.n;
+  if (j->training.eval_max_batches > 0 && (uint64_t)j->training.eval_max_batches * per_batch < E)
+    E = (uint64_t)j->training.eval_max_batches * per_batch;
+  size_t bt = (size_t)B * (size_t)T;
+  int32_t *tok = xmalloc(bt * sizeof(int32_t)), *tgt = xmalloc(bt * sizeof(int32_t));
+  uint64_t *samples = xmalloc((size_t)B * sizeof(uint64_t));
+  double sum = 0;
+  int64_t count = 0;
+  int rc = ST_OK;
+  for (uint64_t first = 0; first < E && !rc; first += per_batch) {
+    int n = 0;
+    for (int b = 0; b < B; b++) {
+      uint64_t pos = first + (uint64_t)t->rank * (uint64_t)B + (uint64_t)b;
+      if (pos < E) samples[n++] = pos;
+    }
+    if (n) data_fill(&t->data.val, samples, n, tok, tgt);
+    for (size_t i = (size_t)n * (size_t)T; i < bt; i++) tok[i] = 0, tgt[i] = DATA_IGNORE_INDEX;
+    rc = fsdp_forward(&t->fs, t->ectx, tok, tgt, &sum, &count);
+  }
+  free(tok);
+  free(tgt);
+  free(samples);
+  double s[2] = {sum, (double)count};
+  if (!rc) rc = coll_allreduce_sum_f64(s, 2);
+  if (!rc && s[1] > 0) *val_loss = s[0] / s[1];
+  t->st.last_val_loss = *val_loss;
+  return rc;
+}
+
+/* ---- export --------------------------------------------------------------------------- */
+
+static void copy_file_(const char *from, const char *to) {
+  FILE *a = fopen(from, "rb");
+  if (!a) return;
+  FILE *b = fopen(to, "wb");
+  if (b) {
+    char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, a)) > 0) fwrite(buf, 1, n, b);
+    fclose(b);
+  }
+  fclose(a);
+}
+
+int train_export_hf(train_ctx *t, const char *dir) {
+  float **full = NULL;
+  int rc = fsdp_gather_tensors(&t->fs, 0, 0, &full);
+  int lrc = ST_OK;
+  if (!rc && t->rank == 0) {
+    lrc = mkdir_p_(dir);
+    char *p = xasprintf("%s/config.json", dir);
+    if (!lrc) lrc = model_config_save(p, &t->cfg);
+    free(p);
+    sft_out_tensor *o = xcalloc((size_t)t->tt.n, sizeof *o);
+    for (int i = 0; i < t->tt.n; i++) {
+      o[i].name = t->tt.t[i].name;
+      o[i].ndim = t->tt.t[i].ndim;
+      o[i].shape[0] = t->tt.t[i].shape[0];
+      o[i].shape[1] = t->tt.t[i].shape[1];
+      o[i].data = full[i];
+    }
+    p = xasprintf("%s/model.safetensors", dir);
+    if (!lrc) lrc = sft_write_f32(p, o, t->tt.n, SFT_F32);
+    free(p);
+    free(o);
+    /* the tokenizer travels with the model, unchanged */
+    static const char *extra[] = {"tokenizer.json", "tokenizer_config.json",
+                                  "special_tokens_map.json", "generation_config.json",
+                                  "tokenizer.model"};
+    for (size_t i = 0; i < sizeof extra / sizeof extra[0] && !lrc; i++) {
+      char *from = xasprintf("%s/%s", t->job->model.path, extra[i]);
+      char *to = xasprintf("%s/%s", dir, extra[i]);
+      copy_file_(from, to);
+      free(from);
+      free(to);
+    }
+  }
+  fsdp_free_tensors(&t->fs, full);
+  return rc ? rc : agree_(lrc, "exporting the model");
+}
+
+/* ---- memory report -------------------------------------------------------------------- */
+
+/* The formula (README "Sharded training (FSDP)"), per rank, in bytes. */
+static void predict_(const train_ctx *t, uint64_t pred[MC_NCAT]) {
+  const shard_plan *p = &t->plan;
+  const fsdp *f = &t->fs;
+  memset(pred, 0, MC_NCAT * sizeof(uint64_t));
+  uint64_t sf = plan_total_shard(p, PB_FROZEN), st = plan_total_shard(p, PB_TRAIN);
+  pred[MC_PARAM_FROZEN] = 4 * sf;
+  pred[MC_PARAM_TRAIN] = 4 * st;
+  pred[MC_MASTER] = 0; /* fp32 parameters are the master copy */
+  pred[MC_GRAD] = 4 * st;
+  pred[MC_OPTIM] = 8 * st;
+  /* gathered units: at most max(cap, units one op needs) of the largest units alive;
+   * everything when reshard_after_forward is off */
+  int n = p->n_units;
+  uint64_t *sz = xcalloc((size_t)n, sizeof(uint64_t)), *tr = xcalloc((size_t)n, sizeof(uint64_t));
+  for (int u = 0; u < n; u++) {
+    sz[u] = 4 * (p->units[u].padded[PB_FROZEN] + p->units[u].padded[PB_TRAIN]);
+    tr[u] = 4 * (p->units[u].padded[PB_TRAIN] + p->units[u].shard[PB_TRAIN]);
+  }
+  int live = f->o.reshard_after_forward ? (f->cap < n ? f->cap : n) : n;
+  if (live < 1 + f->tied) live = 1 + f->tied;
+  for (int pass = 0; pass < 2; pass++) {
+    uint64_t *a = pass ? tr : sz;
+    int take = pass ? (n < 4 ? n : 4) : live; /* grads: <= 2 ops x 2 buffers in flight */
+    for (int i = 0; i < take; i++) { /* sum of the `take` largest */
+      int best = 0;
+      for (int u = 1; u < n; u++)
+        if (a[u] > a[best]) best = u;
+      pred[pass ? MC_GRAD_FULL : MC_GATHER] += a[best];
+      a[best] = 0;
+    }
+  }
+  free(sz);
+  free(tr);
+  pred[MC_STAGING] = f->o.offload ? 4 * f->staging_n : 4u << 20;
+  pred[MC_ACT] = (t->mctx ? model_ctx_bytes(t->mctx) : 0) + (t->ectx ? model_ctx_bytes(t->ectx) : 0);
+}
+
+/* Rank 0 prints every rank's accounted bytes (current, by category, host + compute) next
+ * to the prediction, and returns the table as JSON. Collective. */
+static json_t *memory_report_(train_ctx *t, int at_end) {
+  int n = t->nranks;
+  const memspace *ms = &t->fs.ms;
+  double *all = xcalloc((size_t)n * (MC_NCAT + 1), sizeof(double));
+  double *row = all + (size_t)t->rank * (MC_NCAT + 1);
+  for (int c = 0; c < MC_NCAT; c++)
+    row[c] = (double)(at_end ? ms->peak[MS_HOST][c] + ms->peak[MS_COMPUTE][c]
+                             : ms->cur[MS_HOST][c] + ms->cur[MS_COMPUTE][c]);
+  if (at_end) row[MC_ACT] = (double)(t->mctx ? model_ctx_bytes(t->mctx) : 0) +
+                            (double)(t->ectx ? model_ctx_bytes(t->ectx) : 0);
+  row[MC_NCAT] = (double)mem_peak_rss_bytes();
+  coll_allreduce_sum_f64(all, (size_t)n * (MC_NCAT + 1));
+  uint64_t pred[MC_NCAT];
+  predict_(t, pred);
+  json_t *o = json_object();
+  json_object_set_new(o, "event", json_string(at_end ? "memory_end" : "memory_start"));
+  json_object_set_new(o, "step", json_integer(t->st.step));
+  json_t *jp = json_object(), *jr = json_array();
+  char h1[32], h2[32];
+  log_info("memory per rank (%s; bytes by category, prediction from the formula):",
+           at_end ? "peak during the run" : "after loading");
+  for (int c = 0; c < MC_NCAT; c++) {
+    json_object_set_new(jp, ms_cat_name(c), json_integer((json_int_t)pred[c]));
+    char line[512];
+    int len = snprintf(line, sizeof line, "  %-16s predicted %s%-11s measured",
+                       ms_cat_name(c), c == MC_GATHER || c == MC_GRAD_FULL ? "<= " : "",
+                       mem_human(pred[c], h1, sizeof h1));
+    for (int r = 0; r < n && len < (int)sizeof line - 24; r++)
+      len += snprintf(line + len, sizeof line - (size_t)len, " r%d %s", r,
+                      mem_human((uint64_t)all[(size_t)r * (MC_NCAT + 1) + c], h2, sizeof h2));
+    log_info("%s", line);
+  }
+  for (int r = 0; r < n; r++) {
+    json_t *jrow = json_object();
+    for (int c = 0; c < MC_NCAT; c++)
+      json_object_set_new(jrow, ms_cat_name(c),
+                          json_integer((json_int_t)all[(size_t)r * (MC_NCAT + 1) + c]));
+    json_object_set_new(jrow, "peak_rss", json_integer((json_int_t)all[(size_t)r * (MC_NCAT + 1) + MC_NCAT]));
+    json_array_append_new(jr, jrow);
+  }
+  if (at_end) {
+    char line[512];
+    int len = snprintf(line, sizeof line, "  %-16s", "peak RSS");
+    for (int r = 0; r < n && len < (int)sizeof line - 24; r++)
+      len += snprintf(line + len, sizeof line - (size_t)len, " r%d %s", r,
+                      mem_human((uint64_t)all[(size_t)r * (MC_NCAT + 1) + MC_NCAT], h2, sizeof h2));
+    log_info("%s", line);
+  }
+  json_object_set_new(o, "predicted", jp);
+  json_object_set_new(o, "ranks", jr);
+  free(all);
+  return o;
+}
+
+/* ---- the loop ------------------------------------------------------------------------- */
+
+static void hms_(double s, char *buf, size_t len) {
+  if (!(s >= 0) || s > 1e8) {
+    snprintf(buf, len, "?");
+    return;
+  }
+  long x = (long)(s + 0.5);
+  snprintf(buf, len, "%ld:%02ld:%02ld", x / 3600, x / 60 % 60, x % 60);
+}
+
+static json_t *num_(double x) { return isfinite(x) ? json_real(x) : json_null(); }
+
+int train_run(const job_config *job, const train_hooks *hooks) {
+  static const train_hooks none = {0};
+  if (!hooks) hooks = &none;
+  train_ctx t;
+  int rc = train_setup(&t, job);
+  metrics_writer mw = {0};
+  if (!rc) rc = agree_(t.rank == 0 ? mkdir_p_(job->output_dir) : ST_OK, "creating output_dir");
+  char *mpath = job_output_path(job, job->logging.metrics_file);
+  if (!rc) rc = agree_(metrics_open(&mw, mpath, t.rank), "opening the metrics file");
+  free(mpath);
+  if (!rc && hooks->restore) rc = hooks->restore(&t, hooks->arg);
+  if (rc) {
+    metrics_close(&mw);
+    train_teardown(&t);
+    return rc;
+  }
+  char h1[32], h2[32];
+  log_info("training %s: %d ranks, %lld steps of %llu samples x %lld tokens, %llu of %llu "
+           "parameters trainable (%.1f %%), offload %s",
+           job->model.path, t.nranks, (long long)t.st.total_steps,
+           (unsigned long long)t.st.global_batch, (long long)job->training.max_seq_length,
+           (unsigned long long)plan_total_numel(&t.plan, PB_TRAIN),
+           (unsigned long long)(plan_total_numel(&t.plan, PB_TRAIN) + plan_total_numel(&t.plan, PB_FROZEN)),
+           100.0 * (double)plan_total_numel(&t.plan, PB_TRAIN) /
+               (double)(plan_total_numel(&t.plan, PB_TRAIN) + plan_total_numel(&t.plan, PB_FROZEN)),
+           job->sharding.offload == OFFLOAD_CPU ? "cpu" : "none");
+  rc = metrics_write(&mw, memory_report_(&t, 0));
+
+  const uint64_t tokens_per_step = t.st.global_batch * (uint64_t)job->training.max_seq_length;
+  double t_start = time_now_s(), t_log = t_start;
+  int64_t first_step = t.st.step, steps_since_log = 0;
+  while (!rc && t.st.step < t.st.total_steps) {
+    double loss, gnorm, lr, val = NAN;
+    rc = train_step(&t, &loss, &gnorm, &lr);
+    if (rc) break;
+    steps_since_log++;
+    int64_t s = t.st.step;
+    int last = s == t.st.total_steps;
+    int do_eval = (job->training.eval_steps > 0 && s % job->training.eval_steps == 0) || last;
+    if (do_eval) rc = train_eval(&t, &val);
+    if (rc) break;
+    int do_log = s % job->training.logging_steps == 0 || last || do_eval;
+    if (do_log) {
+      double now = time_now_s();
+      double tps = (double)(tokens_per_step * (uint64_t)steps_since_log) / (now - t_log);
+      double elapsed = t.st.elapsed_s + (now - t_start);
+      double eta = (now - t_start) / (double)(s - first_step) * (double)(t.st.total_steps - s);
+      double peak = (double)mem_peak_rss_bytes();
+      coll_allreduce_max_f64(&peak, 1);
+      char el[32], et[32], vl[48] = "";
+      hms_(elapsed, el, sizeof el);
+      hms_(eta, et, sizeof et);
+      if (isfinite(val)) snprintf(vl, sizeof vl, " | val_loss %.4f", val);
+      log_info("step %lld/%lld | loss %.4f%s | lr %.3e | grad_norm %.4f | %.0f tok/s | "
+               "elapsed %s | eta %s | peak_mem %s",
+               (long long)s, (long long)t.st.total_steps, loss, vl, lr, gnorm, tps, el, et,
+               mem_human((uint64_t)peak, h1, sizeof h1));
+      json_t *o = json_object();
+      json_object_set_new(o, "step", json_integer(s));
+      json_object_set_new(o, "epoch", json_real((double)t.st.samples_seen / (double)t.data.train.n));
+      json_object_set_new(o, "loss", num_(loss));
+      json_object_set_new(o, "lr", json_real(lr));
+      json_object_set_new(o, "grad_norm", num_(gnorm));
+      json_object_set_new(o, "tokens_per_s", num_(tps));
+      json_object_set_new(o, "elapsed_s", json_real(elapsed));
+      json_object_set_new(o, "peak_rss_bytes", json_integer((json_int_t)peak));
+      if (do_eval) json_object_set_new(o, "val_loss", num_(val));
+      rc = metrics_write(&mw, o);
+      t_log = now;
+      steps_since_log = 0;
+    }
+    if (!rc && hooks->save && job->training.save_steps > 0 && s % job->training.save_steps == 0 &&
+        !last)
+      rc = hooks->save(&t, "step", hooks->arg);
+    if (!rc && !last && hooks->stop_agreed && hooks->stop_agreed(hooks->arg)) {
+      log_info("stop requested: stopping after step %lld", (long long)s);
+      if (hooks->save) rc = hooks->save(&t, "stop", hooks->arg);
+      t.stopped = 1;
+      break;
+    }
+  }
+  t.st.elapsed_s += time_now_s() - t_start;
+  if (!rc) rc = metrics_write(&mw, memory_report_(&t, 1));
+  if (!rc && !t.stopped) {
+    if (hooks->save) rc = hooks->save(&t, "final", hooks->arg);
+    char *dir = job_output_path(job, "final");
+    if (!rc) rc = train_export_hf(&t, dir);
+    if (!rc) log_info("trained model written to %s (%s of training)", dir,
+                      (hms_(t.st.elapsed_s, h2, sizeof h2), h2));
+    free(dir);
+  }
+  int stopped = t.stopped;
+  metrics_close(&mw);
+  train_teardown(&t);
+  return rc ? rc : stopped ? TRAIN_STOPPED : ST_OK;
+}

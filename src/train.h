@@ -1,0 +1,88 @@
+/* The training loop (`spectrain train`): one rank or many, the same code (N = 1 is FSDP with
+ * one shard). Loads the job, the model directory and the trainable set, builds and agrees on
+ * the shard plan, trains, evaluates, logs, and exports the trained model.
+ *
+ * Global batch of one optimizer step: per_device_train_batch_size (B) x ranks (N) x
+ * gradient_accumulation_steps (A) samples. Step s uses global positions
+ * [s*B*N*A, (s+1)*B*N*A) of the data order (io/data.h: a pure function of seed and
+ * position); micro-step m of rank r takes positions s*B*N*A + (m*N + r)*B + [0, B). The loss
+ * is normalised by the number of counted targets of the whole global batch (one allreduce
+ * before backward), so any (N, A) with the same B*N*A computes the same update.
+ *
+ * Hooks (checkpointing, stop requests) are function pointers the caller fills; everything a
+ * checkpoint must save besides the shards is in train_state. */
+#ifndef SPECTRAIN_TRAIN_H
+#define SPECTRAIN_TRAIN_H
+#include <stdint.h>
+
+#include "config.h"
+#include "io/data.h"
+#include "kernels/kernels.h"
+#include "model/config.h"
+#include "model/model.h"
+#include "model/tensors.h"
+#include "shard/fsdp.h"
+#include "shard/plan.h"
+
+/* What resuming needs besides parameters and optimizer moments (which live in the shards:
+ * fsdp_foreach_piece). The data position is a pure function of `step` and the job (seed,
+ * batch sizes, rank count do not matter beyond B*N*A), the learning rate of `step` and the
+ * schedule; there is no other randomness. */
+typedef struct {
+  int64_t step;            /* optimizer steps completed */
+  int64_t total_steps;     /* of the whole run */
+  int64_t warmup_steps;    /* resolved (warmup_steps, else ceil(warmup_ratio * total)) */
+  uint64_t samples_seen;   /* global data position of the next step = step * global batch */
+  uint64_t global_batch;   /* B * N * A samples per step */
+  uint64_t tokens_seen;    /* counted targets trained on so far */
+  uint64_t data_seed;      /* training.seed */
+  double elapsed_s;        /* training time of earlier runs (resume) */
+  double last_loss, last_val_loss; /* NaN when none yet */
+} train_state;
+
+typedef struct train_ctx train_ctx;
+
+typedef struct {
+  /* Restore shards (fsdp_foreach_piece) and *state from a checkpoint before the first step;
+   * 0 = nothing to restore or restored, else an error. Collective. May be NULL. */
+  int (*restore)(train_ctx *t, void *arg);
+  /* Write a checkpoint: called after steps that are multiples of save_steps, at the end, and
+   * when a stop was agreed. reason: "step", "final", "stop". Collective. May be NULL. */
+  int (*save)(train_ctx *t, const char *reason, void *arg);
+  /* At every step boundary: 1 on every rank when the run must stop now (agreed: one
+   * allreduce), else 0. May be NULL. */
+  int (*stop_agreed)(void *arg);
+  void *arg;
+} train_hooks;
+
+struct train_ctx {
+  const job_config *job;
+  model_config cfg;
+  tensor_table tt;
+  shard_plan plan;
+  fsdp fs;
+  const kernels *k;
+  model_ctx *mctx, *ectx; /* train (B, T) and eval (B_eval, T, no backward) */
+  data_job data;
+  train_state st;
+  int nranks, rank;
+  int stopped;            /* the run ended on an agreed stop request */
+};
+
+/* Run the whole job. Returns 0, ST_EINPUT (bad inputs, every rank alike), ST_ERUNTIME, or
+ * TRAIN_STOPPED when a stop request ended the run early (after the "stop" save hook). */
+enum { TRAIN_STOPPED = 3 };
+int train_run(const job_config *job, const train_hooks *hooks);
+
+/* Pieces, for tests and other commands. */
+int train_setup(train_ctx *t, const job_config *job);
+void train_teardown(train_ctx *t);
+/* One optimizer step (collective): fills loss (mean over the global batch) and grad norm. */
+int train_step(train_ctx *t, double *loss, double *grad_norm, double *lr);
+/* Mean validation loss over the job's validation set (collective); NaN when there is none. */
+int train_eval(train_ctx *t, double *val_loss);
+/* Write OUTPUT_DIR-style Hugging Face directory `dir` (config.json + model.safetensors) from
+ * the current shards (collective; rank 0 writes). */
+int train_export_hf(train_ctx *t, const char *dir);
+
+#endif

@@ -1,0 +1,28 @@
+/* Stop requests from the batch system, turned into a clean stop at a step boundary.
+ *
+ * Slurm asks a job to stop with SIGUSR1 (`sbatch --signal=B:USR1@SECONDS`, forwarded to the
+ * ranks by slurm/train.sbatch) some seconds before its time limit, and with SIGTERM when it is
+ * cancelled, preempted or out of time (then SIGKILL KillWait seconds later). The handlers only
+ * set a flag (async-signal-safe); the training loop calls signals_stop_agreed() once per step
+ * boundary: one allreduce, so every rank stops after the same step, writes one checkpoint
+ * collectively and exits with ST_STOPPED ("stopped early, requeue me"); the batch script then
+ * requeues the job, and the restarted job resumes from that checkpoint (`--resume auto`). */
+#ifndef SPECTRAIN_UTIL_SIGNALS_H
+#define SPECTRAIN_UTIL_SIGNALS_H
+
+/* Install the SIGUSR1 and SIGTERM handlers (SA_RESTART, so interrupted system calls resume).
+ * Only commands that poll the flag install them: elsewhere TERM keeps its default action. */
+int signals_install(void);
+/* Restore the default actions and clear the flag. */
+void signals_uninstall(void);
+/* 1 when this process has received a stop signal since signals_install(). */
+int stop_requested(void);
+/* The first stop signal received (SIGUSR1, SIGTERM), or 0. */
+int stop_signal(void);
+/* "USR1", "TERM", or "none". */
+const char *stop_signal_name(void);
+/* Collective (every rank calls it at the same step boundary): 1 on every rank when any rank
+ * has a stop request, else 0 on every rank. One integer allreduce; free on one rank. */
+int signals_stop_agreed(void);
+
+#endif

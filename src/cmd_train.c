@@ -1,6 +1,8 @@
 /* `spectrain train JOB.yaml [--set key=value ...]`: run a training job on every rank of the
  * MPI world (mpirun -np N / srun). */
+#include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "commands.h"
 #include "config.h"
@@ -8,6 +10,31 @@
 #include "train.h"
 #include "util/err.h"
 #include "util/opt.h"
+
+/* model.init_preset: when model.path holds no config.json (as rank 0 sees it), write a
+ * randomly initialised model of that preset there first, exactly as `spectrain init
+ * --preset NAME --seed model.init_seed --out model.path` does (only rank 0 writes). */
+static int ensure_model_(const job_config *job) {
+  if (!job->model.init_preset) return ST_OK;
+  int missing = 0;
+  if (comm_rank() == 0) {
+    char *cfg = xasprintf("%s/config.json", job->model.path);
+    missing = access(cfg, F_OK) != 0;
+    free(cfg);
+  }
+  int rc = comm_bcast(&missing, sizeof missing, 0);
+  if (rc || !missing) return rc;
+  char seed[32];
+  snprintf(seed, sizeof seed, "%lld", (long long)job->model.init_seed);
+  char *iargv[] = {"init", "--out", job->model.path, "--preset", job->model.init_preset,
+                   "--seed", seed};
+  rc = cmd_init((int)(sizeof iargv / sizeof iargv[0]), iargv); /* reports its own error */
+  int all = comm_max_status(rc); /* also: no rank opens the model before rank 0 wrote it */
+  if (all && !rc) rc = st_fail(all, "rank 0 could not initialise %s", job->model.path);
+  else if (rc) rc = st_fail(rc, "model.init_preset: could not write %s (see above)",
+                            job->model.path);
+  return rc;
+}
 
 int cmd_train(int argc, char **argv) {
   static const opt_cmd cmd = {
@@ -33,6 +60,7 @@ int cmd_train(int argc, char **argv) {
   /* before any collective: a rank that could not read its job stops every rank */
   int all = comm_max_status(rc);
   if (all && !rc) rc = st_fail(all, "another rank could not load its job file (see its error)");
+  if (!rc) rc = ensure_model_(&job);
   if (!rc) rc = train_run(&job, NULL);
   job_free(&job);
   free(pos);

@@ -345,6 +345,7 @@ static int meta_write_(hid_t file, const tensor_table *tt, const ckpt_meta *m, h
   for (int i = 0; i < 6; i++) rc = rc ? rc : attr_write_(root, un[i], H5T_NATIVE_UINT64, 1, &u[i]);
   rc = rc ? rc : attr_write_(root, "rng_state", H5T_NATIVE_UINT64, 4, m->rng.s);
   rc = rc ? rc : attr_write_(root, "lr", H5T_NATIVE_DOUBLE, 1, &m->lr);
+  rc = rc ? rc : attr_write_(root, "elapsed_s", H5T_NATIVE_DOUBLE, 1, &m->elapsed_s);
   rc = rc ? rc : attr_write_(root, "world_size", H5T_NATIVE_INT, 1, &ws);
   rc = rc ? rc : attr_write_(root, "have_master", H5T_NATIVE_INT, 1, &hm);
   close_(&root, H5Gclose);
@@ -353,6 +354,8 @@ static int meta_write_(hid_t file, const tensor_table *tt, const ckpt_meta *m, h
   char *txt[1];
   txt[0] = m->job_text ? m->job_text : "";
   rc = rc ? rc : strings_write_(file, "/meta/job", txt, -1, dxpl);
+  txt[0] = m->job_sets ? m->job_sets : "";
+  rc = rc ? rc : strings_write_(file, "/meta/job_sets", txt, -1, dxpl);
   txt[0] = m->config_json ? m->config_json : "";
   rc = rc ? rc : strings_write_(file, "/meta/config_json", txt, -1, dxpl);
   if (m->snr_json) {
@@ -382,11 +385,14 @@ static int meta_read_(hid_t file, ckpt_meta *m, hid_t dxpl) {
   for (int i = 0; i < 6; i++) rc = rc ? rc : attr_read_(root, un[i], H5T_NATIVE_UINT64, 1, u[i]);
   rc = rc ? rc : attr_read_(root, "rng_state", H5T_NATIVE_UINT64, 4, m->rng.s);
   rc = rc ? rc : attr_read_(root, "lr", H5T_NATIVE_DOUBLE, 1, &m->lr);
+  rc = rc ? rc : attr_read_(root, "elapsed_s", H5T_NATIVE_DOUBLE, 1, &m->elapsed_s);
   rc = rc ? rc : attr_read_(root, "world_size", H5T_NATIVE_INT, 1, &m->world_size);
   rc = rc ? rc : attr_read_(root, "have_master", H5T_NATIVE_INT, 1, &m->have_master);
   close_(&root, H5Gclose);
   char **v;
   if (!rc && !(rc = strings_read_(file, "/meta/job", &v, NULL, dxpl))) m->job_text = v[0], free(v);
+  if (!rc && !(rc = strings_read_(file, "/meta/job_sets", &v, NULL, dxpl)))
+    m->job_sets = v[0], free(v);
   if (!rc && !(rc = strings_read_(file, "/meta/config_json", &v, NULL, dxpl)))
     m->config_json = v[0], free(v);
   if (!rc && H5Lexists(file, "/meta/snr_json", H5P_DEFAULT) > 0 &&
@@ -398,6 +404,7 @@ static int meta_read_(hid_t file, ckpt_meta *m, hid_t dxpl) {
 
 void ckpt_meta_free(ckpt_meta *m) {
   free(m->job_text);
+  free(m->job_sets);
   free(m->config_json);
   free(m->snr_json);
   for (int i = 0; i < m->n_trainable; i++) free(m->trainable[i]);

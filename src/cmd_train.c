@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "ckpt/train_ckpt.h"
 #include "commands.h"
 #include "config.h"
 #include "mpi/comm.h"
@@ -42,11 +43,19 @@ int cmd_train(int argc, char **argv) {
       "Every rank reads the same job file; the job (with its --set overrides), the model and "
       "the trainable set are checked to be identical on all ranks before training starts.\n"
       "Writes OUTPUT_DIR/metrics.jsonl (one JSON object per logged step) and the trained "
-      "model as a Hugging Face directory OUTPUT_DIR/final (config.json + model.safetensors)."};
+      "model as a Hugging Face directory OUTPUT_DIR/final (config.json + model.safetensors).\n"
+      "Checkpoints: OUTPUT_DIR/ckpt-STEP.h5 every training.save_steps steps, at the end and on "
+      "a stop signal (checkpoint.save_on_signal; exit status 75 then). A run resumes from the "
+      "newest checkpoint whose checksums verify (--resume auto), on any number of ranks; "
+      "docs/checkpoint-format.md describes the files."};
   opt_list sets = {0};
+  const char *resume = NULL;
   opt_spec specs[] = {
       {"set", OPT_MULTI, "KEY=VALUE",
        "override a job key, e.g. --set training.max_steps=10 (repeatable)", &sets},
+      {"resume", OPT_STR, "auto|none|PATH",
+       "resume from the newest verified checkpoint in output_dir (auto), start from the model "
+       "(none), or from this checkpoint file (default: the job's checkpoint.resume)", &resume},
   };
   int np = 0;
   char **pos = NULL;
@@ -60,11 +69,18 @@ int cmd_train(int argc, char **argv) {
   /* before any collective: a rank that could not read its job stops every rank */
   int all = comm_max_status(rc);
   if (all && !rc) rc = st_fail(all, "another rank could not load its job file (see its error)");
-  if (!rc) rc = ensure_model_(&job);
-  if (!rc) rc = train_run(&job, NULL);
+  ckpt_train ck;
+  int have_ck = 0;
+  if (!rc) {
+    rc = ckpt_train_prepare(&ck, &job, resume); /* may replace the job with the checkpoint's */
+    have_ck = 1;
+  }
+  if (!rc) rc = ensure_model_(ck.job);
+  if (!rc) rc = train_run(ck.job, &ck.hooks);
+  if (have_ck) ckpt_train_free(&ck);
   job_free(&job);
   free(pos);
   opt_list_free(&sets);
-  if (rc == TRAIN_STOPPED) return rc;
+  if (rc == TRAIN_STOPPED) return ST_STOPPED; /* checkpointed after a stop signal: requeue me */
   return rc ? st_report(rc) : ST_OK;
 }

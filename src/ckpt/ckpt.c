@@ -152,7 +152,7 @@ static const char *arch_keys_[] = {
     "num_hidden_layers",   "num_attention_heads", "num_key_value_heads",
     "head_dim",            "vocab_size",          "rms_norm_eps",
     "rope_theta",          "rope_scaling",        "attention_bias",
-    "tie_word_embeddings"};
+    "tie_word_embeddings", "rope_parameters"};
 
 int ckpt_check_job(const ckpt_meta *ck, const char *config_json, char *const *trainable,
                    int n_trainable) {
@@ -205,8 +205,56 @@ int ckpt_check_job(const ckpt_meta *ck, const char *config_json, char *const *tr
 
 /* ---- inspect ------------------------------------------------------------------------------ */
 
-int ckpt_inspect(const char *path) {
-  if (comm_rank() != 0) return 0;
+static int is_trainable_(const ckpt_meta *m, const char *name) {
+  for (int j = 0; j < m->n_trainable; j++)
+    if (strcmp(m->trainable[j], name) == 0) return 1;
+  return 0;
+}
+
+static json_t *inspect_json_(const char *path, const ckpt_meta *m, const ckpt_entry *e, int n,
+                             int tensors, const uint64_t *bytes, uint64_t numel_train,
+                             uint64_t numel_all) {
+  json_t *o = json_object();
+  json_object_set_new(o, "path", json_string(path));
+  json_object_set_new(o, "kind", json_string("checkpoint"));
+  json_object_set_new(o, "format_version", json_integer(CKPT_FORMAT_VERSION));
+  json_object_set_new(o, "step", json_integer((json_int_t)m->step));
+  json_object_set_new(o, "tokens_seen", json_integer((json_int_t)m->tokens_seen));
+  json_object_set_new(o, "data_seed", json_integer((json_int_t)m->data_seed));
+  json_object_set_new(o, "data_epoch", json_integer((json_int_t)m->data_epoch));
+  json_object_set_new(o, "data_sample_index", json_integer((json_int_t)m->data_sample));
+  json_object_set_new(o, "global_batch_size", json_integer((json_int_t)m->global_batch));
+  json_object_set_new(o, "lr", json_real(m->lr));
+  json_object_set_new(o, "elapsed_s", json_real(m->elapsed_s));
+  json_object_set_new(o, "world_size", json_integer(m->world_size));
+  json_object_set_new(o, "have_master", json_boolean(m->have_master));
+  json_object_set_new(o, "trainable_params", json_integer((json_int_t)numel_train));
+  json_object_set_new(o, "total_params", json_integer((json_int_t)numel_all));
+  json_t *tr = json_array();
+  for (int j = 0; j < m->n_trainable; j++) json_array_append_new(tr, json_string(m->trainable[j]));
+  json_object_set_new(o, "trainable", tr);
+  json_t *gb = json_object();
+  for (int k = 0; k < CKPT_NKINDS; k++)
+    if (bytes[k]) json_object_set_new(gb, ckpt_kind_group((ckpt_kind)k), json_integer((json_int_t)bytes[k]));
+  json_object_set_new(o, "bytes_by_group", gb);
+  json_object_set_new(o, "has_snr_table", json_boolean(m->snr_json != NULL));
+  if (tensors) {
+    json_t *arr = json_array();
+    for (int i = 0; i < n; i++) {
+      json_t *x = json_object(), *sh = json_array();
+      for (int d = 0; d < e[i].ndim; d++) json_array_append_new(sh, json_integer(e[i].shape[d]));
+      json_object_set_new(x, "group", json_string(ckpt_kind_group(e[i].kind)));
+      json_object_set_new(x, "name", json_string(e[i].name));
+      json_object_set_new(x, "shape", sh);
+      json_object_set_new(x, "bytes", json_integer((json_int_t)(e[i].numel * sizeof(float))));
+      json_array_append_new(arr, x);
+    }
+    json_object_set_new(o, "tensors", arr);
+  }
+  return o;
+}
+
+int ckpt_inspect(const char *path, int tensors, int as_json) {
   ckpt_reader *r;
   ckpt_meta m;
   ckpt_entry *e;
@@ -220,38 +268,47 @@ int ckpt_inspect(const char *path) {
     bytes[e[i].kind] += e[i].numel * sizeof(float);
     count[e[i].kind]++;
     if (e[i].kind == CKPT_PARAM) numel_all += e[i].numel;
-    if (e[i].kind == CKPT_M) numel_train += e[i].numel;
+    if (e[i].kind == CKPT_PARAM && is_trainable_(&m, e[i].name)) numel_train += e[i].numel;
   }
-  printf("checkpoint %s (format %d)\n", path, CKPT_FORMAT_VERSION);
-  printf("step %llu, tokens seen %llu, lr %.6g, global batch %llu, written by %d rank(s)\n",
-         (unsigned long long)m.step, (unsigned long long)m.tokens_seen, m.lr,
-         (unsigned long long)m.global_batch, m.world_size);
-  printf("data position: seed %llu, epoch %llu, next sample %llu\n",
-         (unsigned long long)m.data_seed, (unsigned long long)m.data_epoch,
-         (unsigned long long)m.data_sample);
-  printf("trainable: %d tensors, %llu of %llu parameters (%.2f %%)%s\n", m.n_trainable,
-         (unsigned long long)numel_train, (unsigned long long)numel_all,
-         numel_all ? 100.0 * (double)numel_train / (double)numel_all : 0.0,
-         m.have_master ? ", with fp32 master copy" : "");
-  printf("job file: %zu bytes, config.json: %zu bytes, SNR table: %s\n",
-         m.job_text ? strlen(m.job_text) : 0, m.config_json ? strlen(m.config_json) : 0,
-         m.snr_json ? "yes" : "no");
-  for (int k = 0; k < CKPT_NKINDS; k++)
-    if (count[k])
-      printf("%-9s %4d tensors %12s\n", ckpt_kind_group((ckpt_kind)k), count[k],
-             mem_human(bytes[k], hb, sizeof hb));
-  printf("\n%-9s %-56s %-16s %12s  %s\n", "group", "tensor", "shape", "size", "trainable");
-  for (int i = 0; i < n; i++) {
-    char shape[40];
-    if (e[i].ndim == 2)
-      snprintf(shape, sizeof shape, "(%lld, %lld)", (long long)e[i].shape[0],
-               (long long)e[i].shape[1]);
-    else
-      snprintf(shape, sizeof shape, "(%lld)", (long long)e[i].shape[0]);
-    int tr = 0;
-    for (int j = 0; j < m.n_trainable && !tr; j++) tr = strcmp(m.trainable[j], e[i].name) == 0;
-    printf("%-9s %-56s %-16s %12s  %s\n", ckpt_kind_group(e[i].kind), e[i].name, shape,
-           mem_human(e[i].numel * sizeof(float), hb, sizeof hb), tr ? "yes" : "no");
+  if (as_json) {
+    json_t *o = inspect_json_(path, &m, e, n, tensors, bytes, numel_train, numel_all);
+    char *s = json_dumps(o, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
+    printf("%s\n", s);
+    free(s);
+    json_decref(o);
+  } else {
+    printf("%s: spectrain checkpoint (format %d)\n", path, CKPT_FORMAT_VERSION);
+    printf("  step %llu, tokens seen %llu, lr %.6g, global batch %llu, written by %d rank(s)\n",
+           (unsigned long long)m.step, (unsigned long long)m.tokens_seen, m.lr,
+           (unsigned long long)m.global_batch, m.world_size);
+    printf("  data position: seed %llu, epoch %llu, next sample %llu\n",
+           (unsigned long long)m.data_seed, (unsigned long long)m.data_epoch,
+           (unsigned long long)m.data_sample);
+    printf("  trainable: %d tensors, %llu of %llu parameters (%.2f %%)%s\n", m.n_trainable,
+           (unsigned long long)numel_train, (unsigned long long)numel_all,
+           numel_all ? 100.0 * (double)numel_train / (double)numel_all : 0.0,
+           m.have_master ? ", with fp32 master copy" : "");
+    printf("  job file %zu bytes, config.json %zu bytes, SNR table %s\n",
+           m.job_text ? strlen(m.job_text) : 0, m.config_json ? strlen(m.config_json) : 0,
+           m.snr_json ? "yes" : "no");
+    for (int k = 0; k < CKPT_NKINDS; k++)
+      if (count[k])
+        printf("  %-9s %4d tensors %12s\n", ckpt_kind_group((ckpt_kind)k), count[k],
+               mem_human(bytes[k], hb, sizeof hb));
+    if (tensors) {
+      printf("\n  %-9s %-52s %-14s %11s  %s\n", "group", "tensor", "shape", "size", "trainable");
+      for (int i = 0; i < n; i++) {
+        char shape[40];
+        if (e[i].ndim == 2)
+          snprintf(shape, sizeof shape, "(%lld, %lld)", (long long)e[i].shape[0],
+                   (long long)e[i].shape[1]);
+        else
+          snprintf(shape, sizeof shape, "(%lld)", (long long)e[i].shape[0]);
+        printf("  %-9s %-52s %-14s %11s  %s\n", ckpt_kind_group(e[i].kind), e[i].name, shape,
+               mem_human(e[i].numel * sizeof(float), hb, sizeof hb),
+               is_trainable_(&m, e[i].name) ? "yes" : "no");
+      }
+    }
   }
   free(e);
   ckpt_meta_free(&m);

@@ -71,7 +71,9 @@ typedef struct {
   uint64_t global_batch; /* samples per optimizer step */
   int world_size;        /* ranks that wrote the file (informational) */
   int have_master;       /* /master present */
+  double elapsed_s;       /* training time so far (all runs) */
   char *job_text;        /* the job file, verbatim */
+  char *job_sets;        /* the --set overrides, one "path=value" per line (may be NULL) */
   char *config_json;     /* the model's config.json, verbatim */
   char *snr_json;        /* the SNR table as JSON text, or NULL */
   int n_trainable;
@@ -130,9 +132,10 @@ uint64_t ckpt_hash_range(uint64_t begin, uint64_t count, const float *x);
 /* Checkpoints in dir, newest first: steps and paths (malloc'd). Local, not collective. */
 int ckpt_list(const char *dir, uint64_t **steps, char ***paths, int *n);
 
-/* `spectrain inspect CKPT.h5`: step, tokens, data position, trainable summary, every
- * dataset with shape and size. Serial (rank 0 prints). */
-int ckpt_inspect(const char *path);
+/* `spectrain inspect CKPT.h5`: step, tokens, data position, trainable summary, size per
+ * group; with `tensors` every dataset with shape and size; as one JSON object when
+ * `as_json`. Serial (called on rank 0 only). */
+int ckpt_inspect(const char *path, int tensors, int as_json);
 
 /* Write a Hugging Face model directory from a checkpoint's /params (and its config.json):
  * model.safetensors, or model-0000k-of-0000n.safetensors + index when the tensors exceed

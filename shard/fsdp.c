@@ -352,7 +352,6 @@ static int run_ops_(fsdp *f, const fsdp_op *ops, int n, model_ctx *ctx, const in
 int fsdp_forward_backward(fsdp *f, model_ctx *ctx, const int32_t *tokens,
                           const int32_t *targets, float loss_scale, double *loss_sum,
                           int64_t *n_counted) {
-  ms_note(&f->ms, MS_COMPUTE, MC_ACT, model_ctx_bytes(ctx));
   return run_ops_(f, f->ops_train, f->n_ops_train, ctx, tokens, targets, loss_scale, loss_sum,
                   n_counted);
 }

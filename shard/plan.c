@@ -164,6 +164,15 @@ int plan_agree(const shard_plan *p, const tensor_table *tt) {
   tensor_desc d0 = tt->t[ti], dk = tt->t[ti];
   comm_bcast(&d0, sizeof d0, 0);
   comm_bcast(&dk, sizeof dk, rk);
+  d0.name[sizeof d0.name - 1] = dk.name[sizeof dk.name - 1] = 0;
+  int same_shape = d0.ndim == dk.ndim && d0.shape[0] == dk.shape[0] &&
+                   (d0.ndim < 2 || d0.shape[1] == dk.shape[1]);
+  if (strcmp(d0.name, dk.name) == 0 && same_shape && d0.unit == dk.unit)
+    return st_fail(ST_EINPUT,
+                   "ranks disagree on the shard plan: tensor '%s' is %s on rank 0 but %s on "
+                   "rank %d; every rank must read the same trainable set (unfrozen_parameters)",
+                   d0.name, d0.trainable ? "trainable" : "frozen",
+                   dk.trainable ? "trainable" : "frozen", rk);
   char a[256], b[256];
   describe_(a, sizeof a, &d0);
   describe_(b, sizeof b, &dk);

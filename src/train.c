@@ -134,6 +134,10 @@ int train_setup(train_ctx *t, const job_config *job) {
                    (int)job->training.max_seq_length, 0, t->plan.n_units};
   if (!rc && t->data.val.n)
     rc = agree_(model_ctx_create(&t->cfg, t->k, &eo, &t->ectx), "creating the eval model");
+  /* activations are the model's memory; the accounting records them under their category */
+  if (!rc)
+    ms_note(&t->fs.ms, MS_COMPUTE, MC_ACT,
+            model_ctx_bytes(t->mctx) + (t->ectx ? model_ctx_bytes(t->ectx) : 0));
   return rc;
 }
 
@@ -333,8 +337,6 @@ static json_t *memory_report_(train_ctx *t, int at_end) {
   for (int c = 0; c < MC_NCAT; c++)
     row[c] = (double)(at_end ? ms->peak[MS_HOST][c] + ms->peak[MS_COMPUTE][c]
                              : ms->cur[MS_HOST][c] + ms->cur[MS_COMPUTE][c]);
-  if (at_end) row[MC_ACT] = (double)(t->mctx ? model_ctx_bytes(t->mctx) : 0) +
-                            (double)(t->ectx ? model_ctx_bytes(t->ectx) : 0);
   row[MC_NCAT] = (double)mem_peak_rss_bytes();
   coll_allreduce_sum_f64(all, (size_t)n * (MC_NCAT + 1));
   uint64_t pred[MC_NCAT];

@@ -50,12 +50,29 @@ struct data_source {
 };
 
 /* ---- format detection ------------------------------------------------------------ */
-static job_data_format kind_of_(const char *path, job_data_format fmt) {
-  if (fmt != DATA_AUTO) return fmt;
-  size_t n = strlen(path);
-  if (n >= 4 && strcmp(path + n - 4, ".bin") == 0) return DATA_BIN;
-  if (n >= 6 && strcmp(path + n - 6, ".jsonl") == 0) return DATA_JSONL;
-  return DATA_TEXT;
+static int ends_with_(const char *s, const char *suffix) {
+  size_t n = strlen(s), m = strlen(suffix);
+  return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+/* Extensions that are surely not token data nor plain text: reading them as bytes would
+ * train on garbage without a word, so "auto" refuses them. */
+static const char *const not_text_[] = {".json", ".parquet", ".arrow",       ".gz",
+                                        ".bz2",  ".xz",      ".zst",         ".zip",
+                                        ".tar",  ".npy",     ".safetensors", ".pt"};
+
+static int kind_of_(const char *path, job_data_format fmt, job_data_format *kind) {
+  if (fmt != DATA_AUTO) return *kind = fmt, 0;
+  if (ends_with_(path, ".bin")) return *kind = DATA_BIN, 0;
+  if (ends_with_(path, ".jsonl")) return *kind = DATA_JSONL, 0;
+  for (size_t i = 0; i < sizeof not_text_ / sizeof not_text_[0]; i++)
+    if (ends_with_(path, not_text_[i]))
+      return st_fail(ST_EINPUT,
+                     "%s: '%s' files are not token data: expected .bin (llm.c "
+                     "shards), .jsonl (input_ids per line) or plain text; pre-tokenize it, or "
+                     "set data.format: text to read it as bytes anyway",
+                     path, not_text_[i]);
+  return *kind = DATA_TEXT, 0;
 }
 
 static uint32_t token_at_(const dfile_ *f, uint64_t i) {
@@ -292,8 +309,14 @@ int data_open(const char *const *paths, int n_paths, job_data_format format, int
   for (int i = 0; i < n_paths && !rc; i++) {
     dfile_ *f = &s->files[i];
     f->path = xstrdup(paths[i]);
-    f->kind = kind_of_(paths[i], format);
     f->first_sample = s->n_samples;
+    rc = kind_of_(paths[i], format, &f->kind);
+    if (rc) break;
+    if (f->kind == DATA_TEXT && vocab_size > DATA_TEXT_VOCAB)
+      log_warn(
+          "%s: read as text, one token per byte (ids 0-255), for a vocabulary of %lld: "
+          "only byte-level models understand that; pre-tokenize into .bin or .jsonl",
+          f->path, (long long)vocab_size);
     if (f->kind == DATA_JSONL) {
       rc = open_jsonl_(s, f, vocab_size);
     } else {

@@ -255,6 +255,13 @@ static void test_multi_file_(void) {
   CHECK_EQ_INT(tg[7], -100);
   CHECK_EQ_INT(data_count_targets(&v, idx, 3), 3 + 3 + 1);
   data_close(s);
+  /* auto refuses files that are surely not token data; data.format text reads them */
+  write_file_("d.json", "[1, 2, 3, 4, 5]", 15);
+  expect_open_error_("d.json", 3, 0, "'.json' files are not token data", "data.format: text");
+  char *pj = path_("d.json");
+  CHECK_EQ_INT(data_open((const char *const *)&pj, 1, DATA_TEXT, 3, 0, &s), 0);
+  data_close(s);
+  free(pj);
   /* format forced to text: a .jsonl file read as bytes */
   CHECK_EQ_INT(data_open((const char *const *)&p3, 1, DATA_TEXT, 3, 0, &s), 0);
   CHECK_EQ_INT(data_num_samples(s), (strlen(j) - 1) / 3);

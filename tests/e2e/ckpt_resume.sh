@@ -115,4 +115,29 @@ out=$($MPIEXEC -n 2 "$SPECTRAIN" train "$t/a.yaml" --set training.max_steps=6 2>
 [[ $rc == 0 ]] || { echo "resume past corrupt: exit $rc: $out"; fail=1; }
 grep -q "ckpt-6.h5.*falling back" <<<"$out" || { echo "corrupt ckpt-6 not reported: $out"; fail=1; }
 grep -q "resumed from $t/a/ckpt-4.h5: step 4" <<<"$out" || { echo "did not resume from ckpt-4: $out"; fail=1; }
+
+# export: the checkpoint of the last step is the final model; sharded bf16 is close; both load
+# in transformers (checked where python3 has transformers + torch) with the same loss as ours
+evl() { "$SPECTRAIN" eval --model "$1" --data "$t/train.txt" --seq-len 16 --max-tokens 64 --json 2>&1 \
+  | $PY -c 'import json,sys; print(json.load(sys.stdin)["loss"])'; }
+"$SPECTRAIN" export "$t/b/ckpt-6.h5" --out "$t/exp" >/dev/null || { echo "export failed"; fail=1; }
+"$SPECTRAIN" export "$t/b/ckpt-6.h5" --out "$t/exp2" --dtype bf16 --max-shard-bytes 100KB >/dev/null \
+  || { echo "sharded export failed"; fail=1; }
+[[ -f "$t/exp2/model.safetensors.index.json" && -f "$t/exp2/model-00002-of-00002.safetensors" ]] \
+  || { echo "sharded export: no index/shards: $(ls "$t/exp2")"; fail=1; }
+l_final=$(evl "$t/b/final"); l_exp=$(evl "$t/exp"); l_bf=$(evl "$t/exp2")
+[[ -n "$l_final" && "$l_final" == "$l_exp" ]] || { echo "exported loss $l_exp != final model's $l_final"; fail=1; }
+$PY -c "import sys; a,b=$l_final,$l_bf; sys.exit(0 if abs(a-b)<=1e-2*abs(a) else 1)" \
+  || { echo "bf16 export loss $l_bf too far from $l_final"; fail=1; }
+if python3 -c 'import transformers, torch' 2>/dev/null; then
+  for d in exp exp2; do
+    hf=$(python3 "$SRC_DIR/tests/e2e/lib/hf_loss.py" "$t/$d" "$t/train.txt" 16 64 2>/dev/null \
+      | $PY -c 'import json,sys; print(json.load(sys.stdin)["loss"])')
+    ours=$([[ $d == exp ]] && echo "$l_exp" || echo "$l_bf")
+    $PY -c "import sys; sys.exit(0 if abs($hf-$ours)<=1e-5*abs($ours) else 1)" \
+      || { echo "transformers loss of $d: $hf, ours: $ours"; fail=1; }
+  done
+else
+  echo "(transformers not available: skipped loading the export with transformers)"
+fi
 exit $fail

@@ -81,6 +81,6 @@ int cmd_train(int argc, char **argv) {
   job_free(&job);
   free(pos);
   opt_list_free(&sets);
-  if (rc == TRAIN_STOPPED) return ST_STOPPED; /* checkpointed after a stop signal: requeue me */
+  if (rc == ST_STOPPED) return rc; /* checkpointed after a stop signal: requeue me */
   return rc ? st_report(rc) : ST_OK;
 }

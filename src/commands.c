@@ -19,6 +19,7 @@ static int cmd_version_(int argc, char **argv) {
 /* One line per subcommand; `spectrain --help` lists them in this order. */
 const command spectrain_commands[] = {
     {"train", "train a model (any number of ranks: FSDP-style sharding)", cmd_train},
+    {"analyze", "Spectrum scan: SNR per weight matrix, unfrozen-parameters YAMLs, heatmap", cmd_analyze},
     {"check", "check a job file and its token data", cmd_check},
     {"eval", "mean next-token loss and perplexity of a model on token data", cmd_eval},
     {"init", "write a randomly initialised model directory", cmd_init},

@@ -170,6 +170,8 @@ int train_step(train_ctx *t, double *loss, double *grad_norm, double *lr) {
           &t->data.train, t->st.data_seed, g0 + ((uint64_t)m * N + (uint64_t)t->rank) * B + b);
   data_fill(&t->data.train, samples, A * B, tok, tgt);
   uint64_t counted = data_count_targets(&t->data.train, samples, A * B);
+  coll_counters c0, c1;
+  coll_counters_get(&c0);
   int rc = coll_allreduce_sum_u64(&counted, 1);
   float scale = counted ? 1.0f / (float)counted : 0.0f;
   double loss_sum = 0;
@@ -194,6 +196,8 @@ int train_step(train_ctx *t, double *loss, double *grad_norm, double *lr) {
                   j->training.weight_decay, j->training.max_grad_norm};
   rc = fsdp_step(&t->fs, &h, *lr, (long)t->st.step + 1, grad_norm);
   if (rc) return rc;
+  coll_counters_get(&c1);
+  for (int c = 0; c < COLL_NCAT; c++) t->step_comm_bytes[c] = c1.bytes[c] - c0.bytes[c];
   t->st.step++;
   t->st.samples_seen += t->st.global_batch;
   t->st.tokens_seen += counted;
@@ -381,6 +385,34 @@ static json_t *memory_report_(train_ctx *t, int at_end) {
   return o;
 }
 
+/* Communication per optimizer step: the schedule's exact expectation, and the simple FSDP
+ * theory (2 gathers of every unit + 1 reduce-scatter of every trainable buffer per
+ * micro-step). Logged at the start; the step records carry what was measured. */
+static json_t *comm_report_(train_ctx *t) {
+  uint64_t eg, er, all = 0, tr = 0, A = (uint64_t)t->job->training.gradient_accumulation_steps;
+  fsdp_expected_bytes(&t->fs, 1, &eg, &er);
+  for (int u = 0; u < t->plan.n_units; u++) {
+    all += 4 * (t->plan.units[u].padded[PB_FROZEN] + t->plan.units[u].padded[PB_TRAIN]);
+    tr += 4 * t->plan.units[u].padded[PB_TRAIN];
+  }
+  char a[32], b[32], c[32], d[32];
+  log_info("communication per step (%llu micro-steps): all-gather %s, reduce-scatter %s "
+           "(simple theory 2 x units + trainable: %s, %s)",
+           (unsigned long long)A, mem_human(A * eg, a, sizeof a), mem_human(A * er, b, sizeof b),
+           mem_human(A * 2 * all, c, sizeof c), mem_human(A * tr, d, sizeof d));
+  json_t *o = json_object();
+  json_object_set_new(o, "event", json_string("comm_theory"));
+  json_object_set_new(o, "step", json_integer(t->st.step));
+  json_object_set_new(o, "ranks", json_integer(t->nranks));
+  json_object_set_new(o, "allgather_bytes", json_integer((json_int_t)(A * eg)));
+  json_object_set_new(o, "reduce_scatter_bytes", json_integer((json_int_t)(A * er)));
+  json_object_set_new(o, "simple_allgather_bytes", json_integer((json_int_t)(A * 2 * all)));
+  json_object_set_new(o, "simple_reduce_scatter_bytes", json_integer((json_int_t)(A * tr)));
+  json_object_set_new(o, "trainable_params", json_integer((json_int_t)plan_total_numel(&t->plan, PB_TRAIN)));
+  json_object_set_new(o, "frozen_params", json_integer((json_int_t)plan_total_numel(&t->plan, PB_FROZEN)));
+  return o;
+}
+
 /* ---- the loop ------------------------------------------------------------------------- */
 
 static void hms_(double s, char *buf, size_t len) {
@@ -421,6 +453,7 @@ int train_run(const job_config *job, const train_hooks *hooks) {
                (double)(plan_total_numel(&t.plan, PB_TRAIN) + plan_total_numel(&t.plan, PB_FROZEN)),
            job->sharding.offload == OFFLOAD_CPU ? "cpu" : "none");
   rc = metrics_write(&mw, memory_report_(&t, 0));
+  if (!rc) rc = metrics_write(&mw, comm_report_(&t));
 
   const uint64_t tokens_per_step = t.st.global_batch * (uint64_t)job->training.max_seq_length;
   double t_start = time_now_s(), t_log = t_start;
@@ -460,6 +493,11 @@ int train_run(const job_config *job, const train_hooks *hooks) {
       json_object_set_new(o, "tokens_per_s", num_(tps));
       json_object_set_new(o, "elapsed_s", json_real(elapsed));
       json_object_set_new(o, "peak_rss_bytes", json_integer((json_int_t)peak));
+      for (int c = 0; c < COLL_NCAT; c++) {
+        char key[48];
+        snprintf(key, sizeof key, "%s_bytes", coll_category_name((coll_category)c));
+        json_object_set_new(o, key, json_integer((json_int_t)t.step_comm_bytes[c]));
+      }
       if (do_eval) json_object_set_new(o, "val_loss", num_(val));
       rc = metrics_write(&mw, o);
       t_log = now;
@@ -488,5 +526,5 @@ int train_run(const job_config *job, const train_hooks *hooks) {
   int stopped = t.stopped;
   metrics_close(&mw);
   train_teardown(&t);
-  return rc ? rc : stopped ? TRAIN_STOPPED : ST_OK;
+  return rc ? rc : stopped ? ST_STOPPED : ST_OK;
 }

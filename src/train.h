@@ -67,11 +67,11 @@ struct train_ctx {
   train_state st;
   int nranks, rank;
   int stopped;            /* the run ended on an agreed stop request */
+  uint64_t step_comm_bytes[COLL_NCAT]; /* logical bytes the last train_step moved */
 };
 
 /* Run the whole job. Returns 0, ST_EINPUT (bad inputs, every rank alike), ST_ERUNTIME, or
- * TRAIN_STOPPED when a stop request ended the run early (after the "stop" save hook). */
-enum { TRAIN_STOPPED = 3 };
+ * ST_STOPPED when a stop request ended the run early (after the "stop" save hook). */
 int train_run(const job_config *job, const train_hooks *hooks);
 
 /* Pieces, for tests and other commands. */

@@ -89,4 +89,20 @@ ok = len(four) == 4 and max(four) <= 0.3 * one[0] and one[0] == pred1 and all(x 
 sys.exit(0 if ok else 1)
 PYEOF
 
+# bytes each step moved == the schedule's theory (accumulation, partial set, tied model)
+$PY - "$W/llama-np2-b1-a2/metrics.jsonl" "$W/partial-np4/metrics.jsonl" "$W/qwen3-np4-b1-a1/metrics.jsonl" <<'PYEOF' || fail=1
+import json, sys
+ok = True
+for p in sys.argv[1:]:
+    recs = [json.loads(l) for l in open(p)]
+    th = next(r for r in recs if r.get("event") == "comm_theory")
+    for r in recs:
+        if "loss" not in r: continue
+        for k in ("allgather_bytes", "reduce_scatter_bytes"):
+            if r[k] != th[k]:
+                print(f"{p}: step {r['step']}: {k} {r[k]} != theory {th[k]}"); ok = False
+    print(p.split("/")[-2], "bytes/step: all-gather", th["allgather_bytes"], "reduce-scatter", th["reduce_scatter_bytes"], "(simple theory", th["simple_allgather_bytes"], th["simple_reduce_scatter_bytes"], ")")
+sys.exit(0 if ok else 1)
+PYEOF
+
 exit $fail

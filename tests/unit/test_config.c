@@ -1,4 +1,5 @@
 /* src/config: the job-file schema, parsing, errors, --set overrides, hash, docs sync. */
+#include <dirent.h>
 #include <math.h>
 
 #include "config.h"
@@ -427,13 +428,29 @@ static void test_docs_sync_(void) {
   free(gen);
 }
 
-static void test_tiny_job_(void) {
+/* Every job file shipped in jobs/ is valid (and so stays valid when the schema changes). */
+static void test_shipped_jobs_(void) {
   job_config c;
   int rc = job_load(SPECTRAIN_SOURCE_DIR "/jobs/tiny.yaml", NULL, &c);
   CHECK_MSG(rc == 0, "%s", st_errmsg());
   CHECK_EQ_INT(c.training.max_seq_length, 256);
   CHECK_STR_EQ(c.model.init_preset, "tiny-llama");
   job_free(&c);
+  DIR *d = opendir(SPECTRAIN_SOURCE_DIR "/jobs");
+  CHECK(d != NULL);
+  int n = 0;
+  for (struct dirent *e; d && (e = readdir(d));) {
+    size_t l = strlen(e->d_name);
+    if (l < 5 || strcmp(e->d_name + l - 5, ".yaml") != 0) continue;
+    char *p = xasprintf("%s/jobs/%s", SPECTRAIN_SOURCE_DIR, e->d_name);
+    rc = job_load(p, NULL, &c);
+    CHECK_MSG(rc == 0, "%s", st_errmsg());
+    job_free(&c);
+    free(p);
+    n++;
+  }
+  if (d) closedir(d);
+  CHECK(n >= 3);
 }
 
 int main(void) {
@@ -444,6 +461,6 @@ int main(void) {
   test_sets_();
   test_hash_();
   test_docs_sync_();
-  test_tiny_job_();
+  test_shipped_jobs_();
   return test_done();
 }

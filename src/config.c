@@ -830,9 +830,16 @@ static void sb_value_(sbuf_ *b, const job_config *c, const job_key *k) {
     case JT_INT:
       sb_put_(b, "%lld", (long long)*(const int64_t *)p);
       break;
-    case JT_FLOAT:
-      sb_put_(b, "%.17g", *(const double *)p);
+    case JT_FLOAT: { /* the shortest text that reads back to the same double */
+      double v = *(const double *)p;
+      char num[40];
+      for (int prec = 1; prec <= 17; prec++) {
+        snprintf(num, sizeof num, "%.*g", prec, v);
+        if (strtod(num, NULL) == v) break;
+      }
+      sb_put_(b, "%s", num);
       break;
+    }
     case JT_BOOL:
       sb_put_(b, "%s", *(const int *)p ? "true" : "false");
       break;

@@ -12,6 +12,7 @@
 #include "model/optim.h"
 #include "mpi/coll.h"
 #include "mpi/comm.h"
+#include "spectrum/analyze.h"
 #include "spectrum/unfrozen.h"
 #include "util/err.h"
 #include "util/mem.h"
@@ -43,11 +44,18 @@ static int trainable_set_(train_ctx *t) {
     log_info("trainable set: %d of %d tensors from %s", n, t->tt.n,
              j->spectrum.unfrozen_parameters);
   } else if (j->spectrum.top_percent < 100.0) {
-    return st_fail(ST_EINPUT,
-                   "spectrum.top_percent = %g: selecting by SNR inside `train` is not available "
-                   "yet; run `spectrain analyze` and pass its YAML as "
-                   "spectrum.unfrozen_parameters",
-                   j->spectrum.top_percent);
+    /* the Spectrum scan (cached in output_dir), then its YAML read like any other */
+    char *yaml = NULL;
+    int n = 0;
+    int rc = spectrum_select_yaml(j->model.path, j->spectrum.model_name, j->spectrum.top_percent,
+                                  (const char *const *)j->spectrum.layer_types.v,
+                                  j->spectrum.layer_types.n, j->output_dir, &yaml);
+    if (!rc) rc = unfrozen_apply(yaml, &t->tt, &n);
+    if (!rc)
+      log_info("trainable set: %d of %d tensors from %s (Spectrum scan, top %g%%)", n, t->tt.n, yaml,
+               j->spectrum.top_percent);
+    free(yaml);
+    if (rc) return rc;
   }
   int any = 0;
   for (int i = 0; i < t->tt.n; i++) any |= t->tt.t[i].trainable;

@@ -208,16 +208,28 @@ void analyze_result_free(analyze_result *r) {
 }
 
 int spectrum_select_yaml(const char *model_path, const char *model_name, double top_percent,
-                         const char *out_dir, char **yaml_path) {
+                         const char *const *types, int n_types, const char *out_dir,
+                         char **yaml_path) {
   analyze_opts o;
   memset(&o, 0, sizeof o);
+  char *base = NULL;
+  if (!model_name) { /* the directory's base name, without trailing slashes */
+    base = xstrdup(model_path);
+    size_t n = strlen(base);
+    while (n > 1 && base[n - 1] == '/') base[--n] = 0;
+    const char *b = strrchr(base, '/');
+    model_name = b ? b + 1 : base;
+  }
   o.model_path = model_path;
   o.model_name = model_name;
+  o.types = types;
+  o.n_types = n_types;
   o.out_dir = out_dir;
   o.percents = &top_percent;
   o.n_percents = 1;
   analyze_result r;
   int rc = spectrum_analyze(&o, &r);
+  free(base);
   if (rc) return rc;
   *yaml_path = xstrdup(r.yaml_paths[0]);
   analyze_result_free(&r);

@@ -356,6 +356,16 @@ static void test_hash_(void) {
   CHECK(job_hash(&r) == job_hash(&a));
   free(y);
   job_free(&r);
+  /* numbers are written shortest-first and read back exactly */
+  CHECK_EQ_INT(job_set(&a, "training.learning_rate=0.1"), 0);
+  CHECK_EQ_INT(job_set(&a, "training.adam_epsilon=1.2345678901234567e-9"), 0);
+  y = job_to_yaml(&a);
+  CHECK_CONTAINS(y, "learning_rate: 0.1\n");
+  CHECK_EQ_INT(job_load_text("canonical.yaml", y, NULL, &r), 0);
+  CHECK(r.training.adam_epsilon == a.training.adam_epsilon);
+  CHECK(job_hash(&r) == job_hash(&a));
+  free(y);
+  job_free(&r);
   /* strings with quotes, backslashes and newlines survive the round trip */
   CHECK_EQ_INT(job_set(&a, "model.path='we\"ird\\\\dir'"), 0);
   CHECK_STR_EQ(a.model.path, "we\"ird\\\\dir");

@@ -183,7 +183,8 @@ start() {
   ctld_port=${BASH_REMATCH[1]}
   slurmd_port=${BASH_REMATCH[2]}
 
-  mkdir -p "$dir"/{etc,state,spool,log,run}
+  mkdir -p "$dir"/{etc,state,spool,log,run,tmp}
+  chmod 1777 "$dir/tmp"
   chmod 755 "$dir"
   # munge refuses a key or socket directory that others can write, and clients must reach
   # the socket (execute permission for all); the key itself is readable by munge only.
@@ -197,7 +198,8 @@ start() {
 
   sed -e "s|@CLUSTER@|spectrain|g" -e "s|@NODE@|$node|g" -e "s|@CPUS@|$cpus|g" \
       -e "s|@DIR@|$dir|g" -e "s|@CTLD_PORT@|$ctld_port|g" -e "s|@SLURMD_PORT@|$slurmd_port|g" \
-      -e "s|@PARTITION@|local|g" "$here/slurm.conf.in" >"$conf"
+      -e "s|@PARTITION@|local|g" -e "s|@FIRST_JOB_ID@|$((1000 + RANDOM * 30))|g" \
+      "$here/slurm.conf.in" >"$conf"
   if grep -v '^#' "$conf" | grep -q '@[A-Z_]*@'; then
     die "unfilled placeholder in $conf: $(grep -v '^#' "$conf" | grep -o '@[A-Z_]*@' | head -1)"
   fi

@@ -2,6 +2,8 @@
  * MPI world (mpirun -np N / srun). */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ckpt/train_ckpt.h"
@@ -11,6 +13,21 @@
 #include "train.h"
 #include "util/err.h"
 #include "util/opt.h"
+#include "util/signals.h"
+
+/* Test hook: SPECTRAIN_TEST_STEP_DELAY_MS=N sleeps N ms at every step boundary, so that the
+ * Slurm preemption test can signal a tiny job while it is still training. */
+static long step_delay_ms_ = 0;
+
+/* At every step boundary (collective): did any rank get USR1/TERM? */
+static int stop_agreed_hook_(void *arg) {
+  (void)arg;
+  if (step_delay_ms_ > 0) {
+    struct timespec ts = {step_delay_ms_ / 1000, (step_delay_ms_ % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+  }
+  return signals_stop_agreed();
+}
 
 /* model.init_preset: when model.path holds no config.json (as rank 0 sees it), write a
  * randomly initialised model of that preset there first, exactly as `spectrain init
@@ -45,9 +62,14 @@ int cmd_train(int argc, char **argv) {
       "Writes OUTPUT_DIR/metrics.jsonl (one JSON object per logged step) and the trained "
       "model as a Hugging Face directory OUTPUT_DIR/final (config.json + model.safetensors).\n"
       "Checkpoints: OUTPUT_DIR/ckpt-STEP.h5 every training.save_steps steps, at the end and on "
-      "a stop signal (checkpoint.save_on_signal; exit status 75 then). A run resumes from the "
-      "newest checkpoint whose checksums verify (--resume auto), on any number of ranks; "
-      "docs/checkpoint-format.md describes the files."};
+      "a stop request. A run resumes from the newest checkpoint whose checksums verify "
+      "(--resume auto), on any number of ranks; docs/checkpoint-format.md describes the files.\n"
+      "Stop requests: on SIGUSR1 or SIGTERM (Slurm: --signal=B:USR1@SECONDS before the time "
+      "limit, forwarded by slurm/train.sbatch; scancel; preemption) every rank stops after "
+      "the same step, a checkpoint is written and spectrain exits with status 75 (\"stopped "
+      "early, requeue me\"); running the same job again resumes from that checkpoint. "
+      "checkpoint.save_on_signal: false in the job leaves the signals' default action "
+      "(terminate at once)."};
   opt_list sets = {0};
   const char *resume = NULL;
   opt_spec specs[] = {
@@ -75,12 +97,27 @@ int cmd_train(int argc, char **argv) {
     rc = ckpt_train_prepare(&ck, &job, resume); /* may replace the job with the checkpoint's */
     have_ck = 1;
   }
-  if (!rc) rc = ensure_model_(ck.job);
-  if (!rc) rc = train_run(ck.job, &ck.hooks);
+  const job_config *use = have_ck && !rc ? ck.job : &job;
+  if (!rc) rc = ensure_model_(use);
+  if (!rc && use->checkpoint.save_on_signal) {
+    const char *d = getenv("SPECTRAIN_TEST_STEP_DELAY_MS");
+    step_delay_ms_ = d ? atol(d) : 0;
+    ck.hooks.stop_agreed = stop_agreed_hook_;
+    rc = signals_install();
+  }
+  if (!rc) rc = train_run(use, &ck.hooks);
+  const char *sig = stop_signal_name(); /* a static string: survives the uninstall */
+  signals_uninstall();
   if (have_ck) ckpt_train_free(&ck);
   job_free(&job);
   free(pos);
   opt_list_free(&sets);
-  if (rc == ST_STOPPED) return rc; /* checkpointed after a stop signal: requeue me */
+  if (rc == ST_STOPPED) {
+    log_info("stopped early on %s%s; exit status %d: run the same job again (Slurm: requeue) "
+             "to resume from the checkpoint",
+             strcmp(sig, "none") ? "SIG" : "a stop signal to another rank", strcmp(sig, "none") ? sig : "",
+             ST_STOPPED);
+    return ST_STOPPED;
+  }
   return rc ? st_report(rc) : ST_OK;
 }

@@ -9,7 +9,6 @@
 #include "mpi/comm.h"
 #include "util/err.h"
 #include "util/mem.h"
-#include "util/signals.h"
 
 /* Job keys that change how a run executes, not what it computes: they may differ between
  * the checkpoint's job and the resuming one. (The per-device batch and accumulation may
@@ -186,11 +185,6 @@ static int restore_hook_(train_ctx *t, void *arg) {
   return 0;
 }
 
-static int stop_hook_(void *arg) {
-  (void)arg;
-  return signals_stop_agreed();
-}
-
 /* ---- preparation ------------------------------------------------------------------------- */
 
 static void restr_(char **dst, const char *src) {
@@ -253,19 +247,13 @@ int ckpt_train_prepare(ckpt_train *c, const job_config *job, const char *resume)
     free(all);
   }
   rc = comm_max_status(rc);
-  if (!rc && c->job->checkpoint.save_on_signal) {
-    rc = signals_install();
-    c->signals = rc == 0;
-  }
   c->hooks.restore = restore_hook_;
   c->hooks.save = save_hook_;
-  c->hooks.stop_agreed = c->job->checkpoint.save_on_signal ? stop_hook_ : NULL;
   c->hooks.arg = c;
   return rc;
 }
 
 void ckpt_train_free(ckpt_train *c) {
-  if (c->signals) signals_uninstall();
   if (c->have_stored) job_free(&c->stored);
   ckpt_meta_free(&c->meta);
   free(c->resume_path);

@@ -14,7 +14,6 @@ typedef struct {
   int have_stored;
   char *resume_path;     /* the verified checkpoint to restore, NULL: start from the model */
   ckpt_meta meta;        /* its metadata */
-  int signals;           /* stop-signal handlers installed */
   double t0;             /* when this run started (elapsed time in checkpoints) */
   train_hooks hooks;
 } ckpt_train;
@@ -24,7 +23,8 @@ typedef struct {
  * affect how the run is executed may differ: sharding, logging, checkpoint, save/eval/log
  * intervals, backend, per-device batch and accumulation as long as the global batch is the
  * same) and either fails naming the keys or, with checkpoint.take_from_checkpoint, trains
- * with the checkpoint's job. Fills c->hooks for train_run. */
+ * with the checkpoint's job. Fills c->hooks.restore/save for train_run (the caller adds
+ * stop_agreed: signal handling belongs to the command). */
 int ckpt_train_prepare(ckpt_train *c, const job_config *job, const char *resume);
 void ckpt_train_free(ckpt_train *c);
 

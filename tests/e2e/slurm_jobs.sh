@@ -38,5 +38,12 @@ for r in 0 1; do
 done
 [[ $(grep -c '^ok: ' "$out") -eq 4 ]] || fail "expected 4 passing placement checks"
 grep -q "^batch: done" "$out" || fail "the batch script did not finish"
+# The templates' #SBATCH lines are valid for this Slurm (--test-only: checked, not queued);
+# p4d's GPU request is dropped: this node has none.
+sbatch --test-only "$SRC_DIR/slurm/train.sbatch" job.yaml 2>&1 | grep -q "to start at" ||
+  fail "sbatch --test-only rejects slurm/train.sbatch"
+sbatch --test-only --nodes=1 --ntasks-per-node=2 --cpus-per-task=1 --gpus-per-node=0 \
+  "$SRC_DIR/slurm/p4d.sbatch" job.yaml 2>&1 | grep -q "to start at" ||
+  fail "sbatch --test-only rejects slurm/p4d.sbatch"
 slurm_test_failed=0
 echo "PASS"

@@ -2,7 +2,9 @@
 
 #include <limits.h>
 #include <mpi.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "mpi/comm.h"
 #include "util/err.h"
@@ -27,6 +29,28 @@ static int count_ok_(size_t count, const char *what) {
 static void count_(coll_category c, size_t bytes) {
   counters_.calls[c]++;
   counters_.bytes[c] += bytes;
+}
+
+/* Waiting without spinning: MPI_Wait polls a core at 100 % (Open MPI's shared-memory
+ * transport), which on shared or oversubscribed cores steals time from the ranks still
+ * computing. Test, then sleep with backoff (10 us .. 0.5 ms). SPECTRAIN_COMM_SPIN=1 restores
+ * MPI_Wait (dedicated cores, lowest latency). */
+static int wait_(MPI_Request *r) {
+  static int spin = -1;
+  if (spin < 0) {
+    const char *e = getenv("SPECTRAIN_COMM_SPIN");
+    spin = e && e[0] == '1';
+  }
+  if (spin) return MPI_Wait(r, MPI_STATUS_IGNORE);
+  int done = 0, rc = MPI_Test(r, &done, MPI_STATUS_IGNORE);
+  long ns = 10000;
+  while (rc == MPI_SUCCESS && !done) {
+    struct timespec ts = {0, ns};
+    nanosleep(&ts, NULL);
+    rc = MPI_Test(r, &done, MPI_STATUS_IGNORE);
+    if (ns < 500000) ns *= 2;
+  }
+  return rc;
 }
 
 static int mpi_check_(int rc, const char *what) {
@@ -57,9 +81,11 @@ int coll_allgather_f32(float *buf, size_t count) {
   int n = comm_size();
   count_(COLL_ALLGATHER, count * (size_t)n * sizeof(float));
   if (n == 1 || count == 0) return ST_OK;
-  return mpi_check_(MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, (int)count, MPI_FLOAT,
-                                  MPI_COMM_WORLD),
-                    "MPI_Allgather");
+  MPI_Request r;
+  int rc2 = mpi_check_(MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, (int)count,
+                                      MPI_FLOAT, MPI_COMM_WORLD, &r),
+                       "MPI_Iallgather");
+  return rc2 ? rc2 : mpi_check_(wait_(&r), "MPI_Wait");
 }
 
 static void scale_(float *x, size_t n, float s) {
@@ -103,7 +129,7 @@ static void finish_(coll_req *req) {
 
 int coll_wait(coll_req *req) {
   if (!req->active) return ST_OK;
-  int rc = mpi_check_(MPI_Wait(req_(req), MPI_STATUS_IGNORE), "MPI_Wait");
+  int rc = mpi_check_(wait_(req_(req)), "MPI_Wait");
   finish_(req);
   return rc;
 }
@@ -121,8 +147,10 @@ static int allreduce_(void *x, size_t n, size_t elem_bytes, MPI_Datatype t, MPI_
   if (rc) return rc;
   count_(COLL_ALLREDUCE, n * elem_bytes);
   if (comm_size() == 1 || n == 0) return ST_OK;
-  return mpi_check_(MPI_Allreduce(MPI_IN_PLACE, x, (int)n, t, op, MPI_COMM_WORLD),
-                    "MPI_Allreduce");
+  MPI_Request r;
+  rc = mpi_check_(MPI_Iallreduce(MPI_IN_PLACE, x, (int)n, t, op, MPI_COMM_WORLD, &r),
+                  "MPI_Iallreduce");
+  return rc ? rc : mpi_check_(wait_(&r), "MPI_Wait");
 }
 
 int coll_allreduce_sum_f32(float *x, size_t n) {

@@ -464,13 +464,16 @@ int train_run(const job_config *job, const train_hooks *hooks) {
   if (!rc) rc = metrics_write(&mw, comm_report_(&t));
 
   const uint64_t tokens_per_step = t.st.global_batch * (uint64_t)job->training.max_seq_length;
-  double t_start = time_now_s(), t_log = t_start;
+  double t_start = time_now_s();
   int64_t first_step = t.st.step, steps_since_log = 0;
+  double step_s = 0; /* seconds inside train_step since the last log line */
   while (!rc && t.st.step < t.st.total_steps) {
     double loss, gnorm, lr, val = NAN;
+    double t0 = time_now_s();
     rc = train_step(&t, &loss, &gnorm, &lr);
     if (rc) break;
     steps_since_log++;
+    step_s += time_now_s() - t0; /* throughput: training steps only (no eval, no saves) */
     int64_t s = t.st.step;
     int last = s == t.st.total_steps;
     int do_eval = (job->training.eval_steps > 0 && s % job->training.eval_steps == 0) || last;
@@ -479,7 +482,7 @@ int train_run(const job_config *job, const train_hooks *hooks) {
     int do_log = s % job->training.logging_steps == 0 || last || do_eval;
     if (do_log) {
       double now = time_now_s();
-      double tps = (double)(tokens_per_step * (uint64_t)steps_since_log) / (now - t_log);
+      double tps = (double)(tokens_per_step * (uint64_t)steps_since_log) / step_s;
       double elapsed = t.st.elapsed_s + (now - t_start);
       double eta = (now - t_start) / (double)(s - first_step) * (double)(t.st.total_steps - s);
       double peak = (double)mem_peak_rss_bytes();
@@ -508,7 +511,7 @@ int train_run(const job_config *job, const train_hooks *hooks) {
       }
       if (do_eval) json_object_set_new(o, "val_loss", num_(val));
       rc = metrics_write(&mw, o);
-      t_log = now;
+      step_s = 0;
       steps_since_log = 0;
     }
     if (!rc && hooks->save && job->training.save_steps > 0 && s % job->training.save_steps == 0 &&

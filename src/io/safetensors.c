@@ -63,19 +63,18 @@ uint16_t sft_f32_to_bf16(float f) {
   return (uint16_t)(u >> 16);
 }
 
-float sft_f16_to_f32(uint16_t h) {
-  uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-  uint32_t e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
-  if (e == 0) {
-    if (m == 0) return bits_f32_(sign);
-    int ex = -14; /* subnormal: m * 2^-24; normalise */
-    while (!(m & 0x400u)) m <<= 1, ex--;
-    m &= 0x3ffu;
-    return bits_f32_(sign | ((uint32_t)(ex + 127) << 23) | (m << 13));
-  }
-  if (e == 31) return bits_f32_(sign | 0x7f800000u | (m << 13));
-  return bits_f32_(sign | ((e - 15 + 127) << 23) | (m << 13));
+/* Exponent and mantissa shifted into float position, then scaled by 2^112 (rebias 15 ->
+ * 127); the multiply also normalises subnormal halves exactly. Inf/NaN land at >= 2^16 and
+ * get the all-ones exponent back. Needs IEEE denormals (no -ffast-math / flush-to-zero). */
+static inline float f16_to_f32_(uint16_t h) {
+  uint32_t u = (uint32_t)(h & 0x7fffu) << 13;
+  float f = bits_f32_(u) * bits_f32_(0x77800000u); /* 2^112 */
+  u = f32_bits_(f);
+  if (f >= bits_f32_(0x47800000u)) u |= 0x7f800000u; /* 2^16: was Inf/NaN */
+  return bits_f32_(u | (uint32_t)(h & 0x8000u) << 16);
 }
+
+float sft_f16_to_f32(uint16_t h) { return f16_to_f32_(h); }
 
 uint16_t sft_f32_to_f16(float f) {
   uint32_t x = f32_bits_(f);
@@ -488,8 +487,52 @@ const sft_tensor *sft_find(const sft_model *m, const char *name) {
 /* ---- reading -------------------------------------------------------------------------- */
 
 #define READ_CHUNK_ELEMS 65536
+#define READ_CHUNK_BYTES (1u << 22) /* conversion staging buffer: 4 MiB */
 
-/* Read elements [first, first+count) of t and convert to float (f32 != 0) or double. */
+/* Convert k stored elements at src to float (f32 != 0) or double, one tight loop per
+ * (dtype, output) pair so the compiler can vectorise the common cases. */
+static void convert_(sft_dtype dt, const uint8_t *src, size_t k, void *dst, int f32) {
+  float *of = dst;
+  double *od = dst;
+  switch (dt) {
+  case SFT_F32:
+    if (f32) memcpy(of, src, k * 4);
+    else
+      for (size_t i = 0; i < k; i++) {
+        float v;
+        memcpy(&v, src + 4 * i, 4);
+        od[i] = v;
+      }
+    return;
+  case SFT_BF16: {
+    const uint16_t *h = (const uint16_t *)(const void *)src; /* src: malloc-aligned */
+    if (f32)
+      for (size_t i = 0; i < k; i++) of[i] = bits_f32_((uint32_t)h[i] << 16);
+    else
+      for (size_t i = 0; i < k; i++) od[i] = bits_f32_((uint32_t)h[i] << 16);
+    return;
+  }
+  case SFT_F16: {
+    const uint16_t *h = (const uint16_t *)(const void *)src;
+    if (f32)
+      for (size_t i = 0; i < k; i++) of[i] = f16_to_f32_(h[i]);
+    else
+      for (size_t i = 0; i < k; i++) od[i] = f16_to_f32_(h[i]);
+    return;
+  }
+  default: /* F64 */
+    for (size_t i = 0; i < k; i++) {
+      double v;
+      memcpy(&v, src + 8 * i, 8);
+      if (f32) of[i] = (float)v;
+      else od[i] = v;
+    }
+    return;
+  }
+}
+
+/* Read elements [first, first+count) of t and convert to float (f32 != 0) or double. Only
+ * those bytes are read; F32 -> float goes straight into `out`. */
 static int read_conv_(const sft_model *m, const sft_tensor *t, uint64_t first, uint64_t count,
                       void *out, int f32) {
   const char *path = m->paths[t->file];
@@ -503,44 +546,22 @@ static int read_conv_(const sft_model *m, const sft_tensor *t, uint64_t first, u
   if (count == 0) return 0;
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return st_fail(ST_ERUNTIME, "%s: cannot open: %s", path, strerror(errno));
-  const size_t es = sft_dtype_bytes(t->dtype);
-  uint8_t *buf = xmalloc(READ_CHUNK_ELEMS * 8);
+  const size_t es = sft_dtype_bytes(t->dtype), os = f32 ? 4 : 8;
+  char what[160];
+  snprintf(what, sizeof what, "tensor '%s'", t->name);
   int rc = 0;
-  for (uint64_t done = 0; done < count && !rc;) {
-    size_t k = (size_t)(count - done < READ_CHUNK_ELEMS ? count - done : READ_CHUNK_ELEMS);
-    uint64_t off = t->offset + (first + done) * es;
-    char what[160];
-    snprintf(what, sizeof what, "tensor '%s'", t->name);
-    if ((rc = pread_all_(fd, buf, k * es, off, path, what))) break;
-    for (size_t i = 0; i < k; i++) {
-      double v;
-      switch (t->dtype) {
-      case SFT_F32: {
-        float f;
-        memcpy(&f, buf + 4 * i, 4);
-        v = f;
-        break;
-      }
-      case SFT_BF16: {
-        uint16_t h;
-        memcpy(&h, buf + 2 * i, 2);
-        v = sft_bf16_to_f32(h);
-        break;
-      }
-      case SFT_F16: {
-        uint16_t h;
-        memcpy(&h, buf + 2 * i, 2);
-        v = sft_f16_to_f32(h);
-        break;
-      }
-      default: memcpy(&v, buf + 8 * i, 8); break; /* F64 */
-      }
-      if (f32) ((float *)out)[done + i] = (float)v;
-      else ((double *)out)[done + i] = v;
+  if (t->dtype == SFT_F32 && f32) {
+    rc = pread_all_(fd, out, (size_t)count * 4, t->offset + first * 4, path, what);
+  } else {
+    const size_t chunk = READ_CHUNK_BYTES / es;
+    uint8_t *buf = xmalloc(READ_CHUNK_BYTES);
+    for (uint64_t done = 0; done < count && !rc; done += chunk) {
+      size_t k = (size_t)(count - done < chunk ? count - done : chunk);
+      rc = pread_all_(fd, buf, k * es, t->offset + (first + done) * es, path, what);
+      if (!rc) convert_(t->dtype, buf, k, (char *)out + done * os, f32);
     }
-    done += k;
+    free(buf);
   }
-  free(buf);
   close(fd);
   return rc;
 }

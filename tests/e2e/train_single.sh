@@ -25,10 +25,10 @@ assert all(need <= r.keys() for r in steps), "missing fields"
 assert [r["step"] for r in steps] == [5, 10, 15, 20, 25, 30, 35, 40], [r["step"] for r in steps]
 vals = [r["val_loss"] for r in steps if "val_loss" in r]
 assert len(vals) == 4, vals
-first, last = steps[0]["loss"], sum(r["loss"] for r in steps[-2:]) / 2
+first, last = steps[0]["loss"], sum(r["loss"] for r in steps[-4:]) / 4
 print(f"train loss {first:.4f} -> {last:.4f}; val loss {vals[0]:.4f} -> {vals[-1]:.4f}")
 assert last < 0.85 * first, "training loss did not fall clearly"
-assert vals[-1] < vals[0], "validation loss did not fall"
+assert vals[-1] < 0.9 * vals[0], "validation loss did not fall clearly"
 mem = [r for r in recs if r.get("event") in ("memory_start", "memory_end")]
 assert len(mem) == 2 and mem[1]["ranks"][0]["peak_rss"] > 0
 PYEOF

@@ -5,15 +5,20 @@ set -euo pipefail
 PY=/usr/bin/python3
 [[ -x $PY ]] || PY=python3
 
-# make_data DIR VOCAB T: DIR/train.jsonl and DIR/val.jsonl, records of T token ids
-# (bytes of the project's markdown files modulo VOCAB).
+# make_data DIR VOCAB T: DIR/train.jsonl and DIR/val.jsonl, records of T token ids: bytes of
+# a deterministic English-like text (seeded sentences over a small vocabulary, so there is
+# something to learn) modulo VOCAB. Independent of the repository's files.
 make_data() {
   mkdir -p "$1"
-  $PY - "$1" "$2" "$3" "$SRC_DIR" <<'PYEOF'
-import glob, json, os, sys
-out, vocab, T, src = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-text = b"".join(open(p, "rb").read() for p in sorted(glob.glob(os.path.join(src, "docs", "*.md")) + [os.path.join(src, "README.md")]))
-ids = [b % vocab for b in text]
+  $PY - "$1" "$2" "$3" <<'PYEOF'
+import json, os, random, sys
+out, vocab, T = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+rng = random.Random(1234)
+subj = ["the king", "a shepherd", "the people", "my brother", "the prophet", "his servant"]
+verb = ["went up to", "spoke unto", "looked upon", "came into", "built", "remembered"]
+obj = ["the city", "the mountain", "the house of god", "the river", "the temple", "the field"]
+text = " ".join(f"{rng.choice(subj)} {rng.choice(verb)} {rng.choice(obj)}." for _ in range(1200))
+ids = [b % vocab for b in text.encode()]
 recs = [ids[i:i + T] for i in range(0, len(ids) - T, T)]
 with open(os.path.join(out, "train.jsonl"), "w") as f:
     for r in recs[:-40]: f.write(json.dumps({"input_ids": r}) + "\n")

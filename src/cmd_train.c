@@ -3,7 +3,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "ckpt/train_ckpt.h"
@@ -14,20 +13,6 @@
 #include "util/err.h"
 #include "util/opt.h"
 #include "util/signals.h"
-
-/* Test hook: SPECTRAIN_TEST_STEP_DELAY_MS=N sleeps N ms at every step boundary, so that the
- * Slurm preemption test can signal a tiny job while it is still training. */
-static long step_delay_ms_ = 0;
-
-/* At every step boundary (collective): did any rank get USR1/TERM? */
-static int stop_agreed_hook_(void *arg) {
-  (void)arg;
-  if (step_delay_ms_ > 0) {
-    struct timespec ts = {step_delay_ms_ / 1000, (step_delay_ms_ % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-  }
-  return signals_stop_agreed();
-}
 
 /* model.init_preset: when model.path holds no config.json (as rank 0 sees it), write a
  * randomly initialised model of that preset there first, exactly as `spectrain init
@@ -54,6 +39,9 @@ static int ensure_model_(const job_config *job) {
   return rc;
 }
 
+/* The loop's stop hook: USR1/TERM on any rank stops every rank after the same step. */
+static int stop_agreed_(void *arg) { return signals_stop_agreed(); }
+
 int cmd_train(int argc, char **argv) {
   static const opt_cmd cmd = {
       "train", "JOB.yaml", 1, 1, "train a model as the job file says (any number of ranks)",
@@ -62,14 +50,9 @@ int cmd_train(int argc, char **argv) {
       "Writes OUTPUT_DIR/metrics.jsonl (one JSON object per logged step) and the trained "
       "model as a Hugging Face directory OUTPUT_DIR/final (config.json + model.safetensors).\n"
       "Checkpoints: OUTPUT_DIR/ckpt-STEP.h5 every training.save_steps steps, at the end and on "
-      "a stop request. A run resumes from the newest checkpoint whose checksums verify "
-      "(--resume auto), on any number of ranks; docs/checkpoint-format.md describes the files.\n"
-      "Stop requests: on SIGUSR1 or SIGTERM (Slurm: --signal=B:USR1@SECONDS before the time "
-      "limit, forwarded by slurm/train.sbatch; scancel; preemption) every rank stops after "
-      "the same step, a checkpoint is written and spectrain exits with status 75 (\"stopped "
-      "early, requeue me\"); running the same job again resumes from that checkpoint. "
-      "checkpoint.save_on_signal: false in the job leaves the signals' default action "
-      "(terminate at once)."};
+      "a stop request (USR1/TERM; exit status 75 after it). A run resumes from the newest "
+      "checkpoint whose checksums verify (--resume auto), on any number of ranks; "
+      "docs/checkpoint-format.md describes the files."};
   opt_list sets = {0};
   const char *resume = NULL;
   opt_spec specs[] = {
@@ -92,32 +75,21 @@ int cmd_train(int argc, char **argv) {
   int all = comm_max_status(rc);
   if (all && !rc) rc = st_fail(all, "another rank could not load its job file (see its error)");
   ckpt_train ck;
-  int have_ck = 0;
-  if (!rc) {
-    rc = ckpt_train_prepare(&ck, &job, resume); /* may replace the job with the checkpoint's */
-    have_ck = 1;
-  }
-  const job_config *use = have_ck && !rc ? ck.job : &job;
+  memset(&ck, 0, sizeof ck);
+  if (!rc) rc = ckpt_train_prepare(&ck, &job, resume); /* may take the checkpoint's job */
+  const job_config *use = ck.job ? ck.job : &job;
   if (!rc) rc = ensure_model_(use);
+  train_hooks hooks = ck.hooks; /* checkpoint save and restore */
   if (!rc && use->checkpoint.save_on_signal) {
-    const char *d = getenv("SPECTRAIN_TEST_STEP_DELAY_MS");
-    step_delay_ms_ = d ? atol(d) : 0;
-    ck.hooks.stop_agreed = stop_agreed_hook_;
     rc = signals_install();
+    hooks.stop_agreed = stop_agreed_;
   }
-  if (!rc) rc = train_run(use, &ck.hooks);
-  const char *sig = stop_signal_name(); /* a static string: survives the uninstall */
-  signals_uninstall();
-  if (have_ck) ckpt_train_free(&ck);
+  if (!rc) rc = train_run(use, &hooks);
+  if (use->checkpoint.save_on_signal) signals_uninstall();
+  ckpt_train_free(&ck);
   job_free(&job);
   free(pos);
   opt_list_free(&sets);
-  if (rc == ST_STOPPED) {
-    log_info("stopped early on %s%s; exit status %d: run the same job again (Slurm: requeue) "
-             "to resume from the checkpoint",
-             strcmp(sig, "none") ? "SIG" : "a stop signal to another rank", strcmp(sig, "none") ? sig : "",
-             ST_STOPPED);
-    return ST_STOPPED;
-  }
+  if (rc == ST_STOPPED) return rc;
   return rc ? st_report(rc) : ST_OK;
 }

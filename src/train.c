@@ -134,12 +134,14 @@ int train_setup(train_ctx *t, const job_config *job) {
   if (!rc) rc = fsdp_load(&t->fs, &m);
   sft_close(&m);
   /* 5. activations */
-  model_opts mo = {(int)job->training.per_device_train_batch_size,
-                   (int)job->training.max_seq_length, job->training.gradient_checkpointing,
-                   t->plan.lowest_grad_unit};
+  model_opts mo = {.batch = (int)job->training.per_device_train_batch_size,
+                   .seq_len = (int)job->training.max_seq_length,
+                   .grad_checkpointing = job->training.gradient_checkpointing,
+                   .lowest_grad_unit = t->plan.lowest_grad_unit};
   if (!rc) rc = agree_(model_ctx_create(&t->cfg, t->k, &mo, &t->mctx), "creating the model");
-  model_opts eo = {(int)job->training.per_device_eval_batch_size,
-                   (int)job->training.max_seq_length, 0, t->plan.n_units};
+  model_opts eo = {.batch = (int)job->training.per_device_eval_batch_size,
+                   .seq_len = (int)job->training.max_seq_length,
+                   .lowest_grad_unit = t->plan.n_units};
   if (!rc && t->data.val.n)
     rc = agree_(model_ctx_create(&t->cfg, t->k, &eo, &t->ectx), "creating the eval model");
   /* activations are the model's memory; the accounting records them under their category */

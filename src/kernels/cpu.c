@@ -4,11 +4,43 @@
  * thread count. */
 #include <cblas.h>
 #include <math.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 
 #include "kernels/kernels.h"
 #include "model/optim.h"
+
+/* OpenBLAS extensions: attention runs many small products, one per (sequence, head), in
+ * parallel OpenMP threads, each with single-threaded BLAS. */
+int openblas_get_num_threads(void);
+void openblas_set_num_threads(int n);
+
+/* exp(x) for float, written so that loops calling it vectorize: x = n ln2 + r,
+ * |r| <= ln2/2, e^r by its degree-7 Taylor polynomial (truncation < 1e-8 relative), times
+ * 2^n through the exponent bits. Inputs are clamped to [-87, 88] (results 1.6e-38 ..
+ * 1.7e38), which the callers only reach for entries that are negligible anyway. */
+static inline float fast_expf_(float x) {
+  x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+  /* round to nearest by adding and subtracting 1.5 * 2^23 (vectorizes without SSE4.1) */
+  float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  float r = x - n * 0.693145751953125f - n * 1.42860682030941723e-6f;
+  float p = 1.0f / 5040.0f;
+  p = p * r + 1.0f / 720.0f;
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  union {
+    uint32_t u;
+    float f;
+  } scale = {.u = (uint32_t)((int32_t)n + 127) << 23};
+  return p * scale.f;
+}
 
 static void *cpu_alloc_(size_t bytes) { return calloc(1, bytes ? bytes : 1); }
 static void cpu_free_(void *p) { free(p); }
@@ -54,9 +86,11 @@ static void cpu_rmsnorm_forward_(float *out, float *rstd, const float *x, const 
     const float *xr = x + (size_t)n * C;
     float *o = out + (size_t)n * C;
     double ss = 0;
+#pragma omp simd reduction(+ : ss)
     for (int c = 0; c < C; c++) ss += (double)xr[c] * xr[c];
     float r = (float)(1.0 / sqrt(ss / C + eps));
     rstd[n] = r;
+#pragma omp simd
     for (int c = 0; c < C; c++) o[c] = w[c] * (xr[c] * r);
   }
 }
@@ -71,6 +105,7 @@ static void cpu_rmsnorm_backward_(float *dx, float *dw, const float *dout, const
     for (int n = 0; n < N; n++) {
       const float *g = dout + (size_t)n * C, *xr = x + (size_t)n * C;
       float r = rstd[n];
+#pragma omp simd
       for (int c = 0; c < C; c++) dw[c] += g[c] * xr[c] * r;
     }
   }
@@ -80,13 +115,17 @@ static void cpu_rmsnorm_backward_(float *dx, float *dw, const float *dout, const
     const float *g = dout + (size_t)n * C, *xr = x + (size_t)n * C;
     float *d = dx + (size_t)n * C;
     double s = 0;
+#pragma omp simd reduction(+ : s)
     for (int c = 0; c < C; c++) s += (double)w[c] * g[c] * xr[c];
     float r = rstd[n];
     float k = (float)((double)r * r * r * s / C);
-    if (accumulate)
+    if (accumulate) {
+#pragma omp simd
       for (int c = 0; c < C; c++) d[c] += r * w[c] * g[c] - k * xr[c];
-    else
+    } else {
+#pragma omp simd
       for (int c = 0; c < C; c++) d[c] = r * w[c] * g[c] - k * xr[c];
+    }
   }
 }
 
@@ -110,6 +149,7 @@ static void rope_apply_(float *x, const float *cos_t, const float *sin_t, int B,
     const float *c = cos_t + (size_t)t * half, *s = sin_t + (size_t)t * half;
     for (int h = 0; h < nh; h++) {
       float *v = x + ((size_t)n * nh + h) * D;
+#pragma omp simd
       for (int i = 0; i < half; i++) {
         float a = v[i], b = v[i + half], si = sign * s[i];
         v[i] = a * c[i] - b * si;
@@ -132,17 +172,19 @@ static void cpu_rope_backward_(float *dx, const float *cos_t, const float *sin_t
 
 /* Causal softmax of rows of S (T, T) in place; entries above the diagonal become 0. */
 static void causal_softmax_(float *S, int T) {
-#pragma omp parallel for schedule(static)
   for (int t = 0; t < T; t++) {
     float *row = S + (size_t)t * T;
     float mx = row[0];
+#pragma omp simd reduction(max : mx)
     for (int j = 1; j <= t; j++) mx = row[j] > mx ? row[j] : mx;
     double sum = 0;
+#pragma omp simd reduction(+ : sum)
     for (int j = 0; j <= t; j++) {
-      row[j] = expf(row[j] - mx);
+      row[j] = fast_expf_(row[j] - mx);
       sum += row[j];
     }
     float inv = (float)(1.0 / sum);
+#pragma omp simd
     for (int j = 0; j <= t; j++) row[j] *= inv;
     for (int j = t + 1; j < T; j++) row[j] = 0.0f;
   }
@@ -152,21 +194,26 @@ static void cpu_attention_forward_(float *out, float *att, const float *q, const
                                    const float *v, int B, int T, int H, int KV, int D) {
   int HD = H * D, KVD = KV * D, rep = H / KV;
   float scale = 1.0f / sqrtf((float)D);
-  for (int b = 0; b < B; b++)
-    for (int h = 0; h < H; h++) {
-      const float *Q = q + (size_t)b * T * HD + (size_t)h * D;
-      const float *K = k + (size_t)b * T * KVD + (size_t)(h / rep) * D;
-      const float *V = v + (size_t)b * T * KVD + (size_t)(h / rep) * D;
-      float *S = att + ((size_t)b * H + h) * T * T;
-      float *O = out + (size_t)b * T * HD + (size_t)h * D;
-      cpu_gemm_(0, 1, T, T, D, scale, Q, HD, K, KVD, 0.0f, S, T); /* S = Q K^T / sqrt(D) */
-      causal_softmax_(S, T);
-      cpu_gemm_(0, 0, T, D, T, 1.0f, S, T, V, KVD, 0.0f, O, HD); /* O = P V */
-    }
+  int blas_threads = openblas_get_num_threads();
+  openblas_set_num_threads(1);
+#pragma omp parallel for schedule(dynamic)
+  for (int bh = 0; bh < B * H; bh++) {
+    int b = bh / H, h = bh % H;
+    const float *Q = q + (size_t)b * T * HD + (size_t)h * D;
+    const float *K = k + (size_t)b * T * KVD + (size_t)(h / rep) * D;
+    const float *V = v + (size_t)b * T * KVD + (size_t)(h / rep) * D;
+    float *S = att + ((size_t)b * H + h) * T * T;
+    float *O = out + (size_t)b * T * HD + (size_t)h * D;
+    cpu_gemm_(0, 1, T, T, D, scale, Q, HD, K, KVD, 0.0f, S, T); /* S = Q K^T / sqrt(D) */
+    causal_softmax_(S, T);
+    cpu_gemm_(0, 0, T, D, T, 1.0f, S, T, V, KVD, 0.0f, O, HD); /* O = P V */
+  }
+  openblas_set_num_threads(blas_threads);
 }
 
 /* dP = dO V^T; dS = P (dP - rowsum(P dP)); dQ = dS K / sqrt(D); dK += dS^T Q / sqrt(D);
- * dV += P^T dO (several q heads share one kv head). */
+ * dV += P^T dO. Several q heads share one kv head, so the threads split over
+ * (sequence, kv head) and each runs that kv head's q heads in turn. */
 static void cpu_attention_backward_(float *dq, float *dk, float *dv, float *scratch,
                                     const float *dout, const float *att, const float *q,
                                     const float *k, const float *v, int B, int T, int H, int KV,
@@ -175,44 +222,58 @@ static void cpu_attention_backward_(float *dq, float *dk, float *dv, float *scra
   float scale = 1.0f / sqrtf((float)D);
   memset(dk, 0, (size_t)B * T * KVD * sizeof *dk);
   memset(dv, 0, (size_t)B * T * KVD * sizeof *dv);
-  for (int b = 0; b < B; b++)
-    for (int h = 0; h < H; h++) {
-      size_t qo = (size_t)b * T * HD + (size_t)h * D;
-      size_t ko = (size_t)b * T * KVD + (size_t)(h / rep) * D;
-      const float *P = att + ((size_t)b * H + h) * T * T;
-      float *dS = scratch;
-      cpu_gemm_(0, 1, T, T, D, 1.0f, dout + qo, HD, v + ko, KVD, 0.0f, dS, T);
-#pragma omp parallel for schedule(static)
-      for (int t = 0; t < T; t++) {
-        const float *p = P + (size_t)t * T;
-        float *d = dS + (size_t)t * T;
-        double s = 0;
-        for (int j = 0; j <= t; j++) s += (double)p[j] * d[j];
-        float sf = (float)s;
-        for (int j = 0; j <= t; j++) d[j] = p[j] * (d[j] - sf);
-        for (int j = t + 1; j < T; j++) d[j] = 0.0f;
+  int blas_threads = openblas_get_num_threads();
+  openblas_set_num_threads(1);
+#pragma omp parallel
+  {
+    /* thread 0 uses the caller's scratch, the others their own */
+    float *dS = scratch;
+#ifdef _OPENMP
+    if (omp_get_thread_num() > 0) dS = malloc((size_t)T * T * sizeof *dS);
+#endif
+#pragma omp for schedule(dynamic)
+    for (int bk = 0; bk < B * KV; bk++) {
+      int b = bk / KV, kh = bk % KV;
+      size_t ko = (size_t)b * T * KVD + (size_t)kh * D;
+      for (int h = kh * rep; h < (kh + 1) * rep; h++) {
+        size_t qo = (size_t)b * T * HD + (size_t)h * D;
+        const float *P = att + ((size_t)b * H + h) * T * T;
+        cpu_gemm_(0, 1, T, T, D, 1.0f, dout + qo, HD, v + ko, KVD, 0.0f, dS, T);
+        for (int t = 0; t < T; t++) {
+          const float *p = P + (size_t)t * T;
+          float *d = dS + (size_t)t * T;
+          float s = 0;
+#pragma omp simd reduction(+ : s)
+          for (int j = 0; j <= t; j++) s += p[j] * d[j];
+#pragma omp simd
+          for (int j = 0; j <= t; j++) d[j] = p[j] * (d[j] - s);
+          for (int j = t + 1; j < T; j++) d[j] = 0.0f;
+        }
+        cpu_gemm_(0, 0, T, D, T, scale, dS, T, k + ko, KVD, 0.0f, dq + qo, HD);
+        cpu_gemm_(1, 0, T, D, T, scale, dS, T, q + qo, HD, 1.0f, dk + ko, KVD);
+        cpu_gemm_(1, 0, T, D, T, 1.0f, P, T, dout + qo, HD, 1.0f, dv + ko, KVD);
       }
-      cpu_gemm_(0, 0, T, D, T, scale, dS, T, k + ko, KVD, 0.0f, dq + qo, HD);
-      cpu_gemm_(1, 0, T, D, T, scale, dS, T, q + qo, HD, 1.0f, dk + ko, KVD);
-      cpu_gemm_(1, 0, T, D, T, 1.0f, P, T, dout + qo, HD, 1.0f, dv + ko, KVD);
     }
+    if (dS != scratch) free(dS);
+  }
+  openblas_set_num_threads(blas_threads);
 }
 
 static void cpu_swiglu_forward_(float *h, const float *gate, const float *up, size_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for simd schedule(static)
   for (size_t i = 0; i < n; i++) {
     float g = gate[i];
-    h[i] = g / (1.0f + expf(-g)) * up[i];
+    h[i] = g / (1.0f + fast_expf_(-g)) * up[i];
   }
 }
 
 /* silu(g) = g s(g), silu'(g) = s(g) (1 + g (1 - s(g))) */
 static void cpu_swiglu_backward_(float *dgate, float *dup, const float *dh, const float *gate,
                                  const float *up, size_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for simd schedule(static)
   for (size_t i = 0; i < n; i++) {
     float g = gate[i], u = up[i], d = dh[i];
-    float s = 1.0f / (1.0f + expf(-g));
+    float s = 1.0f / (1.0f + fast_expf_(-g));
     float silu = g * s;
     dgate[i] = d * u * s * (1.0f + g * (1.0f - s));
     dup[i] = d * silu;
@@ -220,7 +281,7 @@ static void cpu_swiglu_backward_(float *dgate, float *dup, const float *dh, cons
 }
 
 static void cpu_add_(float *y, const float *x, size_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for simd schedule(static)
   for (size_t i = 0; i < n; i++) y[i] += x[i];
 }
 
@@ -232,9 +293,11 @@ static void cpu_cross_entropy_forward_(float *lse, const float *logits, const in
   for (int n = 0; n < N; n++) {
     const float *row = logits + (size_t)n * V;
     float mx = row[0];
+#pragma omp simd reduction(max : mx)
     for (int j = 1; j < V; j++) mx = row[j] > mx ? row[j] : mx;
     double s = 0;
-    for (int j = 0; j < V; j++) s += exp((double)row[j] - mx);
+#pragma omp simd reduction(+ : s)
+    for (int j = 0; j < V; j++) s += fast_expf_(row[j] - mx);
     double l = mx + log(s);
     lse[n] = (float)l;
     if (targets && targets[n] != MODEL_IGNORE_INDEX) {
@@ -257,7 +320,8 @@ static void cpu_cross_entropy_backward_(float *logits, const float *lse, const i
       continue;
     }
     float l = lse[n];
-    for (int j = 0; j < V; j++) row[j] = scale * expf(row[j] - l);
+#pragma omp simd
+    for (int j = 0; j < V; j++) row[j] = scale * fast_expf_(row[j] - l);
     row[tg] -= scale;
   }
 }

@@ -41,7 +41,8 @@ struct model_ctx {
   block_acts *acts;           /* per block: own buffers, or `work` */
   block_acts work;            /* shared: checkpointed and forward-only blocks */
   /* head */
-  float *xnf, *rstdf, *logits, *lse; /* (N, C), (N), (N, V), (N) */
+  float *xnf, *rstdf, *logits, *lse; /* (N, C), (N), (head_chunk, V), (N) */
+  int head_chunk;                     /* token rows per logits block; < N: recomputed */
   /* backward scratch */
   float *dx;                         /* (N, C) gradient w.r.t. the residual stream */
   float *dxn;                        /* (N, C) */
@@ -170,6 +171,10 @@ int model_ctx_create(const model_config *m, const kernels *k, const model_opts *
   c->lowest_block = c->lowest_unit > 0 ? c->lowest_unit - 1 : 0;
   if (c->lowest_block > c->L) c->lowest_block = c->L;
   int training = c->lowest_unit <= c->L + 1;
+  /* logits of all N tokens when they fit in 256 MiB (or as asked), else blocks of rows */
+  size_t chunk = o->head_chunk_tokens > 0 ? (size_t)o->head_chunk_tokens
+                                          : (256u << 20) / ((size_t)c->V * sizeof(float));
+  c->head_chunk = (int)(chunk < 1 ? 1 : (chunk > (size_t)c->N ? (size_t)c->N : chunk));
   size_t N = (size_t)c->N;
   int ok = 1;
 
@@ -190,7 +195,7 @@ int model_ctx_create(const model_config *m, const kernels *k, const model_opts *
   if (ok) {
     c->xnf = buf_(c, N * c->C);
     c->rstdf = buf_(c, N);
-    c->logits = buf_(c, N * c->V);
+    c->logits = buf_(c, (size_t)c->head_chunk * c->V);
     c->lse = buf_(c, N);
     ok = c->xnf && c->rstdf && c->logits && c->lse;
   }
@@ -231,7 +236,9 @@ void model_ctx_free(model_ctx *c) {
 size_t model_ctx_bytes(const model_ctx *c) { return c->bytes; }
 int model_ctx_lowest_grad_unit(const model_ctx *c) { return c->lowest_unit; }
 int model_ctx_lowest_block(const model_ctx *c) { return c->lowest_block; }
-const float *model_logits(const model_ctx *c) { return c->logits; }
+const float *model_logits(const model_ctx *c) {
+  return c->head_chunk == c->N ? c->logits : NULL;
+}
 
 int model_embed_forward(model_ctx *c, const unit_view *embed, const int32_t *tokens) {
   for (int n = 0; n < c->N; n++)
@@ -292,6 +299,12 @@ static float *head_g_(const unit_view *head, const unit_view *embed) {
   return embed ? embed->g[TK_EMBED] : NULL;
 }
 
+/* logits (rows, V) = xnf[r0 .. r0+rows) @ W^T into the logits block */
+static void head_logits_(const model_ctx *c, const float *W, int r0, int rows) {
+  c->k->gemm(0, 1, rows, c->V, c->C, 1.0f, c->xnf + (size_t)r0 * c->C, c->C, W, c->C, 0.0f,
+             c->logits, c->V);
+}
+
 int model_head_forward(model_ctx *c, const unit_view *head, const unit_view *embed,
                        const int32_t *targets, double *loss_sum, int64_t *n_counted) {
   if (targets)
@@ -305,9 +318,13 @@ int model_head_forward(model_ctx *c, const unit_view *head, const unit_view *emb
   if (!W) return st_fail(ST_EINPUT, "model: the head has no lm_head and no tied embedding");
   c->k->rmsnorm_forward(c->xnf, c->rstdf, c->x[c->L], head->w[TK_FINAL_NORM], c->N, c->C,
                         c->eps);
-  c->k->gemm(0, 1, c->N, c->V, c->C, 1.0f, c->xnf, c->C, W, c->C, 0.0f, c->logits, c->V);
-  if (targets)
-    c->k->cross_entropy_forward(c->lse, c->logits, targets, c->N, c->V, loss_sum, n_counted);
+  for (int r0 = 0; r0 < c->N; r0 += c->head_chunk) {
+    int rows = c->N - r0 < c->head_chunk ? c->N - r0 : c->head_chunk;
+    head_logits_(c, W, r0, rows);
+    if (targets)
+      c->k->cross_entropy_forward(c->lse + r0, c->logits, targets + r0, rows, c->V, loss_sum,
+                                  n_counted);
+  }
   return 0;
 }
 
@@ -318,14 +335,20 @@ void model_head_backward(model_ctx *c, const unit_view *head, const unit_view *e
   float *gW = head_g_(head, embed);
   int need_dx = c->lowest_unit <= c->L;
   float *gnorm = head->g[TK_FINAL_NORM];
-  k->cross_entropy_backward(c->logits, c->lse, targets, c->N, c->V, loss_scale);
-  if (gW) /* dW (V, C) += dlogits^T (V, N) @ xnf (N, C) */
-    k->gemm(1, 0, c->V, c->C, c->N, 1.0f, c->logits, c->V, c->xnf, c->C, 1.0f, gW, c->C);
-  if (need_dx || gnorm) {
-    k->gemm(0, 0, c->N, c->C, c->V, 1.0f, c->logits, c->V, W, c->C, 0.0f, c->dxn, c->C);
+  for (int r0 = 0; r0 < c->N; r0 += c->head_chunk) {
+    int rows = c->N - r0 < c->head_chunk ? c->N - r0 : c->head_chunk;
+    if (c->head_chunk < c->N) head_logits_(c, W, r0, rows); /* recompute this block */
+    k->cross_entropy_backward(c->logits, c->lse + r0, targets + r0, rows, c->V, loss_scale);
+    if (gW) /* dW (V, C) += dlogits^T (V, rows) @ xnf (rows, C) */
+      k->gemm(1, 0, c->V, c->C, rows, 1.0f, c->logits, c->V, c->xnf + (size_t)r0 * c->C, c->C,
+              1.0f, gW, c->C);
+    if (need_dx || gnorm) /* dxnf (rows, C) = dlogits @ W */
+      k->gemm(0, 0, rows, c->C, c->V, 1.0f, c->logits, c->V, W, c->C, 0.0f,
+              c->dxn + (size_t)r0 * c->C, c->C);
+  }
+  if (need_dx || gnorm)
     k->rmsnorm_backward(need_dx ? c->dx : NULL, gnorm, c->dxn, c->x[c->L],
                         head->w[TK_FINAL_NORM], c->rstdf, c->N, c->C, 0);
-  }
 }
 
 /* gW (out, in) += dy^T (out, N) @ x (N, in); skipped when frozen */

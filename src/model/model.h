@@ -45,6 +45,10 @@ typedef struct {
   /* Lowest unit whose parameters (or, tied, whose shared matrix) need a gradient:
    * model_lowest_grad_unit(). L + 2 (n_units) = inference only: no backward. */
   int lowest_grad_unit;
+  /* Token rows per block of logits: 0 = all B*T when (B*T, V) floats fit in 256 MiB, else
+   * as many as fit. With fewer than B*T the head keeps no logits and recomputes each
+   * block in backward (one extra (rows, C) x (C, V) product per block). */
+  int head_chunk_tokens;
 } model_opts;
 
 /* The lowest unit holding a trainable tensor, or tt->n_units when nothing is trainable.
@@ -73,7 +77,7 @@ void model_block_forward(model_ctx *ctx, int layer, const unit_view *blk);
 int model_head_forward(model_ctx *ctx, const unit_view *head, const unit_view *embed,
                        const int32_t *targets, double *loss_sum, int64_t *n_counted);
 /* Logits (B*T, V) of the last head_forward; valid until head_backward (which overwrites
- * them with their gradient). */
+ * them with their gradient). NULL when the head works in blocks (head_chunk_tokens). */
 const float *model_logits(const model_ctx *ctx);
 
 /* Backward, top down, after a forward of the same micro-batch. loss_scale multiplies the

@@ -44,7 +44,7 @@ void adamw_step(float *param, const float *grad, float *m, float *v, size_t n, f
   float step_size = (float)(lr / bc1);
   float bc2_sqrt = (float)sqrt(bc2);
   float decay = 1.0f - lr * weight_decay;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for simd schedule(static)
   for (size_t i = 0; i < n; i++) {
     float g = grad[i];
     float mi = beta1 * m[i] + (1.0f - beta1) * g;
@@ -58,7 +58,7 @@ void adamw_step(float *param, const float *grad, float *m, float *v, size_t n, f
 
 double grad_sum_squares(const float *g, size_t n) {
   double s = 0;
-#pragma omp parallel for schedule(static) reduction(+ : s)
+#pragma omp parallel for simd schedule(static) reduction(+ : s)
   for (size_t i = 0; i < n; i++) s += (double)g[i] * g[i];
   return s;
 }

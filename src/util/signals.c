@@ -2,7 +2,9 @@
 
 #include <signal.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "mpi/comm.h"
 #include "util/err.h"
@@ -10,6 +12,7 @@
 /* Written only by the handler (first signal wins), read by the loop. */
 static volatile sig_atomic_t stop_sig_ = 0;
 static int installed_ = 0;
+static long step_delay_ms_ = 0; /* test hook, see signals.h */
 
 static void on_stop_signal_(int sig) {
   if (stop_sig_ == 0) stop_sig_ = sig;
@@ -30,6 +33,8 @@ int signals_install(void) {
                      stop_signals_[i] == SIGUSR1 ? "SIGUSR1" : "SIGTERM");
   stop_sig_ = 0;
   installed_ = 1;
+  const char *d = getenv("SPECTRAIN_TEST_STEP_DELAY_MS");
+  step_delay_ms_ = d ? atol(d) : 0;
   return ST_OK;
 }
 
@@ -52,4 +57,10 @@ const char *stop_signal_name(void) {
   }
 }
 
-int signals_stop_agreed(void) { return comm_max_status(stop_requested() ? 1 : 0) != 0; }
+int signals_stop_agreed(void) {
+  if (step_delay_ms_ > 0) {
+    struct timespec ts = {step_delay_ms_ / 1000, (step_delay_ms_ % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+  }
+  return comm_max_status(stop_requested() ? 1 : 0) != 0;
+}

@@ -22,7 +22,10 @@ int stop_signal(void);
 /* "USR1", "TERM", or "none". */
 const char *stop_signal_name(void);
 /* Collective (every rank calls it at the same step boundary): 1 on every rank when any rank
- * has a stop request, else 0 on every rank. One integer allreduce; free on one rank. */
+ * has a stop request, else 0 on every rank. One integer allreduce; free on one rank.
+ * Test hook: with SPECTRAIN_TEST_STEP_DELAY_MS=N in the environment at signals_install(),
+ * each call first sleeps N ms, so that the Slurm preemption test can signal a tiny job while
+ * it is still training. */
 int signals_stop_agreed(void);
 
 #endif

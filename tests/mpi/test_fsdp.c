@@ -94,7 +94,7 @@ static void run_case_(const case_ *cs) {
     for (uint64_t e = 0; e < mw.tt.t[i].numel; e++)
       model_weights_tensor(&mw, i)[e] = value_(i, e, &mw.tt);
   model_weights_enable_grads(&mw);
-  model_opts mo = {B_, T_, 0, model_lowest_grad_unit(&mw.tt)};
+  model_opts mo = {.batch = B_, .seq_len = T_, .lowest_grad_unit = model_lowest_grad_unit(&mw.tt)};
   model_ctx *rctx = NULL;
   CHECK_EQ_INT(model_ctx_create(&cfg, K, &mo, &rctx), 0);
   float *m = calloc(mw.numel, sizeof(float)), *v = calloc(mw.numel, sizeof(float));
@@ -144,7 +144,7 @@ static void run_case_(const case_ *cs) {
   CHECK_EQ_INT(fsdp_create(&tt, &plan, &cfg, K, &fo, &f), 0);
   fsdp_fill(&f, value_, &tt);
   model_ctx *ctx = NULL;
-  model_opts so = {B_, T_, 0, plan.lowest_grad_unit};
+  model_opts so = {.batch = B_, .seq_len = T_, .lowest_grad_unit = plan.lowest_grad_unit};
   CHECK_EQ_INT(model_ctx_create(&cfg, K, &so, &ctx), 0);
   CHECK_EQ_INT(model_ctx_lowest_grad_unit(ctx), model_lowest_grad_unit(&tt));
   int32_t *mtok = malloc((size_t)A * B_ * T_ * sizeof(int32_t));

@@ -83,7 +83,7 @@ static void run_(const char *arch, int partial) {
   CHECK_EQ_INT(fsdp_create(&tt, &plan, &cfg, kernels_cpu(), &fo, &f), 0);
   CHECK_EQ_INT(fsdp_load(&f, &model), 0);
   model_ctx *ctx = NULL;
-  model_opts mo = {1, T, 0, plan.lowest_grad_unit};
+  model_opts mo = {.batch = 1, .seq_len = T, .lowest_grad_unit = plan.lowest_grad_unit};
   CHECK_EQ_INT(model_ctx_create(&cfg, kernels_cpu(), &mo, &ctx), 0);
 
   uint64_t n = 0, nl = 0;

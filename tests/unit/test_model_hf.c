@@ -137,9 +137,10 @@ static int apply_partial_(fixture *f, model_weights *mw) {
   return n;
 }
 
-static model_ctx *ctx_(fixture *f, model_weights *mw, int ckpt) {
+/* ckpt: gradient checkpointing; chunk: head rows per logits block (0 = all) */
+static model_ctx *ctx_(fixture *f, model_weights *mw, int ckpt, int chunk) {
   model_opts o = {.batch = f->B, .seq_len = f->T, .grad_checkpointing = ckpt,
-                  .lowest_grad_unit = model_lowest_grad_unit(&mw->tt)};
+                  .lowest_grad_unit = model_lowest_grad_unit(&mw->tt), .head_chunk_tokens = chunk};
   model_ctx *ctx = NULL;
   int rc = model_ctx_create(&mw->cfg, kernels_cpu(), &o, &ctx);
   CHECK_MSG(rc == 0, "%s", st_errmsg());
@@ -147,10 +148,10 @@ static model_ctx *ctx_(fixture *f, model_weights *mw, int ckpt) {
 }
 
 /* Forward + backward of micro-batch 0: loss, logits, gradients of the trainable tensors. */
-static void check_grads_(fixture *f, model_weights *mw, int ckpt) {
+static void check_grads_(fixture *f, model_weights *mw, int ckpt, int chunk) {
   char what[64];
   model_weights_enable_grads(mw);
-  model_ctx *ctx = ctx_(f, mw, ckpt);
+  model_ctx *ctx = ctx_(f, mw, ckpt, chunk);
   if (!ctx) return;
   double loss_sum = 0;
   int64_t cnt = 0;
@@ -158,7 +159,8 @@ static void check_grads_(fixture *f, model_weights *mw, int ckpt) {
   CHECK_CLOSE(loss_sum / cnt, ref_scalar_(f, "loss", 0), 1e-5, 0);
   uint64_t n = 0;
   float *logits = ref_f32_(f, "logits", &n);
-  if (logits) {
+  CHECK((model_logits(ctx) == NULL) == (chunk > 0 && chunk < f->B * f->T));
+  if (logits && model_logits(ctx)) {
     CHECK(n == (uint64_t)f->B * f->T * mw->cfg.vocab_size);
     compare_("logits", f->tag, model_logits(ctx), logits, n, 1e-4);
   }
@@ -171,7 +173,7 @@ static void check_grads_(fixture *f, model_weights *mw, int ckpt) {
     snprintf(name, sizeof name, "grad.%s", d->name);
     float *g = ref_f32_(f, name, &n);
     if (!g) continue;
-    snprintf(what, sizeof what, "%s%s", ckpt ? "[ckpt] " : "", name);
+    snprintf(what, sizeof what, "%s%s%s", ckpt ? "[ckpt] " : "", chunk ? "[chunk] " : "", name);
     compare_(what, f->tag, mw->grad + mw->offset[i], g, d->numel, 1e-4);
     free(g);
   }
@@ -180,9 +182,10 @@ static void check_grads_(fixture *f, model_weights *mw, int ckpt) {
 
 /* `steps` optimizer steps of `accum` micro-batches each; compares the pre-clip norms and the
  * parameters afterwards with the reference (prefix "" or "partial."). */
-static void check_training_(fixture *f, model_weights *mw, const char *prefix, int ckpt) {
+static void check_training_(fixture *f, model_weights *mw, const char *prefix, int ckpt,
+                            int chunk) {
   model_weights_enable_grads(mw);
-  model_ctx *ctx = ctx_(f, mw, ckpt);
+  model_ctx *ctx = ctx_(f, mw, ckpt, chunk);
   if (!ctx) return;
   float *m = calloc(mw->numel, sizeof *m), *v = calloc(mw->numel, sizeof *v);
   const kernels *K = kernels_cpu();
@@ -268,9 +271,10 @@ static void run_fixture_(const char *tag, int expect_lowest_partial) {
     return;
   }
   CHECK_EQ_INT(model_lowest_grad_unit(&mw.tt), 0);
-  check_grads_(&f, &mw, 0);
-  check_grads_(&f, &mw, 1);
-  check_training_(&f, &mw, "", 0);
+  check_grads_(&f, &mw, 0, 0);
+  check_grads_(&f, &mw, 1, 0);
+  check_grads_(&f, &mw, 0, 5); /* head in blocks of 5 rows (24 tokens), recomputed */
+  check_training_(&f, &mw, "", 0, 0);
 
   /* partial trainable set, from the initial weights again */
   model_weights_free(&mw);
@@ -279,14 +283,14 @@ static void run_fixture_(const char *tag, int expect_lowest_partial) {
   memcpy(init, mw.data, mw.numel * sizeof *init);
   CHECK(apply_partial_(&f, &mw) > 0);
   CHECK_EQ_INT(model_lowest_grad_unit(&mw.tt), expect_lowest_partial);
-  check_grads_(&f, &mw, 0);
-  check_grads_(&f, &mw, 1);
+  check_grads_(&f, &mw, 0, 0);
+  check_grads_(&f, &mw, 1, 7);
   /* frozen tensors never got gradient memory in their views */
   int frozen_ok = 1;
   for (int i = 0; i < mw.tt.n; i++)
     if (!mw.tt.t[i].trainable && mw.units[mw.tt.t[i].unit].g[mw.tt.t[i].kind]) frozen_ok = 0;
   CHECK(frozen_ok);
-  check_training_(&f, &mw, "partial.", 1);
+  check_training_(&f, &mw, "partial.", 1, 7);
   int unchanged = 1;
   for (int i = 0; i < mw.tt.n; i++)
     if (!mw.tt.t[i].trainable &&

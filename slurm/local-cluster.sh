@@ -173,10 +173,13 @@ start() {
   node=$(hostname -s)
   # nproc honours OMP_NUM_THREADS (set to 1 by the test suite): ask for the CPUs themselves.
   cpus=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
-  # slurmctld and slurmd find each other by the node name: it must resolve.
+  # The daemons are given 127.0.0.1 explicitly, but Slurm still looks its own name up.
   if ! getent hosts "$node" >/dev/null; then
-    echo "127.0.0.1 $node" >>/etc/hosts
-    say "added '127.0.0.1 $node' to /etc/hosts (the node name must resolve)"
+    if echo "127.0.0.1 $node" >>/etc/hosts 2>/dev/null; then
+      say "added '127.0.0.1 $node' to /etc/hosts (the node name must resolve)"
+    else
+      say "warning: '$node' does not resolve and /etc/hosts is not writable"
+    fi
   fi
   [[ "$ports" == auto ]] && ports=$(pick_ports)
   [[ "$ports" =~ ^([0-9]+),([0-9]+)$ ]] || die "--ports: expected auto or CTLD,SLURMD, found '$ports'"

@@ -64,6 +64,19 @@ grep -q "^step $steps/$steps " "$work/a.out" || fail "job A: no step $steps"
 loss_a=$(final_loss "$work/a")
 [[ $loss_a != missing ]] || fail "job A: no loss for step $steps in metrics.jsonl"
 
+# --- C: cancelled while training (SIGTERM): checkpointed, but never requeued ---------------
+write_job c
+c=$(submit c SPECTRAIN_TEST_STEP_DELAY_MS=60)
+wait_job_state "$c" RUNNING 60 >/dev/null
+wait_file_grep "$work/c.out" "^step 3/$steps " 60
+scancel "$c"
+wait_file_grep "$work/c.out" "got SIGTERM" 30
+wait_file_grep "$work/c.out" "stopped early and checkpointed after SIGTERM: not requeueing" 30
+sleep 2
+[[ $(job_field "$c" JobState) == CANCELLED ]] || fail "job C: $(job_field "$c" JobState), expected CANCELLED"
+[[ $(job_field "$c" Restarts) == 0 ]] || fail "job C (cancelled) was requeued"
+grep -q "requeueing job" "$work/c.out" && fail "job C (cancelled) asked for a requeue"
+
 # --- B: USR1 while training, requeue, resume -----------------------------------------------
 write_job b
 b=$(submit b SPECTRAIN_TEST_STEP_DELAY_MS=60)

@@ -14,7 +14,7 @@ want=(build-essential cmake pkg-config git
 slurm=(slurmctld slurmd slurm-client munge)
 for arg in "$@"; do
   case "$arg" in
-    --test) want+=(clang libclang-rt-14-dev python3-numpy librsvg2-bin "${slurm[@]}") ;;
+    --test) want+=(clang libclang-rt-14-dev python3-numpy librsvg2-bin chromium "${slurm[@]}") ;;
     --slurm) want+=("${slurm[@]}") ;;
     *) echo "install-deps: unknown option '$arg' (expected --test or --slurm)" >&2; exit 2 ;;
   esac

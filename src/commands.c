@@ -25,6 +25,7 @@ const command spectrain_commands[] = {
     {"init", "write a randomly initialised model directory", cmd_init},
     {"export", "write a checkpoint's weights as a Hugging Face model directory", cmd_export},
     {"inspect", "show tensors, shapes and parameter counts of a model directory", cmd_inspect},
+    {"report", "write the HTML report (loss curves, memory, SNR heatmap) of a run", cmd_report},
     {"version", "print the version", cmd_version_},
 };
 const int spectrain_ncommands = (int)(sizeof spectrain_commands / sizeof spectrain_commands[0]);

@@ -10,7 +10,8 @@ set -euo pipefail
 want=(build-essential cmake pkg-config git
       openmpi-bin libopenmpi-dev libscalapack-openmpi-dev libhdf5-openmpi-dev hdf5-tools
       libyaml-dev libopenblas-dev liblapacke-dev libjansson-dev
-      bible-kjv-text bible-kjv)  # the tiny job's English text (scripts/prepare-tiny-data.sh)
+      bible-kjv-text bible-kjv  # the tiny job's English text (scripts/prepare-tiny-data.sh)
+      python3.11-doc python3)   # the main job's second domain (prepare-finetune-data.sh), its summary
 slurm=(slurmctld slurmd slurm-client munge)
 for arg in "$@"; do
   case "$arg" in

@@ -170,28 +170,32 @@ static void cpu_rope_backward_(float *dx, const float *cos_t, const float *sin_t
   rope_apply_(dx, cos_t, sin_t, B, T, nh, D, -1.0f);
 }
 
-/* Causal softmax of rows of S (T, T) in place; entries above the diagonal become 0. */
-static void causal_softmax_(float *S, int T) {
+/* Causal softmax of rows of S (T, T) in place; row t keeps columns lo..t with
+ * lo = max(0, t - window + 1) (window 0: lo = 0), every other entry becomes 0. */
+static void causal_softmax_(float *S, int T, int window) {
   for (int t = 0; t < T; t++) {
     float *row = S + (size_t)t * T;
-    float mx = row[0];
+    int lo = window > 0 && t - window + 1 > 0 ? t - window + 1 : 0;
+    float mx = row[lo];
 #pragma omp simd reduction(max : mx)
-    for (int j = 1; j <= t; j++) mx = row[j] > mx ? row[j] : mx;
+    for (int j = lo + 1; j <= t; j++) mx = row[j] > mx ? row[j] : mx;
     double sum = 0;
 #pragma omp simd reduction(+ : sum)
-    for (int j = 0; j <= t; j++) {
+    for (int j = lo; j <= t; j++) {
       row[j] = fast_expf_(row[j] - mx);
       sum += row[j];
     }
     float inv = (float)(1.0 / sum);
 #pragma omp simd
-    for (int j = 0; j <= t; j++) row[j] *= inv;
+    for (int j = lo; j <= t; j++) row[j] *= inv;
+    for (int j = 0; j < lo; j++) row[j] = 0.0f;
     for (int j = t + 1; j < T; j++) row[j] = 0.0f;
   }
 }
 
 static void cpu_attention_forward_(float *out, float *att, const float *q, const float *k,
-                                   const float *v, int B, int T, int H, int KV, int D) {
+                                   const float *v, int B, int T, int H, int KV, int D,
+                                   int window) {
   int HD = H * D, KVD = KV * D, rep = H / KV;
   float scale = 1.0f / sqrtf((float)D);
   int blas_threads = openblas_get_num_threads();
@@ -205,7 +209,7 @@ static void cpu_attention_forward_(float *out, float *att, const float *q, const
     float *S = att + ((size_t)b * H + h) * T * T;
     float *O = out + (size_t)b * T * HD + (size_t)h * D;
     cpu_gemm_(0, 1, T, T, D, scale, Q, HD, K, KVD, 0.0f, S, T); /* S = Q K^T / sqrt(D) */
-    causal_softmax_(S, T);
+    causal_softmax_(S, T, window);
     cpu_gemm_(0, 0, T, D, T, 1.0f, S, T, V, KVD, 0.0f, O, HD); /* O = P V */
   }
   openblas_set_num_threads(blas_threads);

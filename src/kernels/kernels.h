@@ -58,10 +58,12 @@ typedef struct kernels {
 
   /* Causal softmax attention with grouped KV heads (q head h reads kv head h / (H/KV)).
    * q (N, H*D), k, v (N, KV*D), out (N, H*D), att (B, H, T, T) keeps the probabilities
-   * (upper triangle zero) for backward; scale = 1/sqrt(D). */
+   * (zero where masked) for backward; scale = 1/sqrt(D). window > 0: position t sees only
+   * positions j with t - window < j <= t (Mistral's sliding window); 0 = all j <= t. */
   void (*attention_forward)(float *out, float *att, const float *q, const float *k,
-                            const float *v, int B, int T, int H, int KV, int D);
-  /* dq, dk, dv are written (=). scratch: at least T*T floats, aliasing nothing. */
+                            const float *v, int B, int T, int H, int KV, int D, int window);
+  /* dq, dk, dv are written (=). scratch: at least T*T floats, aliasing nothing. The mask
+   * is read from att (its zeros). */
   void (*attention_backward)(float *dq, float *dk, float *dv, float *scratch,
                              const float *dout, const float *att, const float *q,
                              const float *k, const float *v, int B, int T, int H, int KV,

@@ -275,7 +275,8 @@ static void block_forward_(model_ctx *c, const unit_view *u, const float *x_in, 
   }
   k->rope_forward(a->q, c->rope_cos, c->rope_sin, c->B, c->T, c->H, c->D);
   k->rope_forward(a->k, c->rope_cos, c->rope_sin, c->B, c->T, c->KV, c->D);
-  k->attention_forward(a->y, a->att, a->q, a->k, a->v, c->B, c->T, c->H, c->KV, c->D);
+  k->attention_forward(a->y, a->att, a->q, a->k, a->v, c->B, c->T, c->H, c->KV, c->D,
+                       c->cfg->sliding_window);
   linear_(c, a->xmid, a->y, u->w[TK_O], NULL, c->HD, c->C);
   k->add(a->xmid, x_in, N * c->C);
   k->rmsnorm_forward(a->xn2, a->rstd2, a->xmid, u->w[TK_MLP_NORM], c->N, c->C, c->eps);

@@ -174,13 +174,15 @@ static void test_rope_(void) {
 enum { AT_B = 2, AT_T = 5, AT_H = 4, AT_KV = 2, AT_D = 3 };
 enum { AT_NQ = AT_B * AT_T * AT_H * AT_D, AT_NK = AT_B * AT_T * AT_KV * AT_D };
 static double at_q[AT_NQ], at_k[AT_NK], at_v[AT_NK], at_r[AT_NQ];
+static int at_window; /* 0: plain causal */
 static void at_ref_(double *out) {
   int HD = AT_H * AT_D, KVD = AT_KV * AT_D, rep = AT_H / AT_KV;
   for (int b = 0; b < AT_B; b++)
     for (int h = 0; h < AT_H; h++)
       for (int t = 0; t < AT_T; t++) {
         double s[AT_T], mx = -1e300, sum = 0;
-        for (int j = 0; j <= t; j++) {
+        int lo = at_window > 0 && t - at_window + 1 > 0 ? t - at_window + 1 : 0;
+        for (int j = lo; j <= t; j++) {
           double d = 0;
           for (int i = 0; i < AT_D; i++)
             d += at_q[(b * AT_T + t) * HD + h * AT_D + i] *
@@ -188,10 +190,10 @@ static void at_ref_(double *out) {
           s[j] = d / sqrt((double)AT_D);
           mx = fmax(mx, s[j]);
         }
-        for (int j = 0; j <= t; j++) sum += (s[j] = exp(s[j] - mx));
+        for (int j = lo; j <= t; j++) sum += (s[j] = exp(s[j] - mx));
         for (int i = 0; i < AT_D; i++) {
           double o = 0;
-          for (int j = 0; j <= t; j++)
+          for (int j = lo; j <= t; j++)
             o += s[j] / sum * at_v[(b * AT_T + j) * KVD + (h / rep) * AT_D + i];
           out[(b * AT_T + t) * HD + h * AT_D + i] = o;
         }
@@ -203,7 +205,8 @@ static double at_loss_(void) {
   for (int i = 0; i < AT_NQ; i++) s += out[i] * at_r[i];
   return s;
 }
-static void test_attention_(void) {
+static void test_attention_(int window) {
+  at_window = window;
   float *q = randf_(AT_NQ, 1.5), *k = randf_(AT_NK, 1.5), *v = randf_(AT_NK, 1),
         *R = randf_(AT_NQ, 1);
   for (int i = 0; i < AT_NQ; i++) at_q[i] = q[i], at_r[i] = R[i];
@@ -212,8 +215,9 @@ static void test_attention_(void) {
       scratch[AT_T * AT_T];
   double want[AT_NQ];
   at_ref_(want);
-  K->attention_forward(out, att, q, k, v, AT_B, AT_T, AT_H, AT_KV, AT_D);
-  check_close_("attention forward", out, want, AT_NQ, 1e-6);
+  K->attention_forward(out, att, q, k, v, AT_B, AT_T, AT_H, AT_KV, AT_D, window);
+  check_close_(window ? "attention forward (window)" : "attention forward", out, want, AT_NQ,
+               1e-6);
   /* causal: probabilities above the diagonal are exactly zero, rows sum to 1 */
   int zero_ok = 1;
   for (int bh = 0; bh < AT_B * AT_H; bh++)
@@ -221,7 +225,7 @@ static void test_attention_(void) {
       double s = 0;
       for (int j = 0; j < AT_T; j++) {
         float p = att[(bh * AT_T + t) * AT_T + j];
-        if (j > t && p != 0.0f) zero_ok = 0;
+        if ((j > t || (window && j <= t - window)) && p != 0.0f) zero_ok = 0;
         s += p;
       }
       if (fabs(s - 1) > 1e-6) zero_ok = 0;
@@ -230,9 +234,9 @@ static void test_attention_(void) {
   K->attention_backward(dq, dk, dv, scratch, R, att, q, k, v, AT_B, AT_T, AT_H, AT_KV, AT_D);
   double *gq = fd_(at_loss_, at_q, AT_NQ), *gk = fd_(at_loss_, at_k, AT_NK),
          *gv = fd_(at_loss_, at_v, AT_NK);
-  check_close_("attention dq", dq, gq, AT_NQ, 1e-5);
-  check_close_("attention dk", dk, gk, AT_NK, 1e-5);
-  check_close_("attention dv", dv, gv, AT_NK, 1e-5);
+  check_close_(window ? "attention dq (window)" : "attention dq", dq, gq, AT_NQ, 1e-5);
+  check_close_(window ? "attention dk (window)" : "attention dk", dk, gk, AT_NK, 1e-5);
+  check_close_(window ? "attention dv (window)" : "attention dv", dv, gv, AT_NK, 1e-5);
   free(q), free(k), free(v), free(R), free(gq), free(gk), free(gv);
 }
 
@@ -367,7 +371,8 @@ int main(void) {
   test_gemm_();
   test_rmsnorm_();
   test_rope_();
-  test_attention_();
+  test_attention_(0);
+  test_attention_(2);
   test_swiglu_();
   test_cross_entropy_();
   test_small_();

@@ -2,7 +2,9 @@
  * tests/fixtures/model/gen_model_fixtures.py): logits, loss, every parameter gradient, and
  * the parameters after 3 AdamW steps with gradient accumulation, clipping and a linear
  * warmup schedule; with and without gradient checkpointing, and with a partial trainable
- * set (frozen tensors get no gradient, frozen bottom blocks no backward). */
+ * set (frozen tensors get no gradient, frozen bottom blocks no backward), and with the
+ * head working in blocks of rows. Models: llama (GQA, llama3 RoPE), qwen2 (q/k/v bias),
+ * qwen3 (q/k norm, tied), mistral (sliding window shorter than the sequence). */
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -308,5 +310,7 @@ int main(void) {
   run_fixture_("llama", 2);
   run_fixture_("qwen2", 1);
   run_fixture_("qwen3", 1);
+  /* mistral: sliding window 5 over 12 tokens; partial: block 1 only (unit 2) */
+  run_fixture_("mistral", 2);
   return test_done();
 }

@@ -93,23 +93,26 @@ static int plan_shards_(const tensor_table *tt, size_t es, uint64_t max_bytes, i
   return n;
 }
 
+/* One shard, one tensor in memory at a time. */
 static int write_shard_(const char *path, const tensor_table *tt, int lo, int hi, sft_dtype dtype,
                         model_fill_fn fill, void *ctx) {
   sft_out_tensor *o = xcalloc((size_t)(hi - lo), sizeof *o);
-  float **bufs = xcalloc((size_t)(hi - lo), sizeof *bufs);
-  int rc = 0;
-  for (int i = lo; i < hi && !rc; i++) {
+  for (int i = lo; i < hi; i++) {
     const tensor_desc *d = &tt->t[i];
-    bufs[i - lo] = xmalloc((size_t)d->numel * sizeof(float) + 1);
-    rc = fill(ctx, d, bufs[i - lo]);
     o[i - lo].name = d->name;
     o[i - lo].ndim = d->ndim;
     for (int k = 0; k < d->ndim; k++) o[i - lo].shape[k] = d->shape[k];
-    o[i - lo].data = bufs[i - lo];
   }
-  if (!rc) rc = sft_write_f32(path, o, hi - lo, dtype);
-  for (int i = 0; i < hi - lo; i++) free(bufs[i]);
-  free(bufs);
+  sft_writer *w;
+  int rc = sft_writer_open(path, o, hi - lo, dtype, &w);
+  for (int i = lo; i < hi && !rc; i++) {
+    float *buf = xmalloc((size_t)tt->t[i].numel * sizeof(float) + 1);
+    rc = fill(ctx, &tt->t[i], buf);
+    if (!rc) rc = sft_writer_put(w, buf);
+    free(buf);
+  }
+  if (!rc) rc = sft_writer_close(w);
+  else if (w) sft_writer_abort(w);
   free(o);
   return rc;
 }

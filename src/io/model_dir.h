@@ -31,7 +31,8 @@ int model_dir_read_f32(const model_dir *md, int i, float *out);
  * model-0000k-of-0000n.safetensors with model.safetensors.index.json (a tensor larger than
  * the limit gets a shard of its own, as transformers does); config.json (torch_dtype set
  * from dtype) is written last, so a directory with a config.json is complete. Each shard's
- * data come from fill(ctx, desc, out[numel]); at most one shard is held in memory. */
+ * data come from fill(ctx, desc, out[numel]), called in table order; one tensor is held
+ * in memory at a time. */
 typedef int (*model_fill_fn)(void *ctx, const tensor_desc *d, float *out);
 int model_dir_write(const char *dir, const model_config *c, const tensor_table *tt,
                     sft_dtype dtype, uint64_t max_shard_bytes, model_fill_fn fill, void *ctx);

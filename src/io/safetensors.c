@@ -590,7 +590,32 @@ static int write_all_(FILE *f, const void *p, size_t bytes, const char *path) {
   return 0;
 }
 
-int sft_write_f32(const char *path, const sft_out_tensor *t, int n, sft_dtype dtype) {
+struct sft_writer {
+  char *path, *tmp;
+  FILE *f;
+  sft_dtype dtype;
+  int n, next;       /* tensors declared, index of the next one to put */
+  uint64_t *numel;   /* [n] */
+  char **names;      /* [n] */
+  uint8_t *buf;      /* conversion staging */
+};
+
+static void writer_free_(sft_writer *w, int remove_tmp) {
+  if (!w) return;
+  if (w->f) fclose(w->f);
+  if (remove_tmp && w->tmp) remove(w->tmp);
+  for (int i = 0; i < w->n; i++) free(w->names[i]);
+  free(w->names);
+  free(w->numel);
+  free(w->buf);
+  free(w->path);
+  free(w->tmp);
+  free(w);
+}
+
+int sft_writer_open(const char *path, const sft_out_tensor *t, int n, sft_dtype dtype,
+                    sft_writer **out) {
+  *out = NULL;
   if (dtype != SFT_F32 && dtype != SFT_BF16 && dtype != SFT_F16)
     return st_fail(ST_EINPUT, "%s: cannot write dtype %s (expected F32, BF16 or F16)", path,
                    sft_dtype_name(dtype));
@@ -625,52 +650,88 @@ int sft_write_f32(const char *path, const sft_out_tensor *t, int n, sft_dtype dt
   char *hdr = rc ? NULL : json_dumps(h, JSON_COMPACT);
   json_decref(h);
   if (rc) return rc;
+  sft_writer *w = xcalloc(1, sizeof *w);
+  w->path = xstrdup(path);
+  w->tmp = xasprintf("%s.tmp", path);
+  w->dtype = dtype;
+  w->n = n;
+  w->numel = xcalloc((size_t)n + 1, sizeof *w->numel);
+  w->names = xcalloc((size_t)n + 1, sizeof *w->names);
+  for (int i = 0; i < n; i++) {
+    w->numel[i] = out_numel_(&t[i]);
+    w->names[i] = xstrdup(t[i].name);
+  }
+  w->buf = xmalloc(READ_CHUNK_ELEMS * 4);
   /* Pad the header with spaces so the data start 8-byte aligned (as the reference does). */
   size_t hlen = strlen(hdr), padded = (hlen + 7) / 8 * 8;
-  char *tmp = xasprintf("%s.tmp", path);
-  FILE *f = fopen(tmp, "wb");
-  if (!f) {
-    rc = st_fail(ST_ERUNTIME, "%s: cannot create: %s", tmp, strerror(errno));
-    goto done;
+  w->f = fopen(w->tmp, "wb");
+  if (!w->f) {
+    rc = st_fail(ST_ERUNTIME, "%s: cannot create: %s", w->tmp, strerror(errno));
+  } else {
+    uint8_t len8[8];
+    for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)padded >> (8 * i));
+    static const char spaces[8] = "        ";
+    if (!(rc = write_all_(w->f, len8, 8, w->tmp)) && !(rc = write_all_(w->f, hdr, hlen, w->tmp)))
+      rc = write_all_(w->f, spaces, padded - hlen, w->tmp);
   }
-  uint8_t len8[8];
-  for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)padded >> (8 * i));
-  static const char spaces[8] = "        ";
-  if ((rc = write_all_(f, len8, 8, tmp)) || (rc = write_all_(f, hdr, hlen, tmp)) ||
-      (rc = write_all_(f, spaces, padded - hlen, tmp)))
-    goto done;
-  {
-    uint8_t *buf = xmalloc(READ_CHUNK_ELEMS * 4);
-    for (int i = 0; i < n && !rc; i++) {
-      uint64_t ne = out_numel_(&t[i]);
-      if (ne && !t[i].data) {
-        rc = st_fail(ST_EINPUT, "%s: tensor '%s': no data", path, t[i].name);
-        break;
-      }
-      for (uint64_t d = 0; d < ne && !rc; d += READ_CHUNK_ELEMS) {
-        size_t k = (size_t)(ne - d < READ_CHUNK_ELEMS ? ne - d : READ_CHUNK_ELEMS);
-        const float *src = t[i].data + d;
-        if (dtype == SFT_F32) {
-          rc = write_all_(f, src, k * 4, tmp);
-          continue;
-        }
-        for (size_t j = 0; j < k; j++) {
-          uint16_t v = dtype == SFT_BF16 ? sft_f32_to_bf16(src[j]) : sft_f32_to_f16(src[j]);
-          memcpy(buf + 2 * j, &v, 2);
-        }
-        rc = write_all_(f, buf, k * 2, tmp);
-      }
-    }
-    free(buf);
-  }
-  if (!rc && (fflush(f) != 0 || fsync(fileno(f)) != 0))
-    rc = st_fail(ST_ERUNTIME, "%s: flush failed: %s", tmp, strerror(errno));
-done:
-  if (f && fclose(f) != 0 && !rc) rc = st_fail(ST_ERUNTIME, "%s: close failed: %s", tmp, strerror(errno));
-  if (!rc && rename(tmp, path) != 0)
-    rc = st_fail(ST_ERUNTIME, "%s: cannot rename to %s: %s", tmp, path, strerror(errno));
-  if (rc) remove(tmp);
-  free(tmp);
   free(hdr);
+  if (rc) {
+    writer_free_(w, 1);
+    return rc;
+  }
+  *out = w;
+  return 0;
+}
+
+int sft_writer_put(sft_writer *w, const float *data) {
+  if (w->next >= w->n)
+    return st_fail(ST_ERUNTIME, "%s: all %d tensors already written", w->path, w->n);
+  const uint64_t ne = w->numel[w->next];
+  if (ne && !data)
+    return st_fail(ST_EINPUT, "%s: tensor '%s': no data", w->path, w->names[w->next]);
+  int rc = 0;
+  for (uint64_t d = 0; d < ne && !rc; d += READ_CHUNK_ELEMS) {
+    size_t k = (size_t)(ne - d < READ_CHUNK_ELEMS ? ne - d : READ_CHUNK_ELEMS);
+    const float *src = data + d;
+    if (w->dtype == SFT_F32) {
+      rc = write_all_(w->f, src, k * 4, w->tmp);
+      continue;
+    }
+    uint16_t *o = (uint16_t *)(void *)w->buf;
+    if (w->dtype == SFT_BF16)
+      for (size_t j = 0; j < k; j++) o[j] = sft_f32_to_bf16(src[j]);
+    else
+      for (size_t j = 0; j < k; j++) o[j] = sft_f32_to_f16(src[j]);
+    rc = write_all_(w->f, o, k * 2, w->tmp);
+  }
+  if (!rc) w->next++;
   return rc;
+}
+
+int sft_writer_close(sft_writer *w) {
+  int rc = 0;
+  if (w->next != w->n)
+    rc = st_fail(ST_ERUNTIME, "%s: %d of %d tensors written", w->path, w->next, w->n);
+  if (!rc && (fflush(w->f) != 0 || fsync(fileno(w->f)) != 0))
+    rc = st_fail(ST_ERUNTIME, "%s: flush failed: %s", w->tmp, strerror(errno));
+  if (fclose(w->f) != 0 && !rc)
+    rc = st_fail(ST_ERUNTIME, "%s: close failed: %s", w->tmp, strerror(errno));
+  w->f = NULL;
+  if (!rc && rename(w->tmp, w->path) != 0)
+    rc = st_fail(ST_ERUNTIME, "%s: cannot rename to %s: %s", w->tmp, w->path, strerror(errno));
+  writer_free_(w, rc != 0);
+  return rc;
+}
+
+void sft_writer_abort(sft_writer *w) { writer_free_(w, 1); }
+
+int sft_write_f32(const char *path, const sft_out_tensor *t, int n, sft_dtype dtype) {
+  sft_writer *w;
+  int rc = sft_writer_open(path, t, n, dtype, &w);
+  for (int i = 0; i < n && !rc; i++) rc = sft_writer_put(w, t[i].data);
+  if (rc) {
+    if (w) sft_writer_abort(w);
+    return rc;
+  }
+  return sft_writer_close(w);
 }

@@ -60,6 +60,17 @@ typedef struct {
 } sft_out_tensor;
 int sft_write_f32(const char *path, const sft_out_tensor *t, int n, sft_dtype dtype);
 
+/* The same, one tensor at a time (at most one tensor in memory): open with the tensors'
+ * names and shapes (data ignored), put each tensor's float32 data in the same order, close
+ * (flush, fsync, rename). abort drops the temporary file. On an error from open *w is NULL;
+ * after an error from put, call abort. */
+typedef struct sft_writer sft_writer;
+int sft_writer_open(const char *path, const sft_out_tensor *t, int n, sft_dtype dtype,
+                    sft_writer **w);
+int sft_writer_put(sft_writer *w, const float *data);
+int sft_writer_close(sft_writer *w);
+void sft_writer_abort(sft_writer *w);
+
 /* bf16/f16 <-> f32 conversions (round-to-nearest-even on the way down). */
 float sft_bf16_to_f32(uint16_t h);
 uint16_t sft_f32_to_bf16(float f);

@@ -91,18 +91,20 @@ static int get_str_(const json_t *o, const char *key, const char *what, const ch
 }
 
 /* bos/eos: an integer, null, or (eos in Llama 3.1) a list whose first entry we keep. */
-static int get_token_id_(const json_t *o, const char *key, const char *what, int *out) {
+static int get_token_id_(const json_t *o, const char *key, const char *what, int *out,
+                         int *list, int *n_list) {
   json_t *v = json_object_get(o, key);
   if (v && json_is_array(v)) {
-    if (json_array_size(v) == 0) {
-      *out = -1;
-      return 0;
+    *out = -1;
+    size_t i;
+    json_t *e;
+    json_array_foreach(v, i, e) {
+      if (!json_is_integer(e))
+        return st_fail(ST_EINPUT, "%s: key '%s': expected a list of integers, found %s inside",
+                       what, key, json_type_name_(e));
+      if (i == 0) *out = (int)json_integer_value(e);
+      if (list && i < 8) list[(*n_list)++] = (int)json_integer_value(e);
     }
-    json_t *first = json_array_get(v, 0);
-    if (!json_is_integer(first))
-      return st_fail(ST_EINPUT, "%s: key '%s': expected a list of integers, found %s inside",
-                     what, key, json_type_name_(first));
-    *out = (int)json_integer_value(first);
     return 0;
   }
   if (v && json_is_null(v)) {
@@ -210,8 +212,9 @@ int model_config_from_json(const void *json_obj, const char *what, model_config 
   if ((rc = get_double_(o, "initializer_range", what, 0, &c->initializer_range))) return rc;
   if ((rc = parse_rope_(o, what, c))) return rc;
   if ((rc = get_bool_(o, "tie_word_embeddings", what, &c->tie_word_embeddings))) return rc;
-  if ((rc = get_token_id_(o, "bos_token_id", what, &c->bos_token_id))) return rc;
-  if ((rc = get_token_id_(o, "eos_token_id", what, &c->eos_token_id))) return rc;
+  if ((rc = get_token_id_(o, "bos_token_id", what, &c->bos_token_id, NULL, NULL))) return rc;
+  if ((rc = get_token_id_(o, "eos_token_id", what, &c->eos_token_id, c->eos_token_ids, &c->n_eos)))
+    return rc;
 
   /* attention_bias: qwen2 has q/k/v biases whatever the key says. In llama, mistral and
    * qwen3 the key also puts a bias on o_proj, which this trainer does not implement. */
@@ -367,7 +370,13 @@ int model_config_save(const char *path, const model_config *c) {
   json_object_set_new(o, "attention_bias", json_boolean(!qwen2 && c->attention_bias));
   json_object_set_new(o, "attention_dropout", json_real(0.0));
   json_object_set_new(o, "bos_token_id", token_id_(c->bos_token_id));
-  json_object_set_new(o, "eos_token_id", token_id_(c->eos_token_id));
+  if (c->n_eos > 1) {
+    json_t *l = json_array();
+    for (int i = 0; i < c->n_eos && i < 8; i++) json_array_append_new(l, json_integer(c->eos_token_ids[i]));
+    json_object_set_new(o, "eos_token_id", l);
+  } else {
+    json_object_set_new(o, "eos_token_id", token_id_(c->eos_token_id));
+  }
   json_object_set_new(o, "head_dim", json_integer(c->head_dim));
   json_object_set_new(o, "hidden_act", json_string("silu"));
   json_object_set_new(o, "hidden_size", json_integer(c->hidden_size));

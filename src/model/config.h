@@ -30,6 +30,8 @@ typedef struct {
   int bos_token_id, eos_token_id; /* -1 when absent (a list of eos ids: the first) */
   int sliding_window;              /* mistral/qwen2 sliding-window attention size; 0 = none */
   char torch_dtype[16];            /* "float32", "bfloat16", "float16"; "" when absent */
+  int n_eos;                       /* > 1 when config.json lists several eos ids (Llama 3.1) */
+  int eos_token_ids[8];            /* all of them (eos_token_id is the first); saved back */
 } model_config;
 
 /* Parse `path` (a config.json). Errors name the file and key. Reads both the

@@ -65,7 +65,17 @@ static void test_parse(void) {
   CHECK_EQ_INT(c.rope_scaling.original_max_position_embeddings, 8192);
   CHECK(c.rope_theta == 500000.0 && c.rms_norm_eps == 1e-5);
   CHECK_EQ_INT(c.eos_token_id, 128001);
+  CHECK_EQ_INT(c.n_eos, 2);
+  CHECK_EQ_INT(c.eos_token_ids[1], 128008);
   CHECK_EQ_INT(c.bos_token_id, 128000);
+  {
+    char sp[1024];
+    snprintf(sp, sizeof sp, "%s/eos.json", dir_);
+    model_config d;
+    CHECK_EQ_INT(model_config_save(sp, &c), 0);
+    CHECK_EQ_INT(model_config_load(sp, &d), 0);
+    CHECK(d.n_eos == 2 && d.eos_token_ids[0] == 128001 && d.eos_token_ids[1] == 128008);
+  }
   CHECK_EQ_INT(c.attention_bias, 0);
   CHECK_EQ_INT(c.qk_norm, 0);
   CHECK_EQ_INT(c.max_position_embeddings, 2048); /* LlamaConfig default */

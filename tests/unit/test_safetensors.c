@@ -258,6 +258,39 @@ static void write_text_(const char *path, const char *text) {
   fclose(f);
 }
 
+static void test_writer(void) {
+  float a[3] = {1, 2, 3}, b[2] = {4, 5};
+  sft_out_tensor t[2] = {{"a", 1, {3}, NULL}, {"b", 2, {1, 2}, NULL}};
+  char *p = tpath_("stream.safetensors");
+  sft_writer *w;
+  /* closing early is an error and leaves neither the file nor the temporary */
+  CHECK_EQ_INT(sft_writer_open(p, t, 2, SFT_BF16, &w), 0);
+  CHECK_EQ_INT(sft_writer_put(w, a), 0);
+  CHECK_EQ_INT(sft_writer_close(w), ST_ERUNTIME);
+  CHECK_CONTAINS(st_errmsg(), "1 of 2");
+  CHECK(access(p, F_OK) != 0 && access(tpath_("stream.safetensors.tmp"), F_OK) != 0);
+  CHECK_EQ_INT(sft_writer_open(p, t, 2, SFT_BF16, &w), 0);
+  sft_writer_abort(w);
+  CHECK(access(tpath_("stream.safetensors.tmp"), F_OK) != 0);
+  CHECK_EQ_INT(sft_writer_open(p, t, 2, SFT_I32, &w), ST_EINPUT);
+  CHECK(w == NULL);
+  /* one tensor at a time gives the same file as all at once */
+  CHECK_EQ_INT(sft_writer_open(p, t, 2, SFT_F16, &w), 0);
+  CHECK_EQ_INT(sft_writer_put(w, a), 0);
+  CHECK_EQ_INT(sft_writer_put(w, b), 0);
+  CHECK_EQ_INT(sft_writer_put(w, b), ST_ERUNTIME);
+  CHECK_EQ_INT(sft_writer_close(w), 0);
+  t[0].data = a, t[1].data = b;
+  char *q = tpath_("whole.safetensors");
+  CHECK_EQ_INT(sft_write_f32(q, t, 2, SFT_F16), 0);
+  FILE *f1 = fopen(p, "rb"), *f2 = fopen(q, "rb");
+  char x1[256], x2[256];
+  size_t n1 = f1 ? fread(x1, 1, sizeof x1, f1) : 0, n2 = f2 ? fread(x2, 1, sizeof x2, f2) : 1;
+  CHECK(n1 == n2 && n1 > 8 && memcmp(x1, x2, n1) == 0);
+  if (f1) fclose(f1);
+  if (f2) fclose(f2);
+}
+
 static void test_sharded(void) {
   char *dir = tpath_("sharded");
   mkdir(dir, 0755);
@@ -313,6 +346,7 @@ int main(void) {
   test_conversions();
   test_roundtrip();
   test_bad_inputs();
+  test_writer();
   test_sharded();
   return test_done();
 }

@@ -14,6 +14,10 @@ PY=/usr/bin/python3
 [[ -x $PY ]] || PY=python3
 model=$FIXTURES/model/llama
 steps=40
+# Checkpoints (issue 6) give `train` its --resume option; without them only the stop, exit 75
+# and requeue halves can be checked, and the test ends as skipped.
+have_ckpt=0
+"$SPECTRAIN" train --help | grep -q -- "--resume" && have_ckpt=1
 
 write_job() { # NAME: a job file whose output_dir is $work/NAME
   cat >"$work/$1.yaml" <<JOB
@@ -91,17 +95,13 @@ stop_step=$(sed -n 's/^stop requested: stopping after step \([0-9]*\)$/\1/p' "$w
 ((stop_step >= 5 && stop_step < steps)) || fail "job B stopped after step $stop_step"
 grep -q "stopped early and checkpointed (exit 75): requeueing job $b" "$work/b.out" ||
   fail "job B: spectrain did not exit with 75 after the stop"
-if ! ls "$work"/b/ckpt-*.h5 >/dev/null 2>&1; then
-  # Until checkpoints land (issue 6) `train` has no --resume and writes none: say so and skip
-  # the resume half; once it has --resume, a missing checkpoint is a failure.
-  if ! "$SPECTRAIN" train --help | grep -q -- "--resume"; then
-    echo "SKIP: the stop, exit 75 and requeue work; train writes no checkpoints yet (issue 6)"
-    scancel "$b" || true
-    slurm_test_failed=0
-    exit 77
-  fi
-  fail "job B: no checkpoint in $work/b after the stop"
+if ((!have_ckpt)); then
+  echo "SKIP: the stop, exit 75 and requeue work; train writes no checkpoints yet (issue 6)"
+  scancel "$b" || true
+  slurm_test_failed=0
+  exit 77
 fi
+ls "$work"/b/ckpt-*.h5 >/dev/null 2>&1 || fail "job B: no checkpoint in $work/b after the stop"
 # The requeued job waits in Slurm's requeue hold (~120 s, BeginTime): release it now.
 wait_job_state "$b" PENDING 60 >/dev/null
 [[ $(job_field "$b" Restarts) == 1 ]] || fail "job B: Restarts=$(job_field "$b" Restarts)"
@@ -120,5 +120,14 @@ echo "final loss: uninterrupted $loss_a, stopped after step $stop_step + resumed
 cmp "$work/a/final/model.safetensors" "$work/b/final/model.safetensors" ||
   fail "final weights differ between the uninterrupted and the resumed run"
 grep -q "exited with 0 (finished): not requeueing" "$work/b.out" || fail "job B: no 'finished' line"
+
+# --- C again: resume by hand = submit the same job again -----------------------------------
+ls "$work"/c/ckpt-*.h5 >/dev/null 2>&1 || fail "job C: no checkpoint after SIGTERM"
+c2=$(submit c)
+st=$(wait_job_state "$c2" "COMPLETED|FAILED|CANCELLED|TIMEOUT|NODE_FAIL" 120) || true
+[[ $st == COMPLETED ]] || { cat "$work/c.out"; fail "job C resubmitted: $st"; }
+grep -q "^resumed from $work/c/ckpt-" "$work/c.out" || fail "job C resubmitted: did not resume"
+loss_c=$(final_loss "$work/c")
+[[ $loss_a == "$loss_c" ]] || fail "job C: cancelled + resubmitted final loss $loss_c vs $loss_a"
 slurm_test_failed=0
 echo PASS

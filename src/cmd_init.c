@@ -13,6 +13,7 @@
 #include "util/rng.h"
 
 /* Keys --set may change (those model_config reads); rope_scaling.<x> for its fields. */
+/* clang-format off */
 static const char *const settable_[] = {
     "model_type", "hidden_size", "intermediate_size", "num_hidden_layers",
     "num_attention_heads", "num_key_value_heads", "head_dim", "vocab_size",
@@ -21,12 +22,12 @@ static const char *const settable_[] = {
     "eos_token_id", "sliding_window", "torch_dtype",
     "rope_scaling.rope_type", "rope_scaling.factor", "rope_scaling.low_freq_factor",
     "rope_scaling.high_freq_factor", "rope_scaling.original_max_position_embeddings"};
+/* clang-format on */
 #define N_SETTABLE ((int)(sizeof settable_ / sizeof settable_[0]))
 
 static int apply_set_(json_t *o, const char *kv) {
   const char *eq = strchr(kv, '=');
-  if (!eq || eq == kv)
-    return st_fail(ST_EINPUT, "init: --set expects key=value, found '%s'", kv);
+  if (!eq || eq == kv) return st_fail(ST_EINPUT, "init: --set expects key=value, found '%s'", kv);
   char key[128];
   snprintf(key, sizeof key, "%.*s", (int)(eq - kv), kv);
   int known = 0, best = 0, bestd = 1 << 30;
@@ -37,8 +38,8 @@ static int apply_set_(json_t *o, const char *kv) {
   }
   if (!known) {
     if (bestd <= 3)
-      return st_fail(ST_EINPUT, "init: --set %s: unknown config key '%s' (did you mean '%s'?)",
-                     kv, key, settable_[best]);
+      return st_fail(ST_EINPUT, "init: --set %s: unknown config key '%s' (did you mean '%s'?)", kv,
+                     key, settable_[best]);
     return st_fail(ST_EINPUT, "init: --set %s: unknown config key '%s'", kv, key);
   }
   /* The value is JSON when it parses as JSON (4, 1e-5, true, null, {...}), else a string. */
@@ -70,16 +71,25 @@ static int parse_bytes_(const char *s, uint64_t *out) {
   errno = 0;
   double v = strtod(s, &end);
   uint64_t mul = 1;
-  if (strcmp(end, "KB") == 0 || strcmp(end, "kB") == 0) mul = 1000ULL;
-  else if (strcmp(end, "MB") == 0) mul = 1000000ULL;
-  else if (strcmp(end, "GB") == 0) mul = 1000000000ULL;
-  else if (strcmp(end, "KiB") == 0) mul = 1ULL << 10;
-  else if (strcmp(end, "MiB") == 0) mul = 1ULL << 20;
-  else if (strcmp(end, "GiB") == 0) mul = 1ULL << 30;
-  else if (*end) mul = 0;
+  if (strcmp(end, "KB") == 0 || strcmp(end, "kB") == 0)
+    mul = 1000ULL;
+  else if (strcmp(end, "MB") == 0)
+    mul = 1000000ULL;
+  else if (strcmp(end, "GB") == 0)
+    mul = 1000000000ULL;
+  else if (strcmp(end, "KiB") == 0)
+    mul = 1ULL << 10;
+  else if (strcmp(end, "MiB") == 0)
+    mul = 1ULL << 20;
+  else if (strcmp(end, "GiB") == 0)
+    mul = 1ULL << 30;
+  else if (*end)
+    mul = 0;
   if (errno || end == s || mul == 0 || !(v > 0))
-    return st_fail(ST_EINPUT, "init: --max-shard-bytes: expected a size such as 5GB, 500MB or "
-                   "1000000, found '%s'", s);
+    return st_fail(ST_EINPUT,
+                   "init: --max-shard-bytes: expected a size such as 5GB, 500MB or "
+                   "1000000, found '%s'",
+                   s);
   *out = (uint64_t)(v * (double)mul);
   return 0;
 }
@@ -95,17 +105,20 @@ typedef struct {
 static int fill_init_(void *vctx, const tensor_desc *d, float *out) {
   const init_ctx_ *c = vctx;
   switch (d->kind) {
-  case TK_ATTN_NORM:
-  case TK_MLP_NORM:
-  case TK_FINAL_NORM:
-  case TK_Q_NORM:
-  case TK_K_NORM:
-    for (uint64_t i = 0; i < d->numel; i++) out[i] = 1.0f;
-    return 0;
-  case TK_Q_BIAS:
-  case TK_K_BIAS:
-  case TK_V_BIAS: memset(out, 0, (size_t)d->numel * sizeof *out); return 0;
-  default: break;
+    case TK_ATTN_NORM:
+    case TK_MLP_NORM:
+    case TK_FINAL_NORM:
+    case TK_Q_NORM:
+    case TK_K_NORM:
+      for (uint64_t i = 0; i < d->numel; i++) out[i] = 1.0f;
+      return 0;
+    case TK_Q_BIAS:
+    case TK_K_BIAS:
+    case TK_V_BIAS:
+      memset(out, 0, (size_t)d->numel * sizeof *out);
+      return 0;
+    default:
+      break;
   }
   rng_t r;
   rng_seed3(&r, c->seed, hash64_str(HASH64_INIT, d->name), 0);
@@ -145,7 +158,10 @@ static int exists_(const char *dir, const char *name) {
 
 int cmd_init(int argc, char **argv) {
   static const opt_cmd cmd = {
-      "init", "--out DIR (--preset NAME | --config FILE)", 0, 0,
+      "init",
+      "--out DIR (--preset NAME | --config FILE)",
+      0,
+      0,
       "write a randomly initialised model directory (config.json + safetensors)",
       "Weights are drawn as transformers initialises these models: normal(0, initializer_range)\n"
       "for projections and embeddings, ones for RMSNorm weights, zeros for biases. The values\n"
@@ -160,13 +176,19 @@ int cmd_init(int argc, char **argv) {
       {"out", OPT_STR, "DIR", "model directory to write (created if missing)", &out},
       {"preset", OPT_STR, "NAME", "built-in architecture (see below)", &preset},
       {"config", OPT_STR, "FILE", "a config.json to take the architecture from", &config},
-      {"set", OPT_MULTI, "KEY=VALUE", "override a config key, e.g. num_hidden_layers=2 or "
-       "rope_scaling.factor=8", &sets},
+      {"set", OPT_MULTI, "KEY=VALUE",
+       "override a config key, e.g. num_hidden_layers=2 or "
+       "rope_scaling.factor=8",
+       &sets},
       {"seed", OPT_INT, "N", "random seed (default 0)", &seed},
-      {"dtype", OPT_STR, "f32|bf16|f16", "stored dtype (default: the config's torch_dtype, "
-       "else f32)", &dtype_s},
-      {"max-shard-bytes", OPT_STR, "SIZE", "split into shards above this size, e.g. 500MB "
-       "(default 5GB, as transformers)", &shard_s},
+      {"dtype", OPT_STR, "f32|bf16|f16",
+       "stored dtype (default: the config's torch_dtype, "
+       "else f32)",
+       &dtype_s},
+      {"max-shard-bytes", OPT_STR, "SIZE",
+       "split into shards above this size, e.g. 500MB "
+       "(default 5GB, as transformers)",
+       &shard_s},
       {"force", OPT_FLAG, NULL, "replace a model already in DIR", &force},
   };
   int np;
@@ -205,22 +227,28 @@ int cmd_init(int argc, char **argv) {
   if (!rc) rc = parse_bytes_(shard_s, &shard_bytes);
   sft_dtype dtype = SFT_F32;
   if (!rc) {
-    const char *d = dtype_s ? dtype_s
+    const char *d = dtype_s                                  ? dtype_s
                     : strcmp(c.torch_dtype, "bfloat16") == 0 ? "bf16"
                     : strcmp(c.torch_dtype, "float16") == 0  ? "f16"
                                                              : "f32";
-    if (strcmp(d, "f32") == 0) dtype = SFT_F32;
-    else if (strcmp(d, "bf16") == 0) dtype = SFT_BF16;
-    else if (strcmp(d, "f16") == 0) dtype = SFT_F16;
-    else rc = st_fail(ST_EINPUT, "init: --dtype: expected f32, bf16 or f16, found '%s'", d);
+    if (strcmp(d, "f32") == 0)
+      dtype = SFT_F32;
+    else if (strcmp(d, "bf16") == 0)
+      dtype = SFT_BF16;
+    else if (strcmp(d, "f16") == 0)
+      dtype = SFT_F16;
+    else
+      rc = st_fail(ST_EINPUT, "init: --dtype: expected f32, bf16 or f16, found '%s'", d);
   }
   if (!rc) rc = tensor_table_build(&c, &tt);
   if (!rc && log_rank() == 0) {
     if (!(rc = mkdir_p_(out)) && !force &&
         (exists_(out, "config.json") || exists_(out, "model.safetensors") ||
          exists_(out, "model.safetensors.index.json")))
-      rc = st_fail(ST_EINPUT, "init: %s already holds a model (config.json or model.safetensors); "
-                   "use another --out or --force", out);
+      rc = st_fail(ST_EINPUT,
+                   "init: %s already holds a model (config.json or model.safetensors); "
+                   "use another --out or --force",
+                   out);
     if (!rc && force) { /* drop an older single-file/sharded layout so only ours remains */
       char *a = xasprintf("%s/model.safetensors", out);
       char *b = xasprintf("%s/model.safetensors.index.json", out);

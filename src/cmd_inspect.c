@@ -44,8 +44,10 @@ static void module_type_(const char *tensor, char *out, size_t len) {
   char mod[256];
   snprintf(mod, sizeof mod, "%s", tensor);
   size_t n = strlen(mod);
-  if (n > 7 && strcmp(mod + n - 7, ".weight") == 0) mod[n - 7] = '\0';
-  else if (n > 5 && strcmp(mod + n - 5, ".bias") == 0) mod[n - 5] = '\0';
+  if (n > 7 && strcmp(mod + n - 7, ".weight") == 0)
+    mod[n - 7] = '\0';
+  else if (n > 5 && strcmp(mod + n - 5, ".bias") == 0)
+    mod[n - 5] = '\0';
   const char *s = mod;
   while (*s) {
     const char *e = strchr(s, '.');
@@ -93,10 +95,14 @@ static void shape_str_(char *buf, size_t len, const sft_tensor *t) {
 }
 
 static const char *human_(uint64_t n, char *buf, size_t len) {
-  if (n >= 1000000000ULL) snprintf(buf, len, "%.2fB", (double)n / 1e9);
-  else if (n >= 1000000ULL) snprintf(buf, len, "%.2fM", (double)n / 1e6);
-  else if (n >= 1000ULL) snprintf(buf, len, "%.1fK", (double)n / 1e3);
-  else snprintf(buf, len, "%llu", (unsigned long long)n);
+  if (n >= 1000000000ULL)
+    snprintf(buf, len, "%.2fB", (double)n / 1e9);
+  else if (n >= 1000000ULL)
+    snprintf(buf, len, "%.2fM", (double)n / 1e6);
+  else if (n >= 1000ULL)
+    snprintf(buf, len, "%.1fK", (double)n / 1e3);
+  else
+    snprintf(buf, len, "%llu", (unsigned long long)n);
   return buf;
 }
 
@@ -123,8 +129,8 @@ static json_t *config_json_(const model_config *c) {
 
 /* Report on tensors in model order: `order` lists indices into st->t (table order first,
  * then tensors the config does not imply); cfg may be NULL (bare safetensors file). */
-static int report_(const char *path, const model_config *cfg, const sft_model *st,
-                   const int *order, int n, int tensors, int as_json) {
+static int report_(const char *path, const model_config *cfg, const sft_model *st, const int *order,
+                   int n, int tensors, int as_json) {
   type_counts_ tc = {0, NULL};
   uint64_t total = 0, bytes = 0;
   for (int k = 0; k < n; k++) {
@@ -171,12 +177,14 @@ static int report_(const char *path, const model_config *cfg, const sft_model *s
   } else {
     printf("%s\n", path);
     if (cfg) {
-      printf("  model_type %s: hidden_size %d, intermediate_size %d, num_hidden_layers %d,\n"
-             "  num_attention_heads %d, num_key_value_heads %d, head_dim %d, vocab_size %d\n"
-             "  rms_norm_eps %g, rope_theta %g, rope %s", cfg->model_type, cfg->hidden_size,
-             cfg->intermediate_size, cfg->num_hidden_layers, cfg->num_attention_heads,
-             cfg->num_key_value_heads, cfg->head_dim, cfg->vocab_size, cfg->rms_norm_eps,
-             cfg->rope_theta, cfg->rope_scaling.type == ROPE_LLAMA3 ? "llama3" : "default");
+      printf(
+          "  model_type %s: hidden_size %d, intermediate_size %d, num_hidden_layers %d,\n"
+          "  num_attention_heads %d, num_key_value_heads %d, head_dim %d, vocab_size %d\n"
+          "  rms_norm_eps %g, rope_theta %g, rope %s",
+          cfg->model_type, cfg->hidden_size, cfg->intermediate_size, cfg->num_hidden_layers,
+          cfg->num_attention_heads, cfg->num_key_value_heads, cfg->head_dim, cfg->vocab_size,
+          cfg->rms_norm_eps, cfg->rope_theta,
+          cfg->rope_scaling.type == ROPE_LLAMA3 ? "llama3" : "default");
       if (cfg->rope_scaling.type == ROPE_LLAMA3)
         printf(" (factor %g, low_freq_factor %g, high_freq_factor %g, original %d)",
                cfg->rope_scaling.factor, cfg->rope_scaling.low_freq_factor,
@@ -201,7 +209,8 @@ static int report_(const char *path, const model_config *cfg, const sft_model *s
     for (int i = 0; i < tc.n; i++)
       printf("  %-32s %16llu %7.2f%%\n", tc.t[i].type, (unsigned long long)tc.t[i].params,
              total ? 100.0 * (double)tc.t[i].params / (double)total : 0.0);
-    printf("  %-32s %16llu (%s)\n", "total", (unsigned long long)total, human_(total, b2, sizeof b2));
+    printf("  %-32s %16llu (%s)\n", "total", (unsigned long long)total,
+           human_(total, b2, sizeof b2));
   }
   free(tc.t);
   return 0;
@@ -261,18 +270,25 @@ int cmd_inspect(int argc, char **argv) {
   const char *path = pos[0];
   if (log_rank() == 0) {
     switch (classify_(path)) {
-    case PATH_MODEL_DIR: rc = inspect_model_dir_(path, tensors, as_json); break;
-    case PATH_SAFETENSORS: rc = inspect_safetensors_(path, tensors, as_json); break;
-    case PATH_HDF5: rc = inspect_checkpoint_(path, tensors, as_json); break;
-    default: {
-      struct stat st;
-      if (stat(path, &st) != 0)
-        rc = st_fail(ST_EINPUT, "%s: no such file or directory", path);
-      else
-        rc = st_fail(ST_EINPUT, "%s: not a model directory (expected config.json with "
-                     "model.safetensors or model.safetensors.index.json) nor a .safetensors file",
-                     path);
-    }
+      case PATH_MODEL_DIR:
+        rc = inspect_model_dir_(path, tensors, as_json);
+        break;
+      case PATH_SAFETENSORS:
+        rc = inspect_safetensors_(path, tensors, as_json);
+        break;
+      case PATH_HDF5:
+        rc = inspect_checkpoint_(path, tensors, as_json);
+        break;
+      default: {
+        struct stat st;
+        if (stat(path, &st) != 0)
+          rc = st_fail(ST_EINPUT, "%s: no such file or directory", path);
+        else
+          rc = st_fail(ST_EINPUT,
+                       "%s: not a model directory (expected config.json with "
+                       "model.safetensors or model.safetensors.index.json) nor a .safetensors file",
+                       path);
+      }
     }
   }
   free(pos);

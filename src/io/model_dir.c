@@ -42,8 +42,8 @@ static int check_(model_dir *md) {
     const char *first = NULL;
     for (int j = 0; j < md->st.n && !first; j++)
       if (tensor_table_find(&md->tt, md->st.t[j].name) < 0) first = md->st.t[j].name;
-    log_warn("%s: %d stored tensor(s) that config.json does not imply are ignored (e.g. '%s')",
-             dir, md->n_extra, first ? first : "?");
+    log_warn("%s: %d stored tensor(s) that config.json does not imply are ignored (e.g. '%s')", dir,
+             md->n_extra, first ? first : "?");
   }
   return 0;
 }
@@ -75,7 +75,6 @@ int model_dir_read_f32(const model_dir *md, int i, float *out) {
   const sft_tensor *t = md->file_t[i];
   return sft_read_f32(&md->st, t, 0, t->numel, out);
 }
-
 
 /* Shard k of n covers table entries [first[k], first[k+1]). */
 static int plan_shards_(const tensor_table *tt, size_t es, uint64_t max_bytes, int *first) {
@@ -111,14 +110,16 @@ static int write_shard_(const char *path, const tensor_table *tt, int lo, int hi
     if (!rc) rc = sft_writer_put(w, buf);
     free(buf);
   }
-  if (!rc) rc = sft_writer_close(w);
-  else if (w) sft_writer_abort(w);
+  if (!rc)
+    rc = sft_writer_close(w);
+  else if (w)
+    sft_writer_abort(w);
   free(o);
   return rc;
 }
 
-int model_dir_write(const char *dir, const model_config *c, const tensor_table *tt,
-                    sft_dtype dtype, uint64_t max_shard_bytes, model_fill_fn fill, void *ctx) {
+int model_dir_write(const char *dir, const model_config *c, const tensor_table *tt, sft_dtype dtype,
+                    uint64_t max_shard_bytes, model_fill_fn fill, void *ctx) {
   if (dtype != SFT_F32 && dtype != SFT_BF16 && dtype != SFT_F16)
     return st_fail(ST_EINPUT, "%s: cannot write dtype %s", dir, sft_dtype_name(dtype));
   const size_t es = sft_dtype_bytes(dtype);
@@ -163,7 +164,9 @@ int model_dir_write(const char *dir, const model_config *c, const tensor_table *
   if (rc) return rc;
   model_config cc = *c;
   snprintf(cc.torch_dtype, sizeof cc.torch_dtype, "%s",
-           dtype == SFT_F32 ? "float32" : dtype == SFT_BF16 ? "bfloat16" : "float16");
+           dtype == SFT_F32    ? "float32"
+           : dtype == SFT_BF16 ? "bfloat16"
+                               : "float16");
   char *p = xasprintf("%s/config.json", dir);
   rc = model_config_save(p, &cc);
   free(p);

@@ -34,7 +34,7 @@ int model_dir_read_f32(const model_dir *md, int i, float *out);
  * data come from fill(ctx, desc, out[numel]), called in table order; one tensor is held
  * in memory at a time. */
 typedef int (*model_fill_fn)(void *ctx, const tensor_desc *d, float *out);
-int model_dir_write(const char *dir, const model_config *c, const tensor_table *tt,
-                    sft_dtype dtype, uint64_t max_shard_bytes, model_fill_fn fill, void *ctx);
+int model_dir_write(const char *dir, const model_config *c, const tensor_table *tt, sft_dtype dtype,
+                    uint64_t max_shard_bytes, model_fill_fn fill, void *ctx);
 
 #endif

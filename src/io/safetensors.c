@@ -21,9 +21,9 @@ static const struct {
   const char *name;
   size_t bytes;
 } dtypes_[] = {
-    [SFT_F32] = {"F32", 4}, [SFT_BF16] = {"BF16", 2}, [SFT_F16] = {"F16", 2},
-    [SFT_F64] = {"F64", 8}, [SFT_I64] = {"I64", 8},   [SFT_I32] = {"I32", 4},
-    [SFT_I16] = {"I16", 2}, [SFT_I8] = {"I8", 1},     [SFT_U8] = {"U8", 1},
+    [SFT_F32] = {"F32", 4},   [SFT_BF16] = {"BF16", 2}, [SFT_F16] = {"F16", 2},
+    [SFT_F64] = {"F64", 8},   [SFT_I64] = {"I64", 8},   [SFT_I32] = {"I32", 4},
+    [SFT_I16] = {"I16", 2},   [SFT_I8] = {"I8", 1},     [SFT_U8] = {"U8", 1},
     [SFT_BOOL] = {"BOOL", 1},
 };
 #define N_DTYPES ((int)(sizeof dtypes_ / sizeof dtypes_[0]))
@@ -82,8 +82,8 @@ uint16_t sft_f32_to_f16(float f) {
   x &= 0x7fffffffu;
   if (x >= 0x7f800000u) return (uint16_t)(sign | (x > 0x7f800000u ? 0x7e00u : 0x7c00u));
   if (x >= 0x47800000u) return (uint16_t)(sign | 0x7c00u); /* >= 2^16: infinity */
-  if (x < 0x38800000u) {                                    /* below 2^-14: subnormal or 0 */
-    if (x < 0x33000000u) return sign;                       /* below 2^-25: rounds to 0 */
+  if (x < 0x38800000u) {                                   /* below 2^-14: subnormal or 0 */
+    if (x < 0x33000000u) return sign;                      /* below 2^-25: rounds to 0 */
     uint32_t e = x >> 23, mant = (x & 0x7fffffu) | 0x800000u;
     uint32_t shift = 126 - e; /* mant * 2^(e-150) = r * 2^-24 */
     uint32_t r = mant >> shift, rem = mant & ((1u << shift) - 1), half = 1u << (shift - 1);
@@ -107,17 +107,22 @@ void sft_tensors_free(sft_tensor *t, int n) {
 int sft_check_prefix(const char *path, const uint8_t prefix[8], uint64_t file_bytes,
                      uint64_t *header_bytes) {
   if (file_bytes < 8)
-    return st_fail(ST_EINPUT, "%s: truncated safetensors file: %llu bytes, expected at least 8 "
-                   "(the header length)", path, (unsigned long long)file_bytes);
+    return st_fail(ST_EINPUT,
+                   "%s: truncated safetensors file: %llu bytes, expected at least 8 "
+                   "(the header length)",
+                   path, (unsigned long long)file_bytes);
   uint64_t n = 0;
   for (int i = 7; i >= 0; i--) n = (n << 8) | prefix[i];
   if (n > SFT_MAX_HEADER_BYTES)
-    return st_fail(ST_EINPUT, "%s: header length %llu exceeds the limit of %llu bytes (not a "
-                   "safetensors file?)", path, (unsigned long long)n, SFT_MAX_HEADER_BYTES);
+    return st_fail(ST_EINPUT,
+                   "%s: header length %llu exceeds the limit of %llu bytes (not a "
+                   "safetensors file?)",
+                   path, (unsigned long long)n, SFT_MAX_HEADER_BYTES);
   if (n > file_bytes - 8)
-    return st_fail(ST_EINPUT, "%s: header length %llu extends past the end of the file (%llu "
-                   "bytes): truncated file?", path, (unsigned long long)n,
-                   (unsigned long long)file_bytes);
+    return st_fail(ST_EINPUT,
+                   "%s: header length %llu extends past the end of the file (%llu "
+                   "bytes): truncated file?",
+                   path, (unsigned long long)n, (unsigned long long)file_bytes);
   if (n < 2)
     return st_fail(ST_EINPUT, "%s: header length %llu: expected a JSON object", path,
                    (unsigned long long)n);
@@ -142,18 +147,22 @@ static int parse_entry_(const char *path, const char *name, const json_t *e, sft
   if (!json_is_string(dt))
     return st_fail(ST_EINPUT, "%s: tensor '%s': key 'dtype': expected a string", path, name);
   if (sft_dtype_parse(json_string_value(dt), &t->dtype))
-    return st_fail(ST_EINPUT, "%s: tensor '%s': unknown dtype \"%s\" (expected F32, BF16, F16, "
-                   "F64, I64, I32, I16, I8, U8 or BOOL)", path, name, json_string_value(dt));
+    return st_fail(ST_EINPUT,
+                   "%s: tensor '%s': unknown dtype \"%s\" (expected F32, BF16, F16, "
+                   "F64, I64, I32, I16, I8, U8 or BOOL)",
+                   path, name, json_string_value(dt));
   if (!json_is_array(sh) || json_array_size(sh) > SFT_MAX_DIMS)
-    return st_fail(ST_EINPUT, "%s: tensor '%s': key 'shape': expected a list of at most %d "
-                   "integers", path, name, SFT_MAX_DIMS);
+    return st_fail(ST_EINPUT,
+                   "%s: tensor '%s': key 'shape': expected a list of at most %d "
+                   "integers",
+                   path, name, SFT_MAX_DIMS);
   t->ndim = (int)json_array_size(sh);
   uint64_t numel = 1;
   for (int d = 0; d < t->ndim; d++) {
     uint64_t v;
     if (get_u64_(json_array_get(sh, (size_t)d), &v) || v > (uint64_t)INT64_MAX)
-      return st_fail(ST_EINPUT, "%s: tensor '%s': shape[%d]: expected an integer >= 0", path,
-                     name, d);
+      return st_fail(ST_EINPUT, "%s: tensor '%s': shape[%d]: expected an integer >= 0", path, name,
+                     d);
     t->shape[d] = (int64_t)v;
     if (v && numel > UINT64_MAX / 16 / v)
       return st_fail(ST_EINPUT, "%s: tensor '%s': shape has too many elements", path, name);
@@ -161,19 +170,22 @@ static int parse_entry_(const char *path, const char *name, const json_t *e, sft
   }
   t->numel = numel;
   t->bytes = numel * sft_dtype_bytes(t->dtype);
-  if (!json_is_array(off) || json_array_size(off) != 2 ||
-      get_u64_(json_array_get(off, 0), begin) || get_u64_(json_array_get(off, 1), end))
-    return st_fail(ST_EINPUT, "%s: tensor '%s': key 'data_offsets': expected [begin, end], two "
-                   "integers >= 0", path, name);
+  if (!json_is_array(off) || json_array_size(off) != 2 || get_u64_(json_array_get(off, 0), begin) ||
+      get_u64_(json_array_get(off, 1), end))
+    return st_fail(ST_EINPUT,
+                   "%s: tensor '%s': key 'data_offsets': expected [begin, end], two "
+                   "integers >= 0",
+                   path, name);
   if (*end < *begin)
-    return st_fail(ST_EINPUT, "%s: tensor '%s': data_offsets [%llu, %llu]: end before begin",
-                   path, name, (unsigned long long)*begin, (unsigned long long)*end);
+    return st_fail(ST_EINPUT, "%s: tensor '%s': data_offsets [%llu, %llu]: end before begin", path,
+                   name, (unsigned long long)*begin, (unsigned long long)*end);
   if (*end - *begin != t->bytes)
-    return st_fail(ST_EINPUT, "%s: tensor '%s': %s with %llu elements needs %llu bytes, "
-                   "data_offsets [%llu, %llu] hold %llu", path, name, sft_dtype_name(t->dtype),
-                   (unsigned long long)numel, (unsigned long long)t->bytes,
-                   (unsigned long long)*begin, (unsigned long long)*end,
-                   (unsigned long long)(*end - *begin));
+    return st_fail(ST_EINPUT,
+                   "%s: tensor '%s': %s with %llu elements needs %llu bytes, "
+                   "data_offsets [%llu, %llu] hold %llu",
+                   path, name, sft_dtype_name(t->dtype), (unsigned long long)numel,
+                   (unsigned long long)t->bytes, (unsigned long long)*begin,
+                   (unsigned long long)*end, (unsigned long long)(*end - *begin));
   return 0;
 }
 
@@ -196,25 +208,32 @@ static int check_layout_(const char *path, sft_tensor *t, span_ *s, int n, uint6
   for (int i = 0; i < n; i++) {
     const char *name = t[s[i].idx].name;
     if (s[i].end > data_bytes)
-      return st_fail(ST_EINPUT, "%s: tensor '%s': data_offsets [%llu, %llu] extend past the end "
-                     "of the data (%llu bytes): truncated file?", path, name,
-                     (unsigned long long)s[i].begin, (unsigned long long)s[i].end,
+      return st_fail(ST_EINPUT,
+                     "%s: tensor '%s': data_offsets [%llu, %llu] extend past the end "
+                     "of the data (%llu bytes): truncated file?",
+                     path, name, (unsigned long long)s[i].begin, (unsigned long long)s[i].end,
                      (unsigned long long)data_bytes);
     if (s[i].begin < at)
-      return st_fail(ST_EINPUT, "%s: tensor '%s': data_offsets [%llu, %llu] overlap tensor '%s' "
-                     "(ends at %llu)", path, name, (unsigned long long)s[i].begin,
-                     (unsigned long long)s[i].end, t[s[i - 1].idx].name, (unsigned long long)at);
+      return st_fail(ST_EINPUT,
+                     "%s: tensor '%s': data_offsets [%llu, %llu] overlap tensor '%s' "
+                     "(ends at %llu)",
+                     path, name, (unsigned long long)s[i].begin, (unsigned long long)s[i].end,
+                     t[s[i - 1].idx].name, (unsigned long long)at);
     if (s[i].begin > at)
-      return st_fail(ST_EINPUT, "%s: tensor '%s': data_offsets [%llu, %llu] leave a gap of %llu "
-                     "bytes after %s", path, name, (unsigned long long)s[i].begin,
-                     (unsigned long long)s[i].end, (unsigned long long)(s[i].begin - at),
+      return st_fail(ST_EINPUT,
+                     "%s: tensor '%s': data_offsets [%llu, %llu] leave a gap of %llu "
+                     "bytes after %s",
+                     path, name, (unsigned long long)s[i].begin, (unsigned long long)s[i].end,
+                     (unsigned long long)(s[i].begin - at),
                      i ? t[s[i - 1].idx].name : "the header");
     at = s[i].end;
   }
   if (at != data_bytes)
-    return st_fail(ST_EINPUT, "%s: %llu bytes of data after the last tensor (data section %llu "
-                   "bytes, tensors cover %llu)", path, (unsigned long long)(data_bytes - at),
-                   (unsigned long long)data_bytes, (unsigned long long)at);
+    return st_fail(ST_EINPUT,
+                   "%s: %llu bytes of data after the last tensor (data section %llu "
+                   "bytes, tensors cover %llu)",
+                   path, (unsigned long long)(data_bytes - at), (unsigned long long)data_bytes,
+                   (unsigned long long)at);
   return 0;
 }
 
@@ -369,8 +388,10 @@ static int open_index_(const char *index_path, sft_model *m) {
   json_t *wm = json_object_get(o, "weight_map");
   char *dir = xstrdup(index_path);
   char *slash = strrchr(dir, '/');
-  if (slash) slash[1] = '\0';
-  else dir[0] = '\0';
+  if (slash)
+    slash[1] = '\0';
+  else
+    dir[0] = '\0';
   const char *name;
   json_t *fv;
   if (!json_is_object(wm)) {
@@ -380,13 +401,16 @@ static int open_index_(const char *index_path, sft_model *m) {
   /* Open each file named by the index once (in order of first mention). */
   json_object_foreach(wm, name, fv) {
     if (!json_is_string(fv)) {
-      rc = st_fail(ST_EINPUT, "%s: weight_map: tensor '%s': expected a file name", index_path, name);
+      rc =
+          st_fail(ST_EINPUT, "%s: weight_map: tensor '%s': expected a file name", index_path, name);
       goto done;
     }
     const char *f = json_string_value(fv);
     if (f[0] == '/' || strstr(f, "..") || !f[0]) {
-      rc = st_fail(ST_EINPUT, "%s: weight_map: tensor '%s': file \"%s\" is not a file name inside "
-                   "the model directory", index_path, name, f);
+      rc = st_fail(ST_EINPUT,
+                   "%s: weight_map: tensor '%s': file \"%s\" is not a file name inside "
+                   "the model directory",
+                   index_path, name, f);
       goto done;
     }
     char *p = xasprintf("%s%s", dir, f);
@@ -422,8 +446,10 @@ static int open_index_(const char *index_path, sft_model *m) {
     const sft_tensor *t = sft_find(m, name);
     char *p = xasprintf("%s%s", dir, json_string_value(fv));
     if (!t)
-      rc = st_fail(ST_EINPUT, "%s: weight_map names tensor '%s' in \"%s\", but %s does not "
-                   "contain it", index_path, name, json_string_value(fv), p);
+      rc = st_fail(ST_EINPUT,
+                   "%s: weight_map names tensor '%s' in \"%s\", but %s does not "
+                   "contain it",
+                   index_path, name, json_string_value(fv), p);
     else if (strcmp(m->paths[t->file], p) != 0)
       rc = st_fail(ST_EINPUT, "%s: weight_map puts tensor '%s' in \"%s\", but it is in %s",
                    index_path, name, json_string_value(fv), m->paths[t->file]);
@@ -439,8 +465,7 @@ done:
 int sft_open(const char *path, sft_model *m) {
   memset(m, 0, sizeof *m);
   struct stat st;
-  if (stat(path, &st) != 0)
-    return st_fail(ST_EINPUT, "%s: no such file or directory", path);
+  if (stat(path, &st) != 0) return st_fail(ST_EINPUT, "%s: no such file or directory", path);
   int rc;
   if (S_ISDIR(st.st_mode)) {
     char *single = xasprintf("%s/model.safetensors", path);
@@ -450,8 +475,10 @@ int sft_open(const char *path, sft_model *m) {
     } else if (is_file_(index)) {
       rc = open_index_(index, m);
     } else {
-      rc = st_fail(ST_EINPUT, "%s: no model.safetensors or model.safetensors.index.json in this "
-                   "directory", path);
+      rc = st_fail(ST_EINPUT,
+                   "%s: no model.safetensors or model.safetensors.index.json in this "
+                   "directory",
+                   path);
     }
     free(single);
     free(index);
@@ -478,8 +505,10 @@ const sft_tensor *sft_find(const sft_model *m, const char *name) {
     int mid = lo + (hi - lo) / 2;
     int c = strcmp(m->t[mid].name, name);
     if (c == 0) return &m->t[mid];
-    if (c < 0) lo = mid + 1;
-    else hi = mid - 1;
+    if (c < 0)
+      lo = mid + 1;
+    else
+      hi = mid - 1;
   }
   return NULL;
 }
@@ -495,39 +524,42 @@ static void convert_(sft_dtype dt, const uint8_t *src, size_t k, void *dst, int 
   float *of = dst;
   double *od = dst;
   switch (dt) {
-  case SFT_F32:
-    if (f32) memcpy(of, src, k * 4);
-    else
-      for (size_t i = 0; i < k; i++) {
-        float v;
-        memcpy(&v, src + 4 * i, 4);
-        od[i] = v;
-      }
-    return;
-  case SFT_BF16: {
-    const uint16_t *h = (const uint16_t *)(const void *)src; /* src: malloc-aligned */
-    if (f32)
-      for (size_t i = 0; i < k; i++) of[i] = bits_f32_((uint32_t)h[i] << 16);
-    else
-      for (size_t i = 0; i < k; i++) od[i] = bits_f32_((uint32_t)h[i] << 16);
-    return;
-  }
-  case SFT_F16: {
-    const uint16_t *h = (const uint16_t *)(const void *)src;
-    if (f32)
-      for (size_t i = 0; i < k; i++) of[i] = f16_to_f32_(h[i]);
-    else
-      for (size_t i = 0; i < k; i++) od[i] = f16_to_f32_(h[i]);
-    return;
-  }
-  default: /* F64 */
-    for (size_t i = 0; i < k; i++) {
-      double v;
-      memcpy(&v, src + 8 * i, 8);
-      if (f32) of[i] = (float)v;
-      else od[i] = v;
+    case SFT_F32:
+      if (f32)
+        memcpy(of, src, k * 4);
+      else
+        for (size_t i = 0; i < k; i++) {
+          float v;
+          memcpy(&v, src + 4 * i, 4);
+          od[i] = v;
+        }
+      return;
+    case SFT_BF16: {
+      const uint16_t *h = (const uint16_t *)(const void *)src; /* src: malloc-aligned */
+      if (f32)
+        for (size_t i = 0; i < k; i++) of[i] = bits_f32_((uint32_t)h[i] << 16);
+      else
+        for (size_t i = 0; i < k; i++) od[i] = bits_f32_((uint32_t)h[i] << 16);
+      return;
     }
-    return;
+    case SFT_F16: {
+      const uint16_t *h = (const uint16_t *)(const void *)src;
+      if (f32)
+        for (size_t i = 0; i < k; i++) of[i] = f16_to_f32_(h[i]);
+      else
+        for (size_t i = 0; i < k; i++) od[i] = f16_to_f32_(h[i]);
+      return;
+    }
+    default: /* F64 */
+      for (size_t i = 0; i < k; i++) {
+        double v;
+        memcpy(&v, src + 8 * i, 8);
+        if (f32)
+          of[i] = (float)v;
+        else
+          od[i] = v;
+      }
+      return;
   }
 }
 
@@ -537,9 +569,9 @@ static int read_conv_(const sft_model *m, const sft_tensor *t, uint64_t first, u
                       void *out, int f32) {
   const char *path = m->paths[t->file];
   if (first > t->numel || count > t->numel - first)
-    return st_fail(ST_EINPUT, "%s: tensor '%s': elements [%llu, %llu) requested, it has %llu",
-                   path, t->name, (unsigned long long)first,
-                   (unsigned long long)(first + count), (unsigned long long)t->numel);
+    return st_fail(ST_EINPUT, "%s: tensor '%s': elements [%llu, %llu) requested, it has %llu", path,
+                   t->name, (unsigned long long)first, (unsigned long long)(first + count),
+                   (unsigned long long)t->numel);
   if (t->dtype != SFT_F32 && t->dtype != SFT_BF16 && t->dtype != SFT_F16 && t->dtype != SFT_F64)
     return st_fail(ST_EINPUT, "%s: tensor '%s': dtype %s: expected F32, BF16, F16 or F64", path,
                    t->name, sft_dtype_name(t->dtype));
@@ -594,10 +626,10 @@ struct sft_writer {
   char *path, *tmp;
   FILE *f;
   sft_dtype dtype;
-  int n, next;       /* tensors declared, index of the next one to put */
-  uint64_t *numel;   /* [n] */
-  char **names;      /* [n] */
-  uint8_t *buf;      /* conversion staging */
+  int n, next;     /* tensors declared, index of the next one to put */
+  uint64_t *numel; /* [n] */
+  char **names;    /* [n] */
+  uint8_t *buf;    /* conversion staging */
 };
 
 static void writer_free_(sft_writer *w, int remove_tmp) {

@@ -19,14 +19,21 @@ const char *model_config_supported_types(void) { return "llama, mistral, qwen2, 
 
 static const char *json_type_name_(const json_t *v) {
   switch (json_typeof(v)) {
-  case JSON_OBJECT: return "an object";
-  case JSON_ARRAY: return "an array";
-  case JSON_STRING: return "a string";
-  case JSON_INTEGER: return "an integer";
-  case JSON_REAL: return "a number with a fraction";
-  case JSON_TRUE:
-  case JSON_FALSE: return "a boolean";
-  case JSON_NULL: return "null";
+    case JSON_OBJECT:
+      return "an object";
+    case JSON_ARRAY:
+      return "an array";
+    case JSON_STRING:
+      return "a string";
+    case JSON_INTEGER:
+      return "an integer";
+    case JSON_REAL:
+      return "a number with a fraction";
+    case JSON_TRUE:
+    case JSON_FALSE:
+      return "a boolean";
+    case JSON_NULL:
+      return "null";
   }
   return "something else";
 }
@@ -91,8 +98,8 @@ static int get_str_(const json_t *o, const char *key, const char *what, const ch
 }
 
 /* bos/eos: an integer, null, or (eos in Llama 3.1) a list whose first entry we keep. */
-static int get_token_id_(const json_t *o, const char *key, const char *what, int *out,
-                         int *list, int *n_list) {
+static int get_token_id_(const json_t *o, const char *key, const char *what, int *out, int *list,
+                         int *n_list) {
   json_t *v = json_object_get(o, key);
   if (v && json_is_array(v)) {
     *out = -1;
@@ -144,11 +151,13 @@ static int parse_rope_(const json_t *o, const char *what, model_config *c) {
   if (!type && (rc = get_str_(rs, "type", sub, &type))) return rc;
   if (!type || strcmp(type, "default") == 0) return 0;
   if (strcmp(type, "llama3") != 0)
-    return st_fail(ST_EINPUT, "%s: key 'rope_type': expected \"default\" or \"llama3\", found \"%s\"",
-                   sub, type);
+    return st_fail(ST_EINPUT,
+                   "%s: key 'rope_type': expected \"default\" or \"llama3\", found \"%s\"", sub,
+                   type);
   c->rope_scaling.type = ROPE_LLAMA3;
   if ((rc = get_double_(rs, "factor", sub, 1, &c->rope_scaling.factor))) return rc;
-  if ((rc = get_double_(rs, "low_freq_factor", sub, 1, &c->rope_scaling.low_freq_factor))) return rc;
+  if ((rc = get_double_(rs, "low_freq_factor", sub, 1, &c->rope_scaling.low_freq_factor)))
+    return rc;
   if ((rc = get_double_(rs, "high_freq_factor", sub, 1, &c->rope_scaling.high_freq_factor)))
     return rc;
   return get_int_(rs, "original_max_position_embeddings", sub, 1,
@@ -173,7 +182,7 @@ static void set_defaults_(model_config *c, const char *type) {
   } else if (strcmp(type, "qwen2") == 0) {
     c->max_position_embeddings = 32768;
     c->attention_bias = 1; /* Qwen2Attention: q/k/v always carry a bias */
-  } else { /* qwen3 */
+  } else {                 /* qwen3 */
     c->max_position_embeddings = 32768;
     c->head_dim = 128; /* Qwen3Config's default, not hidden_size / heads */
     c->qk_norm = 1;
@@ -187,8 +196,9 @@ int model_config_from_json(const void *json_obj, const char *what, model_config 
   const char *type = NULL;
   int rc = get_str_(o, "model_type", what, &type);
   if (rc) return rc;
-  if (!type) return st_fail(ST_EINPUT, "%s: missing key 'model_type' (expected one of %s)", what,
-                            model_config_supported_types());
+  if (!type)
+    return st_fail(ST_EINPUT, "%s: missing key 'model_type' (expected one of %s)", what,
+                   model_config_supported_types());
   int known = 0;
   for (int i = 0; i < N_SUPPORTED; i++) known |= strcmp(type, supported_[i]) == 0;
   if (!known)
@@ -228,7 +238,8 @@ int model_config_from_json(const void *json_obj, const char *what, model_config 
   int mlp_bias = 0;
   if ((rc = get_bool_(o, "mlp_bias", what, &mlp_bias))) return rc;
   if (mlp_bias)
-    return st_fail(ST_EINPUT, "%s: key 'mlp_bias': expected false (MLP biases are not supported), found true",
+    return st_fail(ST_EINPUT,
+                   "%s: key 'mlp_bias': expected false (MLP biases are not supported), found true",
                    what);
   const char *act = NULL;
   if ((rc = get_str_(o, "hidden_act", what, &act))) return rc;
@@ -239,14 +250,18 @@ int model_config_from_json(const void *json_obj, const char *what, model_config 
    * use_sliding_window is true, and then only above max_window_layers (not supported). */
   if (strcmp(type, "mistral") == 0) {
     json_t *sw = json_object_get(o, "sliding_window");
-    if (sw && json_is_null(sw)) c->sliding_window = 0;
-    else if ((rc = get_int_(o, "sliding_window", what, 0, &c->sliding_window))) return rc;
+    if (sw && json_is_null(sw))
+      c->sliding_window = 0;
+    else if ((rc = get_int_(o, "sliding_window", what, 0, &c->sliding_window)))
+      return rc;
   } else if (strncmp(type, "qwen", 4) == 0) {
     int use_sw = 0;
     if ((rc = get_bool_(o, "use_sliding_window", what, &use_sw))) return rc;
     if (use_sw)
-      return st_fail(ST_EINPUT, "%s: key 'use_sliding_window': expected false (per-layer sliding "
-                     "windows are not supported), found true", what);
+      return st_fail(ST_EINPUT,
+                     "%s: key 'use_sliding_window': expected false (per-layer sliding "
+                     "windows are not supported), found true",
+                     what);
   }
   const char *dt = NULL;
   if ((rc = get_str_(o, "torch_dtype", what, &dt))) return rc;
@@ -265,8 +280,8 @@ int model_config_load(const char *path, model_config *c) {
   if (!o) {
     if (err.line <= 0 && strstr(err.text, "unable to open"))
       return st_fail(ST_EINPUT, "%s: cannot read the model config: %s", path, err.text);
-    return st_fail(ST_EINPUT, "%s: line %d column %d: invalid JSON: %s", path, err.line,
-                   err.column, err.text);
+    return st_fail(ST_EINPUT, "%s: line %d column %d: invalid JSON: %s", path, err.line, err.column,
+                   err.text);
   }
   int rc = model_config_from_json(o, path, c);
   json_decref(o);
@@ -295,8 +310,9 @@ int model_config_validate(const model_config *c, const char *what) {
                    "found %d",
                    what, c->num_attention_heads, c->num_key_value_heads);
   if (c->head_dim % 2 != 0)
-    return st_fail(ST_EINPUT, "%s: key 'head_dim': expected an even number (rotary pairs), found %d",
-                   what, c->head_dim);
+    return st_fail(ST_EINPUT,
+                   "%s: key 'head_dim': expected an even number (rotary pairs), found %d", what,
+                   c->head_dim);
   if (!(c->rms_norm_eps > 0))
     return st_fail(ST_EINPUT, "%s: key 'rms_norm_eps': expected a positive number, found %g", what,
                    c->rms_norm_eps);
@@ -304,8 +320,8 @@ int model_config_validate(const model_config *c, const char *what) {
     return st_fail(ST_EINPUT, "%s: key 'rope_theta': expected a positive number, found %g", what,
                    c->rope_theta);
   if (!(c->initializer_range >= 0))
-    return st_fail(ST_EINPUT, "%s: key 'initializer_range': expected a number >= 0, found %g",
-                   what, c->initializer_range);
+    return st_fail(ST_EINPUT, "%s: key 'initializer_range': expected a number >= 0, found %g", what,
+                   c->initializer_range);
   if (c->rope_scaling.type == ROPE_LLAMA3) {
     if (!(c->rope_scaling.factor > 0) || !(c->rope_scaling.low_freq_factor > 0) ||
         !(c->rope_scaling.high_freq_factor > c->rope_scaling.low_freq_factor) ||
@@ -328,10 +344,10 @@ uint64_t model_config_num_params(const model_config *c) {
   uint64_t C = (uint64_t)c->hidden_size, F = (uint64_t)c->intermediate_size;
   uint64_t H = (uint64_t)c->num_attention_heads, KV = (uint64_t)c->num_key_value_heads;
   uint64_t D = (uint64_t)c->head_dim, V = (uint64_t)c->vocab_size;
-  uint64_t block = 2 * C                  /* input_layernorm, post_attention_layernorm */
-                   + (H * D) * C * 2      /* q_proj, o_proj */
-                   + (KV * D) * C * 2     /* k_proj, v_proj */
-                   + 3 * F * C;           /* gate, up, down */
+  uint64_t block = 2 * C              /* input_layernorm, post_attention_layernorm */
+                   + (H * D) * C * 2  /* q_proj, o_proj */
+                   + (KV * D) * C * 2 /* k_proj, v_proj */
+                   + 3 * F * C;       /* gate, up, down */
   if (c->attention_bias) block += H * D + 2 * KV * D;
   if (c->qk_norm) block += 2 * D;
   uint64_t n = V * C + (uint64_t)c->num_hidden_layers * block + C;
@@ -372,7 +388,8 @@ int model_config_save(const char *path, const model_config *c) {
   json_object_set_new(o, "bos_token_id", token_id_(c->bos_token_id));
   if (c->n_eos > 1) {
     json_t *l = json_array();
-    for (int i = 0; i < c->n_eos && i < 8; i++) json_array_append_new(l, json_integer(c->eos_token_ids[i]));
+    for (int i = 0; i < c->n_eos && i < 8; i++)
+      json_array_append_new(l, json_integer(c->eos_token_ids[i]));
     json_object_set_new(o, "eos_token_id", l);
   } else {
     json_object_set_new(o, "eos_token_id", token_id_(c->eos_token_id));
@@ -411,12 +428,17 @@ int model_config_save(const char *path, const model_config *c) {
     json_object_set_new(o, "use_sliding_window", json_false());
   }
   json_object_set_new(o, "tie_word_embeddings", json_boolean(c->tie_word_embeddings));
-  json_object_set_new(o, "torch_dtype", json_string(c->torch_dtype[0] ? c->torch_dtype : "float32"));
+  json_object_set_new(o, "torch_dtype",
+                      json_string(c->torch_dtype[0] ? c->torch_dtype : "float32"));
   json_object_set_new(o, "use_cache", json_true());
   json_object_set_new(o, "vocab_size", json_integer(c->vocab_size));
 
-  double reals[] = {c->initializer_range, c->rms_norm_eps, c->rope_theta, c->rope_scaling.factor,
-                    c->rope_scaling.low_freq_factor, c->rope_scaling.high_freq_factor};
+  double reals[] = {c->initializer_range,
+                    c->rms_norm_eps,
+                    c->rope_theta,
+                    c->rope_scaling.factor,
+                    c->rope_scaling.low_freq_factor,
+                    c->rope_scaling.high_freq_factor};
   int prec = 6;
   for (size_t i = 0; i < sizeof reals / sizeof reals[0]; i++)
     if (digits_(reals[i]) > prec) prec = digits_(reals[i]);

@@ -64,8 +64,8 @@ static void check_model_(const char *fixtures, const char *name, json_t *exp) {
     json_array_foreach(json_object_get(te, "samples"), k, s) {
       uint64_t at = (uint64_t)json_integer_value(json_array_get(s, 0));
       float want = (float)json_number_value(json_array_get(s, 1));
-      CHECK_MSG(at < t->numel && x[at] == want, "%s: %s[%llu] = %.9g, expected %.9g", name,
-                tname, (unsigned long long)at, at < t->numel ? x[at] : 0.0f, want);
+      CHECK_MSG(at < t->numel && x[at] == want, "%s: %s[%llu] = %.9g, expected %.9g", name, tname,
+                (unsigned long long)at, at < t->numel ? x[at] : 0.0f, want);
       /* a one-element byte-range read gives the same value */
       float one = 0;
       CHECK(sft_read_f32(&md.st, t, at, 1, &one) == 0 && one == want);

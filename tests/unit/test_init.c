@@ -22,10 +22,10 @@ static const char *p_(const char *name) {
   return buf[k];
 }
 
-#define RUN_INIT(...)                                                                     \
-  ({                                                                                      \
-    char *av_[] = {"init", __VA_ARGS__, NULL};                                            \
-    cmd_init((int)(sizeof av_ / sizeof av_[0]) - 1, av_);                                 \
+#define RUN_INIT(...)                                     \
+  ({                                                      \
+    char *av_[] = {"init", __VA_ARGS__, NULL};            \
+    cmd_init((int)(sizeof av_ / sizeof av_[0]) - 1, av_); \
   })
 
 static float *read_all_(const model_dir *md, const char *name, uint64_t *n) {
@@ -44,8 +44,8 @@ static void test_values(void) {
   char *a = xasprintf("%s", p_("a")), *s = xasprintf("%s", p_("s")), *h = xasprintf("%s", p_("h"));
   char *b = xasprintf("%s", p_("b"));
   CHECK_EQ_INT(RUN_INIT("--out", a, "--preset", "tiny-llama", "--seed", "7"), 0);
-  CHECK_EQ_INT(RUN_INIT("--out", s, "--preset", "tiny-llama", "--seed", "7", "--max-shard-bytes",
-                        "1MB"), 0);
+  CHECK_EQ_INT(
+      RUN_INIT("--out", s, "--preset", "tiny-llama", "--seed", "7", "--max-shard-bytes", "1MB"), 0);
   CHECK_EQ_INT(RUN_INIT("--out", h, "--preset", "tiny-llama", "--seed", "7", "--dtype", "bf16"), 0);
   CHECK_EQ_INT(RUN_INIT("--out", b, "--preset", "tiny-llama", "--seed", "8"), 0);
   model_dir ma, ms, mh, mb;
@@ -144,7 +144,8 @@ static void test_errors(void) {
   CHECK_EQ_INT(RUN_INIT("--out", e1, "--preset", "tiny-llama", "--max-shard-bytes", "5XB"),
                ST_EINPUT);
   CHECK_CONTAINS(st_errmsg(), "5XB");
-  CHECK_EQ_INT(RUN_INIT("--out", e1, "--preset", "tiny-llama", "--set", "hidden_sise=8"), ST_EINPUT);
+  CHECK_EQ_INT(RUN_INIT("--out", e1, "--preset", "tiny-llama", "--set", "hidden_sise=8"),
+               ST_EINPUT);
   CHECK_CONTAINS(st_errmsg(), "did you mean 'hidden_size'");
   CHECK_EQ_INT(RUN_INIT("--out", e1, "--preset", "tiny-llama", "--set", "num_attention_heads=3"),
                ST_EINPUT);
@@ -152,11 +153,13 @@ static void test_errors(void) {
   CHECK_EQ_INT(RUN_INIT("--out", e1, "--preset", "tiny-llama", "--set", "num_hidden_layers=1"), 0);
   CHECK_EQ_INT(RUN_INIT("--out", e1, "--preset", "tiny-llama"), ST_EINPUT); /* exists */
   CHECK_CONTAINS(st_errmsg(), "--force");
-  CHECK_EQ_INT(RUN_INIT("--out", e1, "--preset", "tiny-llama", "--set", "num_hidden_layers=1",
-                        "--force"), 0);
+  CHECK_EQ_INT(
+      RUN_INIT("--out", e1, "--preset", "tiny-llama", "--set", "num_hidden_layers=1", "--force"),
+      0);
   /* shapes that disagree with config.json */
   CHECK_EQ_INT(RUN_INIT("--out", e2, "--preset", "tiny-llama", "--set", "num_hidden_layers=1",
-                        "--set", "intermediate_size=512"), 0);
+                        "--set", "intermediate_size=512"),
+               0);
   copy_(p_("e2/config.json"), p_("e1/config.json"));
   model_dir md;
   CHECK_EQ_INT(model_dir_open(e1, &md), ST_EINPUT);
@@ -165,15 +168,18 @@ static void test_errors(void) {
   CHECK_CONTAINS(st_errmsg(), "[688, 256]");
   /* a missing tensor: untied config, tied weights */
   CHECK_EQ_INT(RUN_INIT("--out", e3, "--preset", "tiny-llama", "--set", "num_hidden_layers=1",
-                        "--set", "tie_word_embeddings=true"), 0);
-  CHECK_EQ_INT(RUN_INIT("--out", e1, "--preset", "tiny-llama", "--set", "num_hidden_layers=1",
-                        "--force"), 0);
+                        "--set", "tie_word_embeddings=true"),
+               0);
+  CHECK_EQ_INT(
+      RUN_INIT("--out", e1, "--preset", "tiny-llama", "--set", "num_hidden_layers=1", "--force"),
+      0);
   copy_(p_("e3/model.safetensors"), p_("e1/model.safetensors"));
   CHECK_EQ_INT(model_dir_open(e1, &md), ST_EINPUT);
   CHECK_CONTAINS(st_errmsg(), "'lm_head.weight' is missing");
   /* the other way round: an extra tensor is ignored with a warning */
-  CHECK_EQ_INT(RUN_INIT("--out", e1, "--preset", "tiny-llama", "--set", "num_hidden_layers=1",
-                        "--force"), 0);
+  CHECK_EQ_INT(
+      RUN_INIT("--out", e1, "--preset", "tiny-llama", "--set", "num_hidden_layers=1", "--force"),
+      0);
   copy_(p_("e1/model.safetensors"), p_("e3/model.safetensors"));
   int rc = model_dir_open(e3, &md);
   CHECK_MSG(rc == 0, "%s", st_errmsg());

@@ -43,18 +43,21 @@ static void expect_err_(const char *json, const char *n1, const char *n2) {
   if (n2) CHECK_CONTAINS(st_errmsg(), n2);
 }
 
-#define BASE "\"hidden_size\": 64, \"intermediate_size\": 128, \"num_hidden_layers\": 2, " \
-             "\"num_attention_heads\": 4, \"vocab_size\": 100"
+#define BASE                                                                    \
+  "\"hidden_size\": 64, \"intermediate_size\": 128, \"num_hidden_layers\": 2, " \
+  "\"num_attention_heads\": 4, \"vocab_size\": 100"
 
 static void test_parse(void) {
   model_config c;
   /* transformers 4 layout (what the Hub's Llama 3.1 config.json has) */
-  int rc = parse_("{\"model_type\": \"llama\", " BASE ", \"num_key_value_heads\": 2,"
+  int rc = parse_("{\"model_type\": \"llama\", " BASE
+                  ", \"num_key_value_heads\": 2,"
                   " \"rope_theta\": 500000.0, \"rms_norm_eps\": 1e-05,"
                   " \"rope_scaling\": {\"factor\": 8.0, \"low_freq_factor\": 1.0,"
                   " \"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 8192,"
                   " \"rope_type\": \"llama3\"}, \"eos_token_id\": [128001, 128008],"
-                  " \"bos_token_id\": 128000, \"vocab_size\": 128256}", &c);
+                  " \"bos_token_id\": 128000, \"vocab_size\": 128256}",
+                  &c);
   CHECK_MSG(rc == 0, "%s", st_errmsg());
   CHECK_STR_EQ(c.model_type, "llama");
   CHECK_EQ_INT(c.num_key_value_heads, 2);
@@ -80,13 +83,16 @@ static void test_parse(void) {
   CHECK_EQ_INT(c.qk_norm, 0);
   CHECK_EQ_INT(c.max_position_embeddings, 2048); /* LlamaConfig default */
   /* transformers 5 layout, old key "type" */
-  rc = parse_("{\"model_type\": \"llama\", " BASE ", \"rope_parameters\": {\"rope_theta\": 1234.0,"
+  rc = parse_("{\"model_type\": \"llama\", " BASE
+              ", \"rope_parameters\": {\"rope_theta\": 1234.0,"
               " \"rope_type\": \"llama3\", \"factor\": 2, \"low_freq_factor\": 1,"
-              " \"high_freq_factor\": 4, \"original_max_position_embeddings\": 64}}", &c);
+              " \"high_freq_factor\": 4, \"original_max_position_embeddings\": 64}}",
+              &c);
   CHECK_MSG(rc == 0, "%s", st_errmsg());
   CHECK(c.rope_theta == 1234.0 && c.rope_scaling.type == ROPE_LLAMA3 && c.rope_scaling.factor == 2);
   CHECK_EQ_INT(c.num_key_value_heads, 4); /* default = heads */
-  rc = parse_("{\"model_type\": \"mistral\", " BASE ", \"rope_scaling\": {\"type\": \"default\"}}", &c);
+  rc = parse_("{\"model_type\": \"mistral\", " BASE ", \"rope_scaling\": {\"type\": \"default\"}}",
+              &c);
   CHECK_MSG(rc == 0, "%s", st_errmsg());
   CHECK_EQ_INT(c.rope_scaling.type, ROPE_DEFAULT);
   CHECK_EQ_INT(c.sliding_window, 4096); /* MistralConfig default */
@@ -103,7 +109,8 @@ static void test_parse(void) {
   rc = parse_("{\"model_type\": \"qwen3\", " BASE "}", &c);
   CHECK_EQ_INT(c.head_dim, 128);
   CHECK_EQ_INT(c.qk_norm, 1);
-  rc = parse_("{\"model_type\": \"qwen3\", " BASE ", \"head_dim\": 32, \"torch_dtype\": \"bfloat16\"}", &c);
+  rc = parse_(
+      "{\"model_type\": \"qwen3\", " BASE ", \"head_dim\": 32, \"torch_dtype\": \"bfloat16\"}", &c);
   CHECK_EQ_INT(c.head_dim, 32);
   CHECK_STR_EQ(c.torch_dtype, "bfloat16");
 
@@ -115,18 +122,23 @@ static void test_parse(void) {
               "num_key_value_heads", "found a string");
   expect_err_("{\"model_type\": \"llama\", " BASE ", \"num_key_value_heads\": 3}",
               "num_key_value_heads", "divisor");
-  expect_err_("{\"model_type\": \"llama\", " BASE ", \"rms_norm_eps\": \"x\"}", "rms_norm_eps", NULL);
+  expect_err_("{\"model_type\": \"llama\", " BASE ", \"rms_norm_eps\": \"x\"}", "rms_norm_eps",
+              NULL);
   expect_err_("{\"model_type\": \"llama\", " BASE ", \"tie_word_embeddings\": 1}",
               "tie_word_embeddings", "true or false");
   expect_err_("{\"model_type\": \"llama\", " BASE ", \"rope_scaling\": {\"rope_type\": \"yarn\"}}",
               "rope_type", "yarn");
-  expect_err_("{\"model_type\": \"llama\", " BASE ", \"rope_scaling\": {\"rope_type\": \"llama3\"}}",
+  expect_err_("{\"model_type\": \"llama\", " BASE
+              ", \"rope_scaling\": {\"rope_type\": \"llama3\"}}",
               "factor", "missing");
-  expect_err_("{\"model_type\": \"llama\", " BASE ", \"attention_bias\": true}", "attention_bias", NULL);
-  expect_err_("{\"model_type\": \"llama\", " BASE ", \"hidden_act\": \"gelu\"}", "hidden_act", "gelu");
+  expect_err_("{\"model_type\": \"llama\", " BASE ", \"attention_bias\": true}", "attention_bias",
+              NULL);
+  expect_err_("{\"model_type\": \"llama\", " BASE ", \"hidden_act\": \"gelu\"}", "hidden_act",
+              "gelu");
   expect_err_("{\"model_type\": \"qwen2\", " BASE ", \"use_sliding_window\": true}",
               "use_sliding_window", NULL);
-  expect_err_("{\"model_type\": \"llama\", " BASE ", \"hidden_size\": 0}", "hidden_size", "positive");
+  expect_err_("{\"model_type\": \"llama\", " BASE ", \"hidden_size\": 0}", "hidden_size",
+              "positive");
   expect_err_("{\"model_type\": \"llama\", " BASE ", \"num_hidden_layers\": 2.5}",
               "num_hidden_layers", "integer");
 
@@ -151,14 +163,14 @@ static void test_save_roundtrip(void) {
     snprintf(p, sizeof p, "%s/%s.json", dir_, names[i]);
     CHECK_EQ_INT(model_config_save(p, &a), 0);
     CHECK_MSG(model_config_load(p, &b) == 0, "%s", st_errmsg());
-    CHECK((strcmp(a.model_type, b.model_type) == 0 &&
-          a.hidden_size == b.hidden_size && a.head_dim == b.head_dim &&
-          a.rope_theta == b.rope_theta && a.rms_norm_eps == b.rms_norm_eps &&
-          a.rope_scaling.type == b.rope_scaling.type && a.rope_scaling.factor == b.rope_scaling.factor &&
-          a.tie_word_embeddings == b.tie_word_embeddings && a.qk_norm == b.qk_norm &&
-          a.attention_bias == b.attention_bias && a.eos_token_id == b.eos_token_id &&
-          a.num_key_value_heads == b.num_key_value_heads && a.vocab_size == b.vocab_size &&
-          a.max_position_embeddings == b.max_position_embeddings));
+    CHECK((strcmp(a.model_type, b.model_type) == 0 && a.hidden_size == b.hidden_size &&
+           a.head_dim == b.head_dim && a.rope_theta == b.rope_theta &&
+           a.rms_norm_eps == b.rms_norm_eps && a.rope_scaling.type == b.rope_scaling.type &&
+           a.rope_scaling.factor == b.rope_scaling.factor &&
+           a.tie_word_embeddings == b.tie_word_embeddings && a.qk_norm == b.qk_norm &&
+           a.attention_bias == b.attention_bias && a.eos_token_id == b.eos_token_id &&
+           a.num_key_value_heads == b.num_key_value_heads && a.vocab_size == b.vocab_size &&
+           a.max_position_embeddings == b.max_position_embeddings));
     json_error_t e;
     json_t *o = json_load_file(p, 0, &e);
     CHECK(o && json_is_array(json_object_get(o, "architectures")));

@@ -39,7 +39,7 @@ static void test_conversions(void) {
   CHECK_EQ_INT(sft_f32_to_bf16(fl_(0x3f818000u)), 0x3f82); /* tie -> even (up) */
   CHECK_EQ_INT(sft_f32_to_bf16(fl_(0x3f808001u)), 0x3f81); /* above the tie */
   CHECK_EQ_INT(sft_f32_to_bf16(fl_(0x7f7fffffu)), 0x7f80); /* FLT_MAX rounds to inf */
-  CHECK((sft_f32_to_bf16(NAN) & 0x7fff) > 0x7f80);          /* NaN stays NaN */
+  CHECK((sft_f32_to_bf16(NAN) & 0x7fff) > 0x7f80);         /* NaN stays NaN */
   CHECK(bits_(sft_bf16_to_f32(0x3fc0)) == bits_(1.5f));
   /* f16 */
   CHECK_EQ_INT(sft_f32_to_f16(1.0f), 0x3c00);
@@ -49,11 +49,11 @@ static void test_conversions(void) {
   CHECK_EQ_INT(sft_f32_to_f16(65519.0f), 0x7bff);
   CHECK_EQ_INT(sft_f32_to_f16(65520.0f), 0x7c00); /* rounds to infinity */
   CHECK_EQ_INT(sft_f32_to_f16(1e10f), 0x7c00);
-  CHECK_EQ_INT(sft_f32_to_f16(ldexpf(1.0f, -14)), 0x0400);  /* smallest normal */
-  CHECK_EQ_INT(sft_f32_to_f16(ldexpf(1.0f, -24)), 0x0001);  /* smallest subnormal */
-  CHECK_EQ_INT(sft_f32_to_f16(ldexpf(1.0f, -25)), 0x0000);  /* tie -> even (0) */
+  CHECK_EQ_INT(sft_f32_to_f16(ldexpf(1.0f, -14)), 0x0400); /* smallest normal */
+  CHECK_EQ_INT(sft_f32_to_f16(ldexpf(1.0f, -24)), 0x0001); /* smallest subnormal */
+  CHECK_EQ_INT(sft_f32_to_f16(ldexpf(1.0f, -25)), 0x0000); /* tie -> even (0) */
   CHECK_EQ_INT(sft_f32_to_f16(ldexpf(1.5f, -25)), 0x0001);
-  CHECK_EQ_INT(sft_f32_to_f16(ldexpf(3.0f, -25)), 0x0002);  /* 1.5 ulp tie -> even (2) */
+  CHECK_EQ_INT(sft_f32_to_f16(ldexpf(3.0f, -25)), 0x0002); /* 1.5 ulp tie -> even (2) */
   CHECK_EQ_INT(sft_f32_to_f16(-0.0f), 0x8000);
   CHECK_EQ_INT(sft_f32_to_f16(INFINITY), 0x7c00);
   CHECK((sft_f32_to_f16(NAN) & 0x7fff) > 0x7c00);
@@ -169,14 +169,16 @@ static void test_bad_inputs(void) {
   /* overlap */
   p = craft_("overlap.safetensors",
              "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
-             "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", 12, 0);
+             "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}",
+             12, 0);
   expect_bad_(p, p, "overlap");
   CHECK_CONTAINS(st_errmsg(), "'b'");
   CHECK_CONTAINS(st_errmsg(), "'a'");
   /* gap */
   p = craft_("gap.safetensors",
              "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
-             "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[12,20]}}", 20, 0);
+             "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[12,20]}}",
+             20, 0);
   expect_bad_(p, p, "gap of 4 bytes");
   CHECK_CONTAINS(st_errmsg(), "'b'");
   /* a gap before the first tensor */
@@ -184,8 +186,8 @@ static void test_bad_inputs(void) {
              "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", 12, 0);
   expect_bad_(p, p, "gap");
   /* trailing bytes after the last tensor */
-  p = craft_("tail.safetensors",
-             "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 12, 0);
+  p = craft_("tail.safetensors", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}",
+             12, 0);
   expect_bad_(p, p, "4 bytes of data after the last tensor");
   /* shape * dtype != bytes */
   p = craft_("shape.safetensors",
@@ -198,19 +200,20 @@ static void test_bad_inputs(void) {
   expect_bad_(p, p, "unknown dtype \"Q4_K\"");
   CHECK_CONTAINS(st_errmsg(), "'a'");
   /* negative / non-integer shape, wrong data_offsets */
-  p = craft_("neg.safetensors",
-             "{\"a\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}", 4, 0);
+  p = craft_("neg.safetensors", "{\"a\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}",
+             4, 0);
   expect_bad_(p, p, "shape[0]");
   p = craft_("offs.safetensors", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0]}}",
              4, 0);
   expect_bad_(p, p, "data_offsets");
-  p = craft_("rev.safetensors",
-             "{\"a\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[4,0]}}", 4, 0);
+  p = craft_("rev.safetensors", "{\"a\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[4,0]}}",
+             4, 0);
   expect_bad_(p, p, "end before begin");
   /* duplicate names */
   p = craft_("dup.safetensors",
              "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
-             "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8, 0);
+             "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}",
+             8, 0);
   expect_bad_(p, p, "duplicate");
   /* metadata must be strings */
   p = craft_("meta.safetensors", "{\"__metadata__\":{\"format\":1}}", 0, 0);
@@ -224,8 +227,8 @@ static void test_bad_inputs(void) {
   expect_bad_(tmpdir_, tmpdir_, "no model.safetensors");
   expect_bad_(tpath_("missing.safetensors"), "missing.safetensors", "no such file");
   /* an integer tensor cannot be read as float */
-  p = craft_("int.safetensors", "{\"ids\":{\"dtype\":\"I64\",\"shape\":[1],\"data_offsets\":[0,8]}}",
-             8, 0);
+  p = craft_("int.safetensors",
+             "{\"ids\":{\"dtype\":\"I64\",\"shape\":[1],\"data_offsets\":[0,8]}}", 8, 0);
   sft_model m;
   CHECK_EQ_INT(sft_open(p, &m), 0);
   float x;
@@ -300,8 +303,9 @@ static void test_sharded(void) {
   char *idx = xasprintf("%s/model.safetensors.index.json", dir);
   CHECK_EQ_INT(sft_write_f32(p1, &ta, 1, SFT_F32), 0);
   CHECK_EQ_INT(sft_write_f32(p2, &tb, 1, SFT_BF16), 0);
-  write_text_(idx, "{\"metadata\": {\"total_size\": 20}, \"weight_map\": "
-                   "{\"x.a\": \"m-1.safetensors\", \"x.b\": \"m-2.safetensors\"}}");
+  write_text_(idx,
+              "{\"metadata\": {\"total_size\": 20}, \"weight_map\": "
+              "{\"x.a\": \"m-1.safetensors\", \"x.b\": \"m-2.safetensors\"}}");
   sft_model m;
   int rc = sft_open(dir, &m);
   CHECK_MSG(rc == 0, "%s", st_errmsg());
@@ -315,17 +319,21 @@ static void test_sharded(void) {
     sft_close(&m);
   }
   /* the index names a file that is missing */
-  write_text_(idx, "{\"weight_map\": {\"x.a\": \"m-1.safetensors\", \"x.b\": \"m-3.safetensors\"}}");
+  write_text_(idx,
+              "{\"weight_map\": {\"x.a\": \"m-1.safetensors\", \"x.b\": \"m-3.safetensors\"}}");
   expect_bad_(dir, "m-3.safetensors", "'x.b'");
   /* the index names a tensor the file lacks */
-  write_text_(idx, "{\"weight_map\": {\"x.a\": \"m-1.safetensors\", \"x.c\": \"m-2.safetensors\"}}");
+  write_text_(idx,
+              "{\"weight_map\": {\"x.a\": \"m-1.safetensors\", \"x.c\": \"m-2.safetensors\"}}");
   expect_bad_(dir, "'x.c'", "does not contain it");
   /* the index puts a tensor in the wrong file */
-  write_text_(idx, "{\"weight_map\": {\"x.a\": \"m-2.safetensors\", \"x.b\": \"m-2.safetensors\"}}");
+  write_text_(idx,
+              "{\"weight_map\": {\"x.a\": \"m-2.safetensors\", \"x.b\": \"m-2.safetensors\"}}");
   expect_bad_(dir, "'x.a'", "m-2.safetensors does not contain it");
   /* a tensor stored in two shards */
   CHECK_EQ_INT(sft_write_f32(p2, (sft_out_tensor[]){ta, tb}, 2, SFT_F32), 0);
-  write_text_(idx, "{\"weight_map\": {\"x.a\": \"m-1.safetensors\", \"x.b\": \"m-2.safetensors\"}}");
+  write_text_(idx,
+              "{\"weight_map\": {\"x.a\": \"m-1.safetensors\", \"x.b\": \"m-2.safetensors\"}}");
   expect_bad_(dir, "'x.a'", "twice");
   /* bad index JSON, weight_map missing, path escaping the directory */
   write_text_(idx, "{\"weight_map\": ");

@@ -149,6 +149,7 @@ static void progress_note_(progress_ *p, int item, int force) {
 }
 
 static void progress_drain_(progress_ *p, int wait_ms, int *status) {
+  if (comm_size() == 1) return; /* nothing to receive (and MPI may not even be initialised) */
   int items[64], st[64];
   int n = comm_progress_poll(items, st, 64, wait_ms);
   for (int i = 0; i < n; i++) {

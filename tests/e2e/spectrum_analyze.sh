@@ -13,8 +13,8 @@ fail=0
 run() { echo "+ $*"; "$@"; }
 
 for np in 1 2 4; do
-  for model in tiny-llama bert-like; do
-    [[ $model == bert-like && $np == 4 ]] && continue
+  for model in tiny-llama bert-like tiny-moe; do
+    [[ $model != tiny-llama && $np == 4 ]] && continue
     out="$T/$model.np$np"
     run $MPIEXEC -n $np "$SPECTRAIN" analyze --model "$F/$model" --model-name $model \
       --top-percent 10 25 50 --out "$out" --no-heatmap > "$out.log"

@@ -49,15 +49,19 @@ int cmd_train(int argc, char **argv) {
       "the trainable set are checked to be identical on all ranks before training starts.\n"
       "Writes OUTPUT_DIR/metrics.jsonl (one JSON object per logged step) and the trained "
       "model as a Hugging Face directory OUTPUT_DIR/final (config.json + model.safetensors).\n"
+      "The global batch is per_device_train_batch_size x ranks x gradient_accumulation_steps; "
+      "any split with the same product trains the same model. sharding.offload: cpu keeps "
+      "shards and optimizer state in host memory. On SIGUSR1/SIGTERM every rank stops after "
+      "the same step (exit status 75).\n"
       "Checkpoints: OUTPUT_DIR/ckpt-STEP.h5 every training.save_steps steps, at the end and on "
-      "a stop request (USR1/TERM; exit status 75 after it). A run resumes from the newest "
+      "a stop request. A run resumes from the newest "
       "checkpoint whose checksums verify (--resume auto), on any number of ranks; "
       "docs/checkpoint-format.md describes the files."};
   opt_list sets = {0};
   const char *resume = NULL;
   opt_spec specs[] = {
       {"set", OPT_MULTI, "KEY=VALUE",
-       "override a job key, e.g. --set training.max_steps=10 (repeatable)", &sets},
+       "override a job key, e.g. --set training.max_steps=10", &sets},
       {"resume", OPT_STR, "auto|none|PATH",
        "resume from the newest verified checkpoint in output_dir (auto), start from the model "
        "(none), or from this checkpoint file (default: the job's checkpoint.resume)", &resume},

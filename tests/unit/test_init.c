@@ -2,6 +2,7 @@
  * matrices, ones for norms, zeros for biases), are a function of the seed only (sharded ==
  * unsharded, bf16 == rounded f32), and model_dir_open rejects directories whose tensors
  * disagree with config.json. */
+#include <ftw.h>
 #include <math.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -193,6 +194,10 @@ static void test_errors(void) {
   free(e1), free(e2), free(e3);
 }
 
+static int rm_(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+  return remove(path);
+}
+
 int main(void) {
   const char *tmp = getenv("TEST_TMP");
   snprintf(dir_, sizeof dir_, "%s/init.%d", tmp ? tmp : "/tmp", (int)getpid());
@@ -201,5 +206,6 @@ int main(void) {
   test_values();
   test_qwen();
   test_errors();
+  nftw(dir_, rm_, 16, FTW_DEPTH | FTW_PHYS); /* ~50 MB of models */
   return test_done();
 }

@@ -2,6 +2,7 @@
  * key), save -> load round trip, the tensor table, and parameter counts against counts
  * taken from transformers (AutoModelForCausalLM.from_config on the meta device, summing
  * p.numel() over model.parameters()). */
+#include <ftw.h>
 #include <jansson.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -236,6 +237,10 @@ static void test_tensors(void) {
   tensor_table_free(&tt);
 }
 
+static int rm_(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+  return remove(path);
+}
+
 int main(void) {
   const char *tmp = getenv("TEST_TMP");
   snprintf(dir_, sizeof dir_, "%s/model_config.%d", tmp ? tmp : "/tmp", (int)getpid());
@@ -244,5 +249,6 @@ int main(void) {
   test_parse();
   test_save_roundtrip();
   test_tensors();
+  nftw(dir_, rm_, 16, FTW_DEPTH | FTW_PHYS);
   return test_done();
 }

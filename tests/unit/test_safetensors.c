@@ -1,6 +1,7 @@
 /* safetensors: conversions against IEEE-754 facts, write/read round trips, partial reads,
  * sharded directories, and one crafted file per kind of bad input (each must be an
  * ST_EINPUT error naming the file and, where there is one, the tensor). */
+#include <ftw.h>
 #include <stdint.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -347,6 +348,10 @@ static void test_sharded(void) {
   free(idx);
 }
 
+static int rm_(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+  return remove(path);
+}
+
 int main(void) {
   const char *tmp = getenv("TEST_TMP");
   snprintf(tmpdir_, sizeof tmpdir_, "%s/safetensors.%d", tmp ? tmp : "/tmp", (int)getpid());
@@ -356,5 +361,6 @@ int main(void) {
   test_bad_inputs();
   test_writer();
   test_sharded();
+  nftw(tmpdir_, rm_, 16, FTW_DEPTH | FTW_PHYS);
   return test_done();
 }

@@ -9,6 +9,7 @@
 #include "commands.h"
 #include "io/model_dir.h"
 #include "util/err.h"
+#include "ckpt/ckpt.h"
 #include "util/mem.h"
 #include "util/opt.h"
 
@@ -243,23 +244,18 @@ static int inspect_safetensors_(const char *path, int tensors, int as_json) {
   return rc;
 }
 
-/* Checkpoints (HDF5) get their inspector with the checkpoint module; until then say so. */
+/* Checkpoints (HDF5): the checkpoint module reads and prints them. */
 static int inspect_checkpoint_(const char *path, int tensors, int as_json) {
-  return st_fail(ST_EINPUT,
-                 "%s: an HDF5 file (a checkpoint?), not a model directory; "
-                 "inspecting checkpoints is not implemented yet",
-                 path);
+  return ckpt_inspect(path, tensors, as_json);
 }
 
 int cmd_inspect(int argc, char **argv) {
   static const opt_cmd cmd = {
-      "inspect",
-      "PATH",
-      1,
-      1,
-      "show the architecture, tensors and parameter counts of a model directory",
+      "inspect", "PATH", 1, 1,
+      "show the architecture, tensors and parameter counts of a model directory or checkpoint",
       "PATH is a Hugging Face model directory (config.json + model.safetensors or a sharded\n"
-      "index) or a single .safetensors file. The directory is checked as training would check\n"
+      "index), a single .safetensors file, or a checkpoint (ckpt-STEP.h5: step, tokens seen,\n"
+      "data position, trainable set, bytes per group; layout in docs/checkpoint-format.md).\nThe directory is checked as training would check\n"
       "it: every tensor config.json implies must be present with its shape. Parameter counts\n"
       "are grouped by module type as Spectrum groups them (the name after the layer number)."};
   int tensors = 0, as_json = 0;

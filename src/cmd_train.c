@@ -2,8 +2,10 @@
  * MPI world (mpirun -np N / srun). */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
+#include "ckpt/train_ckpt.h"
 #include "commands.h"
 #include "config.h"
 #include "mpi/comm.h"
@@ -50,11 +52,19 @@ int cmd_train(int argc, char **argv) {
       "The global batch is per_device_train_batch_size x ranks x gradient_accumulation_steps; "
       "any split with the same product trains the same model. sharding.offload: cpu keeps "
       "shards and optimizer state in host memory. On SIGUSR1/SIGTERM every rank stops after "
-      "the same step (exit status 75)."};
+      "the same step (exit status 75).\n"
+      "Checkpoints: OUTPUT_DIR/ckpt-STEP.h5 every training.save_steps steps, at the end and on "
+      "a stop request. A run resumes from the newest "
+      "checkpoint whose checksums verify (--resume auto), on any number of ranks; "
+      "docs/checkpoint-format.md describes the files."};
   opt_list sets = {0};
+  const char *resume = NULL;
   opt_spec specs[] = {
       {"set", OPT_MULTI, "KEY=VALUE",
        "override a job key, e.g. --set training.max_steps=10", &sets},
+      {"resume", OPT_STR, "auto|none|PATH",
+       "resume from the newest verified checkpoint in output_dir (auto), start from the model "
+       "(none), or from this checkpoint file (default: the job's checkpoint.resume)", &resume},
   };
   int np = 0;
   char **pos = NULL;
@@ -68,14 +78,19 @@ int cmd_train(int argc, char **argv) {
   /* before any collective: a rank that could not read its job stops every rank */
   int all = comm_max_status(rc);
   if (all && !rc) rc = st_fail(all, "another rank could not load its job file (see its error)");
-  if (!rc) rc = ensure_model_(&job);
-  train_hooks hooks = {0};
-  if (!rc && job.checkpoint.save_on_signal) {
+  ckpt_train ck;
+  memset(&ck, 0, sizeof ck);
+  if (!rc) rc = ckpt_train_prepare(&ck, &job, resume); /* may take the checkpoint's job */
+  const job_config *use = ck.job ? ck.job : &job;
+  if (!rc) rc = ensure_model_(use);
+  train_hooks hooks = ck.hooks; /* checkpoint save and restore */
+  if (!rc && use->checkpoint.save_on_signal) {
     rc = signals_install();
     hooks.stop_agreed = stop_agreed_;
   }
-  if (!rc) rc = train_run(&job, &hooks);
-  if (job.checkpoint.save_on_signal) signals_uninstall();
+  if (!rc) rc = train_run(use, &hooks);
+  if (use->checkpoint.save_on_signal) signals_uninstall();
+  ckpt_train_free(&ck);
   job_free(&job);
   free(pos);
   opt_list_free(&sets);

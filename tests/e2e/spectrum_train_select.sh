@@ -19,7 +19,7 @@ grep -q "trainable set: .* from $Y (Spectrum scan, top 25%)" "$W/log" || { echo 
 # the numpy reference's YAML for the same model is byte-identical
 $PY "$FIXTURES/spectrum/spectrum_ref.py" "$FIXTURES/model/llama" org/llama_fixture "$W/ref" 25
 cmp "$Y" "$W/ref/snr_results_org-llama-fixture_unfrozenparameters_25percent.yaml" || { echo "FAIL: YAML differs from the reference"; fail=1; }
-run_train 1 "$W/job.yaml" --set training.max_steps=1 --set spectrum.top_percent=25 \
+run_train 1 "$W/job.yaml" --resume none --set training.max_steps=1 --set spectrum.top_percent=25 \
   --set spectrum.model_name=org/llama_fixture > "$W/log2" 2>&1 || { echo "FAIL: second train exited $?"; cat "$W/log2"; exit 1; }
 grep -q "reusing the cached scan" "$W/log2" || { echo "FAIL: cache not reused"; cat "$W/log2"; fail=1; }
 rm -rf "$W"

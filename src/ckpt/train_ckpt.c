@@ -1,0 +1,261 @@
+#include "ckpt/train_ckpt.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/optim.h"
+#include "mpi/comm.h"
+#include "util/err.h"
+#include "util/mem.h"
+
+/* Job keys that change how a run executes, not what it computes: they may differ between
+ * the checkpoint's job and the resuming one. (The per-device batch and accumulation may
+ * change with the rank count; the global batch they give is checked on restore.) */
+static const char *run_only_keys_[] = {
+    "output_dir",          "checkpoint.",
+    "sharding.",           "logging.",
+    "training.save_steps", "training.save_total_limit",
+    "training.logging_steps", "training.eval_steps",
+    "training.eval_max_batches", "training.per_device_eval_batch_size",
+    "training.backend",    "training.per_device_train_batch_size",
+    "training.gradient_accumulation_steps", "training.gradient_checkpointing"};
+
+static int run_only_(const char *key) {
+  for (size_t i = 0; i < sizeof run_only_keys_ / sizeof *run_only_keys_; i++) {
+    size_t n = strlen(run_only_keys_[i]);
+    if (run_only_keys_[i][n - 1] == '.' ? strncmp(key, run_only_keys_[i], n) == 0
+                                        : strcmp(key, run_only_keys_[i]) == 0)
+      return 1;
+  }
+  return 0;
+}
+
+/* The keys of job_diff's "a, b, c" list that matter, or NULL. */
+static char *relevant_diff_(const char *diff) {
+  if (!diff) return NULL;
+  char *copy = xstrdup(diff), *out = NULL, *save = NULL;
+  for (char *k = strtok_r(copy, ", ", &save); k; k = strtok_r(NULL, ", ", &save)) {
+    if (run_only_(k)) continue;
+    char *t = xasprintf("%s%s%s", out ? out : "", out ? ", " : "", k);
+    free(out);
+    out = t;
+  }
+  free(copy);
+  return out;
+}
+
+static char *read_text_(const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  size_t cap = 4096, n = 0;
+  char *s = xmalloc(cap);
+  size_t got;
+  while ((got = fread(s + n, 1, cap - n - 1, f)) > 0) {
+    n += got;
+    if (n + 1 == cap) s = xrealloc(s, cap *= 2);
+  }
+  fclose(f);
+  s[n] = '\0';
+  return s;
+}
+
+/* ---- pieces of the shards as checkpoint slices ------------------------------------------- */
+
+typedef struct {
+  ckpt_slices *l;
+  ckpt_kind kind;
+} piece_arg_;
+
+static int piece_(int tensor, uint64_t first, uint64_t count, float *data, void *arg) {
+  piece_arg_ *a = arg;
+  ckpt_slices_add(a->l, tensor, a->kind, first, count, data);
+  return 0;
+}
+
+static void slices_of_(train_ctx *t, ckpt_slices *l) {
+  static const struct {
+    int which;
+    ckpt_kind kind;
+  } map[] = {{0, CKPT_PARAM}, {1, CKPT_M}, {2, CKPT_V}}; /* fsdp_foreach_piece's `which` */
+  for (int i = 0; i < 3; i++) {
+    piece_arg_ a = {l, map[i].kind};
+    fsdp_foreach_piece(&t->fs, map[i].which, piece_, &a);
+  }
+}
+
+static char **trainable_names_(const tensor_table *tt, int *n) {
+  char **v = xmalloc((size_t)(tt->n ? tt->n : 1) * sizeof(char *));
+  *n = 0;
+  for (int i = 0; i < tt->n; i++)
+    if (tt->t[i].trainable) v[(*n)++] = (char *)tt->t[i].name;
+  return v;
+}
+
+/* ---- hooks ------------------------------------------------------------------------------- */
+
+static int save_hook_(train_ctx *t, const char *reason, void *arg) {
+  ckpt_train *c = arg;
+  const job_config *j = t->job;
+  ckpt_meta m = {0};
+  m.step = (uint64_t)t->st.step;
+  m.tokens_seen = t->st.tokens_seen;
+  m.data_seed = t->st.data_seed;
+  m.data_sample = t->st.samples_seen;
+  m.data_epoch = t->data.train.n ? t->st.samples_seen / t->data.train.n : 0;
+  rng_seed(&m.rng, t->st.data_seed); /* the trainer draws no random numbers of its own */
+  lr_schedule sched;
+  lr_schedule_parse(job_enum_name("training.lr_scheduler_type", j->training.lr_scheduler_type),
+                    &sched);
+  m.lr = t->st.step > 0 ? lr_at_step(sched, (long)t->st.step - 1, (long)t->st.total_steps,
+                                     (long)t->st.warmup_steps, j->training.learning_rate)
+                        : 0.0;
+  m.global_batch = t->st.global_batch;
+  m.elapsed_s = t->st.elapsed_s + (time_now_s() - c->t0);
+  m.job_text = j->source_text;
+  m.job_sets = j->sets_text;
+  char *cfg_path = xasprintf("%s/config.json", j->model.path);
+  m.config_json = read_text_(cfg_path);
+  int rc = m.config_json ? 0 : st_fail(ST_EINPUT, "%s: cannot read", cfg_path);
+  rc = comm_max_status(rc);
+  m.trainable = trainable_names_(&t->tt, &m.n_trainable);
+  ckpt_slices l = {0};
+  slices_of_(t, &l);
+  ckpt_save_opts o = {(int)j->training.save_total_limit};
+  ckpt_save_stats st;
+  if (!rc) rc = ckpt_save(j->output_dir, &t->tt, &m, l.s, l.n, &o, &st);
+  if (!rc) {
+    char hb[32];
+    log_info("checkpoint (%s) step %lld: %s, %s in %.2f s (write %.2f s, %.1f MiB/s)", reason,
+             (long long)t->st.step, st.path, mem_human(st.tensor_bytes, hb, sizeof hb),
+             st.seconds, st.write_seconds,
+             st.write_seconds > 0 ? (double)st.tensor_bytes / st.write_seconds / 1048576.0 : 0.0);
+  }
+  ckpt_slices_free(&l);
+  free(m.trainable);
+  free(m.config_json);
+  free(cfg_path);
+  return rc;
+}
+
+static int restore_hook_(train_ctx *t, void *arg) {
+  ckpt_train *c = arg;
+  if (!c->resume_path) return 0;
+  const job_config *j = t->job;
+  const ckpt_meta *m = &c->meta;
+  char *cfg_path = xasprintf("%s/config.json", j->model.path);
+  char *cfg = read_text_(cfg_path);
+  int n_tr = 0;
+  char **tr = trainable_names_(&t->tt, &n_tr);
+  int rc = cfg ? ckpt_check_job(m, cfg, tr, n_tr) : st_fail(ST_EINPUT, "%s: cannot read", cfg_path);
+  if (!rc && m->global_batch != t->st.global_batch)
+    rc = st_fail(ST_EINPUT,
+                 "checkpoint %s was trained with a global batch of %llu samples per step; this "
+                 "run has %llu (per_device_train_batch_size %lld x %d ranks x "
+                 "gradient_accumulation_steps %lld): choose the accumulation steps so that "
+                 "they multiply to %llu",
+                 c->resume_path, (unsigned long long)m->global_batch,
+                 (unsigned long long)t->st.global_batch,
+                 (long long)j->training.per_device_train_batch_size, t->nranks,
+                 (long long)j->training.gradient_accumulation_steps,
+                 (unsigned long long)m->global_batch);
+  if (!rc && (int64_t)m->step > t->st.total_steps)
+    rc = st_fail(ST_EINPUT, "checkpoint %s is at step %llu, past this job's %lld steps",
+                 c->resume_path, (unsigned long long)m->step, (long long)t->st.total_steps);
+  free(tr);
+  free(cfg);
+  free(cfg_path);
+  rc = comm_max_status(rc); /* every rank checked the same inputs; agree anyway */
+  if (rc) return rc;
+  ckpt_slices l = {0};
+  slices_of_(t, &l);
+  double t0 = time_now_s();
+  rc = ckpt_load(c->resume_path, &t->tt, l.s, l.n);
+  ckpt_slices_free(&l);
+  if (rc) return rc;
+  t->st.step = (int64_t)m->step;
+  t->st.samples_seen = m->data_sample;
+  t->st.tokens_seen = m->tokens_seen;
+  t->st.elapsed_s = m->elapsed_s;
+  c->t0 = time_now_s();
+  log_info("resumed from %s: step %llu, %llu tokens seen, next sample %llu (read in %.2f s)",
+           c->resume_path, (unsigned long long)m->step, (unsigned long long)m->tokens_seen,
+           (unsigned long long)m->data_sample, c->t0 - t0);
+  return 0;
+}
+
+/* ---- preparation ------------------------------------------------------------------------- */
+
+static void restr_(char **dst, const char *src) {
+  free(*dst);
+  *dst = src ? xstrdup(src) : NULL;
+}
+
+/* Training with the checkpoint's job still runs where and how this invocation says: the
+ * run-only keys (run_only_keys_) come from the given job. */
+static void adopt_run_keys_(job_config *dst, const job_config *src) {
+  restr_(&dst->output_dir, src->output_dir);
+  restr_(&dst->training.output_dir, src->training.output_dir);
+  restr_(&dst->checkpoint.resume, src->checkpoint.resume);
+  dst->checkpoint.take_from_checkpoint = src->checkpoint.take_from_checkpoint;
+  dst->checkpoint.save_on_signal = src->checkpoint.save_on_signal;
+  dst->sharding = src->sharding;
+  restr_(&dst->logging.metrics_file, src->logging.metrics_file);
+  dst->logging.log_memory = src->logging.log_memory;
+  dst->training.save_steps = src->training.save_steps;
+  dst->training.save_total_limit = src->training.save_total_limit;
+  dst->training.logging_steps = src->training.logging_steps;
+  dst->training.eval_steps = src->training.eval_steps;
+  dst->training.eval_max_batches = src->training.eval_max_batches;
+  dst->training.per_device_eval_batch_size = src->training.per_device_eval_batch_size;
+  dst->training.backend = src->training.backend;
+  dst->training.per_device_train_batch_size = src->training.per_device_train_batch_size;
+  dst->training.gradient_accumulation_steps = src->training.gradient_accumulation_steps;
+  dst->training.gradient_checkpointing = src->training.gradient_checkpointing;
+}
+
+int ckpt_train_prepare(ckpt_train *c, const job_config *job, const char *resume) {
+  memset(c, 0, sizeof *c);
+  c->job = job;
+  c->t0 = time_now_s();
+  if (!resume) resume = job->checkpoint.resume ? job->checkpoint.resume : "auto";
+  int rc = ckpt_resolve_resume(job->output_dir, resume, &c->resume_path);
+  if (!rc && c->resume_path) rc = ckpt_read_meta(c->resume_path, 1, &c->meta);
+  if (!rc && c->resume_path) {
+    rc = job_load_stored(c->resume_path, c->meta.job_text ? c->meta.job_text : "",
+                         c->meta.job_sets ? c->meta.job_sets : "", &c->stored);
+    c->have_stored = 1;
+    if (rc) st_fail_ctx(rc, "the job stored in the checkpoint: ");
+  }
+  if (!rc && c->resume_path) {
+    char *all = job_diff(&c->stored, job), *diff = relevant_diff_(all);
+    if (diff && job->checkpoint.take_from_checkpoint) {
+      log_info("checkpoint.take_from_checkpoint: training with the job stored in %s (it "
+               "differs from the given one in: %s)",
+               c->resume_path, diff);
+      adopt_run_keys_(&c->stored, job);
+      c->job = &c->stored;
+    } else if (diff) {
+      rc = st_fail(ST_EINPUT,
+                   "%s: the job differs from the one the checkpoint was trained with in: %s. "
+                   "Resume with the same job, start over with --resume none, or set "
+                   "checkpoint.take_from_checkpoint: true to train with the checkpoint's job",
+                   c->resume_path, diff);
+    }
+    free(diff);
+    free(all);
+  }
+  rc = comm_max_status(rc);
+  c->hooks.restore = restore_hook_;
+  c->hooks.save = save_hook_;
+  c->hooks.arg = c;
+  return rc;
+}
+
+void ckpt_train_free(ckpt_train *c) {
+  if (c->have_stored) job_free(&c->stored);
+  ckpt_meta_free(&c->meta);
+  free(c->resume_path);
+  memset(c, 0, sizeof *c);
+}

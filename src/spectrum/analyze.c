@@ -176,10 +176,12 @@ int spectrum_analyze(const analyze_opts *o, analyze_result *r) {
              comm_size(), comm_size() > 1 ? "s" : "");
     rc = scan_run(&m, &r->table, &o->scan, &r->stats);
     if (!rc) {
-      char lim[32];
-      log_info("analyze: scan took %.2f s (%d matrices on single ranks, %d on %d-rank ScaLAPACK "
-               "grids; per-rank memory limit %s)",
-               r->stats.seconds, r->stats.n_single, r->stats.n_grid, r->stats.group_size,
+      char lim[32], grids[96] = "";
+      if (r->stats.n_grid)
+        snprintf(grids, sizeof grids, ", %d on %d-rank ScaLAPACK grids", r->stats.n_grid,
+                 r->stats.group_size);
+      log_info("analyze: scan took %.2f s (%d matrices on single ranks%s; per-rank memory limit %s)",
+               r->stats.seconds, r->stats.n_single, grids,
                mem_human(r->stats.mem_limit_bytes, lim, sizeof lim));
     }
   }

@@ -472,6 +472,8 @@ static int write_file_(const char *tmp, const tensor_table *tt, const ckpt_meta 
   int rc = 0, me = comm_rank();
   long kill_after = env_long_("SPECTRAIN_TEST_CKPT_KILL_AFTER_TENSORS", -1);
   long kill_rank = env_long_("SPECTRAIN_TEST_CKPT_KILL_RANK", comm_size() - 1);
+  long kill_step = env_long_("SPECTRAIN_TEST_CKPT_KILL_STEP", -1);
+  if (kill_step >= 0 && (uint64_t)kill_step != m->step) kill_after = -1;
   hid_t fapl = fapl_(1), dxpl = dxpl_(1);
   hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
   close_(&fapl, H5Pclose);

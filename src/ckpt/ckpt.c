@@ -158,7 +158,7 @@ int ckpt_check_job(const ckpt_meta *ck, const char *config_json, char *const *tr
                    int n_trainable) {
   static const char *hint =
       " (resume from a checkpoint of this job, start over with --resume none, or set the "
-      "job's resume_use_checkpoint_config: true to take the checkpoint's)";
+      "job's checkpoint.take_from_checkpoint: true to take the checkpoint's)";
   json_error_t je;
   json_t *a = json_loads(ck->config_json ? ck->config_json : "", 0, &je);
   json_t *b = json_loads(config_json ? config_json : "", 0, &je);

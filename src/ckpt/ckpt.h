@@ -161,5 +161,6 @@ void ckpt_reader_close(ckpt_reader *r);
 
 /* Test hook: SPECTRAIN_TEST_CKPT_KILL_AFTER_TENSORS=k makes rank
  * SPECTRAIN_TEST_CKPT_KILL_RANK (default: the last rank) SIGKILL itself right after its
- * k-th tensor dataset write of a save (kill tests: the previous checkpoint must survive). */
+ * k-th tensor dataset write of a save (kill tests: the previous checkpoint must survive);
+ * with SPECTRAIN_TEST_CKPT_KILL_STEP=s only in the save of step s. */
 #endif

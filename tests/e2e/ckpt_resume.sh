@@ -116,6 +116,19 @@ out=$($MPIEXEC -n 2 "$SPECTRAIN" train "$t/a.yaml" --set training.max_steps=6 2>
 grep -q "ckpt-6.h5.*falling back" <<<"$out" || { echo "corrupt ckpt-6 not reported: $out"; fail=1; }
 grep -q "resumed from $t/a/ckpt-4.h5: step 4" <<<"$out" || { echo "did not resume from ckpt-4: $out"; fail=1; }
 
+# a rank SIGKILLed in the middle of writing ckpt-4 (test hook): ckpt-2 survives, running the
+# same job again resumes from it and ends with the uninterrupted run's weights
+job "$t/k" > "$t/k.yaml"
+SPECTRAIN_TEST_CKPT_KILL_STEP=4 SPECTRAIN_TEST_CKPT_KILL_AFTER_TENSORS=7 \
+  $MPIEXEC -n 2 "$SPECTRAIN" train "$t/k.yaml" > "$t/k1.out" 2>&1 && { echo "killed run exited 0"; fail=1; }
+[[ -f "$t/k/ckpt-2.h5" && ! -e "$t/k/ckpt-4.h5" && -f "$t/k/ckpt-4.h5.tmp" ]] \
+  || { echo "after the kill: $(ls "$t/k")"; fail=1; }
+$MPIEXEC -n 2 "$SPECTRAIN" train "$t/k.yaml" > "$t/k2.out" 2>&1 || { echo "rerun after kill failed"; cat "$t/k2.out"; fail=1; }
+grep -q "resumed from $t/k/ckpt-2.h5: step 2" "$t/k2.out" || { echo "rerun did not resume from ckpt-2: $(cat "$t/k2.out")"; fail=1; }
+cmp -s "$t/a/final/model.safetensors" "$t/k/final/model.safetensors" \
+  || { echo "killed + resumed run: final weights differ from the uninterrupted run"; fail=1; }
+[[ -e "$t/k/ckpt-4.h5.tmp" ]] && { echo "stale ckpt-4.h5.tmp not removed by the next save"; fail=1; }
+
 # export: the checkpoint of the last step is the final model; sharded bf16 is close; both load
 # in transformers (checked where python3 has transformers + torch) with the same loss as ours
 evl() { "$SPECTRAIN" eval --model "$1" --data "$t/train.txt" --seq-len 16 --max-tokens 64 --json 2>&1 \

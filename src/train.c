@@ -49,7 +49,8 @@ static int trainable_set_(train_ctx *t) {
     int n = 0;
     int rc = spectrum_select_yaml(j->model.path, j->spectrum.model_name, j->spectrum.top_percent,
                                   (const char *const *)j->spectrum.layer_types.v,
-                                  j->spectrum.layer_types.n, j->output_dir, &yaml);
+                                  j->spectrum.layer_types.n, j->output_dir, &yaml,
+                                  &t->snr_json_path);
     if (!rc) rc = unfrozen_apply(yaml, &t->tt, &n);
     if (!rc)
       log_info("trainable set: %d of %d tensors from %s (Spectrum scan, top %g%%)", n, t->tt.n, yaml,
@@ -158,6 +159,7 @@ void train_teardown(train_ctx *t) {
   plan_free(&t->plan);
   tensor_table_free(&t->tt);
   data_job_close(&t->data);
+  free(t->snr_json_path);
   memset(t, 0, sizeof *t);
 }
 
@@ -271,7 +273,11 @@ int train_export_hf(train_ctx *t, const char *dir) {
   if (!rc && t->rank == 0) {
     lrc = mkdir_p_(dir);
     char *p = xasprintf("%s/config.json", dir);
-    if (!lrc) lrc = model_config_save(p, &t->cfg);
+    /* the tensors are written as F32 whatever the input stored: config.json must say so,
+     * or transformers would cast them to the input's dtype on load */
+    model_config cfg = t->cfg;
+    snprintf(cfg.torch_dtype, sizeof cfg.torch_dtype, "float32");
+    if (!lrc) lrc = model_config_save(p, &cfg);
     free(p);
     sft_out_tensor *o = xcalloc((size_t)t->tt.n, sizeof *o);
     for (int i = 0; i < t->tt.n; i++) {

@@ -67,6 +67,7 @@ struct train_ctx {
   train_state st;
   int nranks, rank;
   int stopped;            /* the run ended on an agreed stop request */
+  char *snr_json_path;    /* the Spectrum scan's results JSON when train ran the scan, else NULL */
   uint64_t step_comm_bytes[COLL_NCAT]; /* logical bytes the last train_step moved */
 };
 

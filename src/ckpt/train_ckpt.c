@@ -118,6 +118,9 @@ static int save_hook_(train_ctx *t, const char *reason, void *arg) {
   char *cfg_path = xasprintf("%s/config.json", j->model.path);
   m.config_json = read_text_(cfg_path);
   int rc = m.config_json ? 0 : st_fail(ST_EINPUT, "%s: cannot read", cfg_path);
+  /* the SNR table the trainable set came from, when train ran the scan itself */
+  if (!rc && t->snr_json_path && !(m.snr_json = read_text_(t->snr_json_path)))
+    rc = st_fail(ST_EINPUT, "%s: cannot read the Spectrum results", t->snr_json_path);
   rc = comm_max_status(rc);
   m.trainable = trainable_names_(&t->tt, &m.n_trainable);
   ckpt_slices l = {0};
@@ -135,6 +138,7 @@ static int save_hook_(train_ctx *t, const char *reason, void *arg) {
   ckpt_slices_free(&l);
   free(m.trainable);
   free(m.config_json);
+  free(m.snr_json);
   free(cfg_path);
   return rc;
 }

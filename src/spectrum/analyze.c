@@ -211,7 +211,7 @@ void analyze_result_free(analyze_result *r) {
 
 int spectrum_select_yaml(const char *model_path, const char *model_name, double top_percent,
                          const char *const *types, int n_types, const char *out_dir,
-                         char **yaml_path) {
+                         char **yaml_path, char **json_path) {
   analyze_opts o;
   memset(&o, 0, sizeof o);
   char *base = NULL;
@@ -234,6 +234,7 @@ int spectrum_select_yaml(const char *model_path, const char *model_name, double 
   free(base);
   if (rc) return rc;
   *yaml_path = xstrdup(r.yaml_paths[0]);
+  if (json_path) *json_path = xstrdup(r.json_path);
   analyze_result_free(&r);
   return ST_OK;
 }

@@ -32,11 +32,12 @@ int spectrum_analyze(const analyze_opts *o, analyze_result *r);
 void analyze_result_free(analyze_result *r);
 
 /* For the training loop, when a job asks for a top percent instead of a YAML: analyze
- * (cached) into out_dir and return the YAML path used (malloc'd), identical on all ranks.
- * model_name NULL: the model directory's base name. types/n_types as in analyze_opts.
- * Collective. */
+ * (cached) into out_dir and return the YAML path used (malloc'd), identical on all ranks,
+ * and (json_path not NULL) the path of the SNR results JSON (malloc'd; checkpoints keep
+ * the table). model_name NULL: the model directory's base name. types/n_types as in
+ * analyze_opts. Collective. */
 int spectrum_select_yaml(const char *model_path, const char *model_name, double top_percent,
                          const char *const *types, int n_types, const char *out_dir,
-                         char **yaml_path);
+                         char **yaml_path, char **json_path);
 
 #endif

@@ -16,6 +16,12 @@ grep "Spectrum\|analyze\|trainable" "$W/log"
 Y="$W/out/snr_results_org-llama-fixture_unfrozenparameters_25percent.yaml"
 [[ -s $Y ]] || { echo "FAIL: no YAML $Y"; fail=1; }
 grep -q "trainable set: .* from $Y (Spectrum scan, top 25%)" "$W/log" || { echo "FAIL: the log does not name the YAML used"; fail=1; }
+# the checkpoint keeps the SNR table the selection came from (the scan's JSON, verbatim)
+C=$(ls "$W"/out/ckpt-*.h5 | tail -n 1)
+"$SPECTRAIN" inspect "$C" --json > "$W/inspect.json" || { echo "FAIL: inspect $C"; fail=1; }
+grep -q '"has_snr_table": *true' "$W/inspect.json" || { echo "FAIL: $C has no SNR table"; fail=1; }
+h5dump -d /meta/snr_json "$C" > "$W/snr_dump" 2>&1 || { echo "FAIL: h5dump /meta/snr_json"; fail=1; }
+grep -q 'model.layers.1.mlp.down_proj' "$W/snr_dump" || { echo "FAIL: the stored SNR table lacks the modules"; fail=1; }
 # the numpy reference's YAML for the same model is byte-identical
 $PY "$FIXTURES/spectrum/spectrum_ref.py" "$FIXTURES/model/llama" org/llama_fixture "$W/ref" 25
 cmp "$Y" "$W/ref/snr_results_org-llama-fixture_unfrozenparameters_25percent.yaml" || { echo "FAIL: YAML differs from the reference"; fail=1; }

@@ -8,6 +8,7 @@
 
 #include "commands.h"
 #include "io/model_dir.h"
+#include "spectrum/snr.h"
 #include "util/err.h"
 #include "ckpt/ckpt.h"
 #include "util/mem.h"
@@ -48,20 +49,9 @@ static void module_type_(const char *tensor, char *out, size_t len) {
     mod[n - 7] = '\0';
   else if (n > 5 && strcmp(mod + n - 5, ".bias") == 0)
     mod[n - 5] = '\0';
-  const char *s = mod;
-  while (*s) {
-    const char *e = strchr(s, '.');
-    size_t k = e ? (size_t)(e - s) : strlen(s);
-    int digits = k > 0;
-    for (size_t i = 0; i < k; i++) digits &= s[i] >= '0' && s[i] <= '9';
-    if (digits) {
-      snprintf(out, len, "%s", e ? e + 1 : "");
-      return;
-    }
-    if (!e) break;
-    s = e + 1;
-  }
-  snprintf(out, len, "%s", mod);
+  char *type = snr_module_type(mod); /* the scan's rule, so inspect and analyze agree */
+  snprintf(out, len, "%s", type);
+  free(type);
 }
 
 typedef struct {

@@ -27,6 +27,7 @@
 #include "ckpt/ckpt.h"
 #include "mpi/comm.h"
 #include "util/err.h"
+#include "util/fs.h"
 #include "util/mem.h"
 
 static const char *group_[CKPT_NKINDS] = {"/params", "/master", "/optim/m", "/optim/v"};
@@ -414,22 +415,6 @@ void ckpt_meta_free(ckpt_meta *m) {
 
 /* ---- save ------------------------------------------------------------------------------ */
 
-static int mkdirs_(const char *dir) {
-  char *p = xstrdup(dir);
-  for (char *s = p + 1; *s; s++)
-    if (*s == '/') {
-      *s = 0;
-      mkdir(p, 0777);
-      *s = '/';
-    }
-  int e = mkdir(p, 0777);
-  int err = errno;
-  free(p);
-  if (e && err != EEXIST)
-    return st_fail(ST_ERUNTIME, "cannot create checkpoint directory %s: %s", dir, strerror(err));
-  return 0;
-}
-
 static int fsync_path_(const char *path) {
   int fd = open(path, O_RDONLY);
   if (fd < 0) return st_fail(ST_ERUNTIME, "cannot open %s for fsync: %s", path, strerror(errno));
@@ -565,7 +550,7 @@ int ckpt_save(const char *dir, const tensor_table *tt, const ckpt_meta *meta,
   int nd = CKPT_NKINDS * tt->n;
   uint64_t *cs = xcalloc((size_t)nd, sizeof *cs), *cover = xcalloc((size_t)nd, sizeof *cover);
   int rc = group_slices_(tt, s, ns, &g);
-  if (!rc && comm_rank() == 0) rc = mkdirs_(dir);
+  if (!rc && comm_rank() == 0) rc = fs_mkdir_p(dir);
   rc = agree_(rc, st->path);
   if (!rc) rc = checksums_(tt, s, ns, cs, cover);
   for (int k = 0; k < CKPT_NKINDS && !rc; k++)

@@ -8,6 +8,7 @@
 #include "commands.h"
 #include "io/model_dir.h"
 #include "util/err.h"
+#include "util/fs.h"
 #include "util/hash.h"
 #include "util/opt.h"
 #include "util/rng.h"
@@ -126,28 +127,6 @@ static int fill_init_(void *vctx, const tensor_desc *d, float *out) {
   return 0;
 }
 
-static int mkdir_p_(const char *dir) {
-  char *p = xstrdup(dir);
-  int rc = 0;
-  for (char *s = p + 1;; s++) {
-    if (*s == '/' || *s == '\0') {
-      char c = *s;
-      *s = '\0';
-      if (mkdir(p, 0755) != 0 && errno != EEXIST) {
-        rc = st_fail(ST_ERUNTIME, "init: cannot create directory %s: %s", p, strerror(errno));
-        break;
-      }
-      *s = c;
-      if (!c) break;
-    }
-  }
-  free(p);
-  struct stat st;
-  if (!rc && (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)))
-    rc = st_fail(ST_EINPUT, "init: --out %s: not a directory", dir);
-  return rc;
-}
-
 static int exists_(const char *dir, const char *name) {
   char *p = xasprintf("%s/%s", dir, name);
   struct stat st;
@@ -242,7 +221,7 @@ int cmd_init(int argc, char **argv) {
   }
   if (!rc) rc = tensor_table_build(&c, &tt);
   if (!rc && log_rank() == 0) {
-    if (!(rc = mkdir_p_(out)) && !force &&
+    if (!(rc = fs_mkdir_p(out)) && !force &&
         (exists_(out, "config.json") || exists_(out, "model.safetensors") ||
          exists_(out, "model.safetensors.index.json")))
       rc = st_fail(ST_EINPUT,

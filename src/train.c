@@ -15,23 +15,10 @@
 #include "spectrum/analyze.h"
 #include "spectrum/unfrozen.h"
 #include "util/err.h"
+#include "util/fs.h"
 #include "util/mem.h"
 
 /* ---- setup ------------------------------------------------------------------------------ */
-
-static int mkdir_p_(const char *path) {
-  char *p = xstrdup(path);
-  for (char *s = p + 1; *s; s++)
-    if (*s == '/') {
-      *s = 0;
-      mkdir(p, 0777);
-      *s = '/';
-    }
-  int rc = mkdir(p, 0777) == 0 || errno == EEXIST ? ST_OK
-           : st_fail(ST_EINPUT, "%s: cannot create the directory: %s", path, strerror(errno));
-  free(p);
-  return rc;
-}
 
 /* The trainable set: an unfrozen_parameters YAML, or everything. */
 static int trainable_set_(train_ctx *t) {
@@ -271,7 +258,7 @@ int train_export_hf(train_ctx *t, const char *dir) {
   int rc = fsdp_gather_tensors(&t->fs, 0, 0, &full);
   int lrc = ST_OK;
   if (!rc && t->rank == 0) {
-    lrc = mkdir_p_(dir);
+    lrc = fs_mkdir_p(dir);
     char *p = xasprintf("%s/config.json", dir);
     /* the tensors are written as F32 whatever the input stored: config.json must say so,
      * or transformers would cast them to the input's dtype on load */
@@ -448,7 +435,7 @@ int train_run(const job_config *job, const train_hooks *hooks) {
   train_ctx t;
   int rc = train_setup(&t, job);
   metrics_writer mw = {0};
-  if (!rc) rc = agree_(t.rank == 0 ? mkdir_p_(job->output_dir) : ST_OK, "creating output_dir");
+  if (!rc) rc = agree_(t.rank == 0 ? fs_mkdir_p(job->output_dir) : ST_OK, "creating output_dir");
   char *mpath = job_output_path(job, job->logging.metrics_file);
   if (!rc) rc = agree_(metrics_open(&mw, mpath, t.rank), "opening the metrics file");
   free(mpath);

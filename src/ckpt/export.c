@@ -11,6 +11,7 @@
 #include "io/model_dir.h"
 #include "model/config.h"
 #include "util/err.h"
+#include "util/fs.h"
 
 typedef struct {
   ckpt_reader *r;
@@ -31,21 +32,6 @@ static int fill_(void *vctx, const tensor_desc *d, float *out) {
     }
   return st_fail(ST_EINPUT, "checkpoint %s: /params/%s missing (config.json implies it)",
                  c->path, d->name);
-}
-
-static int mkdir_p_(const char *dir) {
-  char *p = xstrdup(dir);
-  for (char *s = p + 1; *s; s++)
-    if (*s == '/') {
-      *s = 0;
-      mkdir(p, 0777);
-      *s = '/';
-    }
-  int rc = mkdir(p, 0777) == 0 || errno == EEXIST
-               ? 0
-               : st_fail(ST_EINPUT, "%s: cannot create the directory: %s", dir, strerror(errno));
-  free(p);
-  return rc;
 }
 
 int ckpt_export(const char *path, const char *out_dir, sft_dtype dtype,
@@ -70,7 +56,7 @@ int ckpt_export(const char *path, const char *out_dir, sft_dtype dtype,
     json_decref(j);
   }
   if (!rc) rc = tensor_table_build(&cfg, &tt);
-  if (!rc) rc = mkdir_p_(out_dir);
+  if (!rc) rc = fs_mkdir_p(out_dir);
   if (!rc) {
     export_ctx_ c = {r, e, n, path};
     rc = model_dir_write(out_dir, &cfg, &tt, dtype, max_shard_bytes, fill_, &c);

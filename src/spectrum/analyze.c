@@ -12,27 +12,9 @@
 #include "mpi/comm.h"
 #include "spectrum/heatmap.h"
 #include "util/err.h"
+#include "util/fs.h"
 #include "util/hash.h"
 #include "util/mem.h"
-
-static int mkdir_p_(const char *dir) {
-  char *p = xstrdup(dir);
-  int rc = ST_OK;
-  for (char *q = p + 1;; q++) {
-    if (*q == '/' || *q == 0) {
-      char c = *q;
-      *q = 0;
-      if (mkdir(p, 0777) != 0 && errno != EEXIST) {
-        rc = st_fail(ST_ERUNTIME, "%s: cannot create directory: %s", p, strerror(errno));
-        break;
-      }
-      *q = c;
-      if (!c) break;
-    }
-  }
-  free(p);
-  return rc;
-}
 
 /* Fingerprint of the model files: names, sizes, mtimes and the safetensors headers, plus
  * the type restriction (kept in a side file: the results JSON must stay Spectrum's). */
@@ -152,7 +134,7 @@ int spectrum_analyze(const analyze_opts *o, analyze_result *r) {
   /* the cache: rank 0 decides and sends the values, so only rank 0 needs the out dir */
   int cached = 0;
   if (!rc && comm_rank() == 0) {
-    rc = mkdir_p_(res_dir);
+    rc = fs_mkdir_p(res_dir);
     if (!rc && !o->rescan && read_fingerprint_(fp_path, old, sizeof old) == 0 && strcmp(old, hex) == 0 &&
         access(r->json_path, R_OK) == 0) {
       if (snr_load_json(&r->table, r->json_path) == ST_OK)

@@ -652,8 +652,9 @@ int job_load_text(const char *name, const char *text, const opt_list *sets, job_
 int job_load(const char *path, const opt_list *sets, job_config *out) {
   FILE *f = fopen(path, "rb");
   if (!f) {
+    int err = errno; /* init_ allocates, which may change errno */
     init_(out);
-    return st_fail(ST_EINPUT, "%s: cannot open the job file: %s", path, strerror(errno));
+    return st_fail(ST_EINPUT, "%s: cannot open the job file: %s", path, strerror(err));
   }
   size_t cap = 4096, n = 0;
   char *buf = xmalloc(cap);

@@ -37,6 +37,8 @@ int main(int argc, char **argv) {
   int rc = comm_init(&argc, &argv);
   if (rc) return st_report(rc);
   rc = cmd->run(argc - 1, argv + 1);
+  /* a failure the command did not print itself is printed here, so none goes unsaid */
+  if (rc > 0 && st_error_pending()) st_report(rc);
   /* A status that differs between ranks must not leave ranks waiting in a collective:
    * commands agree on errors themselves before collectives; here every rank just exits. */
   comm_finalize();

@@ -6,6 +6,7 @@
 
 #define ERRBUF_BYTES 4096
 static _Thread_local char errbuf_[ERRBUF_BYTES];
+static _Thread_local int reported_ = 0; /* the recorded message was printed by st_report */
 static int rank_ = 0, nranks_ = 1, quiet_ = 0;
 
 int st_fail(int code, const char *fmt, ...) {
@@ -13,6 +14,7 @@ int st_fail(int code, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(errbuf_, sizeof errbuf_, fmt, ap);
   va_end(ap);
+  reported_ = 0;
   return code;
 }
 
@@ -29,6 +31,7 @@ int st_fail_ctx(int code, const char *fmt, ...) {
 
 const char *st_errmsg(void) { return errbuf_; }
 void st_clear_error(void) { errbuf_[0] = '\0'; }
+int st_error_pending(void) { return errbuf_[0] != '\0' && !reported_; }
 
 void log_set_rank(int rank, int nranks) {
   rank_ = rank;
@@ -75,7 +78,10 @@ void log_error(const char *fmt, ...) {
 }
 
 int st_report(int code) {
-  if (code != ST_OK) log_error("%s", errbuf_[0] ? errbuf_ : "unknown error");
+  if (code != ST_OK) {
+    log_error("%s", errbuf_[0] ? errbuf_ : "unknown error");
+    reported_ = 1; /* main() must not print it again */
+  }
   return code;
 }
 

@@ -21,6 +21,8 @@ int st_fail(int code, const char *fmt, ...) ST_PRINTF(2, 3);
 int st_fail_ctx(int code, const char *fmt, ...) ST_PRINTF(2, 3);
 const char *st_errmsg(void);
 void st_clear_error(void);
+/* 1 when an error is recorded and st_report has not printed it yet. */
+int st_error_pending(void);
 
 /* Rank prefixing: set once after MPI init. */
 void log_set_rank(int rank, int nranks);
@@ -32,7 +34,8 @@ void log_info(const char *fmt, ...) ST_PRINTF(1, 2);
 void log_warn(const char *fmt, ...) ST_PRINTF(1, 2);
 /* Every rank, stderr, "spectrain: error: ...". */
 void log_error(const char *fmt, ...) ST_PRINTF(1, 2);
-/* Print the recorded error with log_error and return `code` (for `return st_report(rc);`). */
+/* Print the recorded error with log_error and return `code` (for `return st_report(rc);`).
+ * main() prints an error a command returned without reporting it (st_error_pending). */
 int st_report(int code);
 /* Suppress warnings (tests of warning-free paths, --quiet). */
 void log_set_quiet(int quiet);

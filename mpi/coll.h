@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kernels/kernels.h"
+
 typedef enum {
   COLL_ALLGATHER = 0,      /* parameter gathers */
   COLL_REDUCE_SCATTER = 1, /* gradient reduce-scatters */
@@ -36,6 +38,27 @@ typedef struct {
   size_t out_count;
   float scale;
 } coll_req;
+
+/* How the collectives on unit buffers (all-gathers, reduce-scatters: compute memory) move
+ * data. The allreduces below always work on host memory over MPI.
+ *   COLL_TRANSPORT_MPI: buffers are host memory (the CPU backend). The default.
+ *   COLL_TRANSPORT_MPI_STAGED: buffers are compute memory the host must not touch: copied
+ *     to host staging with k->download, reduced over MPI, copied back with k->upload (the
+ *     guard test backend; CUDA without NCCL). Non-blocking calls complete at issue.
+ *   COLL_TRANSPORT_NCCL: device buffers; NCCL on gpu_comm_stream(), bootstrapped over MPI
+ *     (rank 0's ncclUniqueId broadcast). A non-blocking call makes the communication stream
+ *     wait for the compute stream's work so far (an event), and coll_wait makes the compute
+ *     stream wait for the collective (an event): no host blocking.
+ * Collective: every rank must pass the same transport (checked, a clear error on every
+ * rank otherwise). `k` is the kernel table whose compute memory the buffers live in. */
+typedef enum {
+  COLL_TRANSPORT_MPI = 0,
+  COLL_TRANSPORT_MPI_STAGED = 1,
+  COLL_TRANSPORT_NCCL = 2
+} coll_transport;
+int coll_set_transport(coll_transport t, const kernels *k);
+coll_transport coll_get_transport(void);
+const char *coll_transport_name(coll_transport t); /* "mpi", "mpi-staged", "nccl" */
 
 /* All-gather in place: `buf` holds nranks * count floats, this rank's own slice already at
  * buf[rank * count]; afterwards every slice is filled. */

@@ -10,7 +10,6 @@
 #include "kernels/cuda/cuda_check.h"
 extern "C" {
 #include "kernels/gpu.h"
-#include "util/err.h"
 }
 
 namespace {
@@ -59,8 +58,11 @@ void why_(char *why, int why_len, const char *fmt, const char *a, const char *b)
 [[noreturn]] void cuda_die_(const char *expr, const char *what, int code, const char *file,
                             int line) {
   const char *base = strrchr(file, '/');
-  log_error("CUDA: %s:%d: %s failed: %s (%d); the device context is unusable, aborting",
-            base ? base + 1 : file, line, expr, what ? what : "?", code);
+  // plain stderr: this library sits below spectrain_core (no util/err.h logging here)
+  fprintf(stderr,
+          "spectrain: error: CUDA: %s:%d: %s failed: %s (%d); the device context is unusable, "
+          "aborting\n",
+          base ? base + 1 : file, line, expr, what ? what : "?", code);
   fflush(stderr);
   abort();
 }

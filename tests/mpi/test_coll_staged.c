@@ -9,7 +9,6 @@
 #include <limits.h>
 
 #include "coll_harness.h"
-#include "kernels/gpu.h"
 
 int main(int argc, char **argv) {
   CHECK_EQ_INT(comm_init(&argc, &argv), 0);
@@ -63,14 +62,13 @@ int main(int argc, char **argv) {
     CHECK_CLOSE(d, n, 0, 0);
   }
 
-  /* nccl where it cannot work (no CUDA build, or no GPU selected): an error on every rank,
-   * the transport unchanged. With a GPU the NCCL test (test_coll_nccl) covers it. */
-  if (gpu_current_device() < 0) {
-    int rc = coll_set_transport(COLL_TRANSPORT_NCCL, kernels_cpu());
-    CHECK_MSG(rc != 0, "nccl without a GPU was accepted");
-    CHECK_EQ_INT(comm_max_status(rc) == rc, 1);
-    CHECK_EQ_INT(coll_get_transport(), COLL_TRANSPORT_MPI);
-  }
+  /* nccl where it cannot work (this test selects no GPU; or no CUDA build): an error on
+   * every rank, the transport unchanged. test_coll_nccl runs NCCL where there are GPUs. */
+  int rc = coll_set_transport(COLL_TRANSPORT_NCCL, kernels_cpu());
+  CHECK_MSG(rc != 0, "nccl without a GPU was accepted");
+  CHECK_CONTAINS(st_errmsg(), "nccl");
+  CHECK_EQ_INT(comm_max_status(rc) == rc, 1);
+  CHECK_EQ_INT(coll_get_transport(), COLL_TRANSPORT_MPI);
 
   results_free_(&ref);
   int fails = comm_max_status(test_failures_ ? 1 : 0);

@@ -1,6 +1,7 @@
-/* Collectives on flat float32 buffers, for the sharded trainer (shard/). One interface: MPI
- * now; an NCCL implementation later plugs in behind the same calls (buffers are then device
- * memory and requests wrap CUDA events).
+/* Collectives on flat float32 buffers, for the sharded trainer (shard/). One interface, three
+ * transports behind it (coll_set_transport below): MPI on host memory, MPI staged through
+ * host memory for compute memory the host must not touch, and NCCL on device memory (the
+ * requests then wrap CUDA events).
  *
  * Every call is made by every rank in the same order (blocking and non-blocking calls alike);
  * a non-blocking call returns a request that must be completed with coll_wait before its
@@ -14,6 +15,8 @@
 #define SPECTRAIN_MPI_COLL_H
 #include <stddef.h>
 #include <stdint.h>
+
+#include "kernels/kernels.h"
 
 typedef enum {
   COLL_ALLGATHER = 0,      /* parameter gathers */
@@ -35,7 +38,33 @@ typedef struct {
   float *out;    /* reduce-scatter: the slice to scale after completion */
   size_t out_count;
   float scale;
+  void *event;   /* NCCL: the cudaEvent_t recorded on the communication stream after it */
 } coll_req;
+
+/* How the collectives on unit buffers (all-gathers, reduce-scatters: compute memory) move
+ * data. The allreduces below always work on host memory over MPI.
+ *   COLL_TRANSPORT_MPI: buffers are host memory (the CPU backend). The default.
+ *   COLL_TRANSPORT_MPI_STAGED: buffers are compute memory the host must not touch: copied
+ *     to host staging with k->download, reduced over MPI, copied back with k->upload (the
+ *     guard test backend; CUDA without NCCL). Non-blocking calls complete at issue.
+ *   COLL_TRANSPORT_NCCL: device buffers; NCCL on gpu_comm_stream(), bootstrapped over MPI
+ *     (rank 0's ncclUniqueId broadcast). A non-blocking call makes the communication stream
+ *     wait for the compute stream's work so far (an event), and coll_wait makes the compute
+ *     stream wait for the collective (an event): no host blocking.
+ * Collective: every rank must pass the same transport (checked, a clear error on every
+ * rank otherwise). `k` is the kernel table whose compute memory the buffers live in. */
+typedef enum {
+  COLL_TRANSPORT_MPI = 0,
+  COLL_TRANSPORT_MPI_STAGED = 1,
+  COLL_TRANSPORT_NCCL = 2
+} coll_transport;
+int coll_set_transport(coll_transport t, const kernels *k);
+coll_transport coll_get_transport(void);
+const char *coll_transport_name(coll_transport t); /* "mpi", "mpi-staged", "nccl" */
+/* Release what the transport holds (host staging, the NCCL communicator) and go back to
+ * COLL_TRANSPORT_MPI. Collective when the transport is NCCL (ncclCommDestroy); every
+ * request must be complete. comm_finalize calls it; safe to call more than once. */
+void coll_shutdown(void);
 
 /* All-gather in place: `buf` holds nranks * count floats, this rank's own slice already at
  * buf[rank * count]; afterwards every slice is filled. */

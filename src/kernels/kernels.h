@@ -1,7 +1,11 @@
 /* The compute kernels of the model, behind one table of function pointers. The model code
- * (src/model) calls only these; the CPU table (kernels/cpu*.c: BLAS sgemm + OpenMP loops)
- * is the reference, a CUDA table plugs in the same way later (all pointers then refer to
- * device memory, obtained through alloc).
+ * (src/model) calls only these; the CPU table (kernels/cpu.c: BLAS sgemm + OpenMP loops)
+ * is the reference; the CUDA table (kernels/cuda/kernels.cu, cuBLAS + CUDA kernels) plugs in
+ * the same way. Every float/int pointer a kernel takes is COMPUTE memory (from alloc): host
+ * RAM for cpu, device memory for cuda. The caller never dereferences compute memory on the
+ * host; it moves data with upload/download. Results returned by value (sum_squares, the
+ * cross-entropy's loss sum) are host values: the CUDA table synchronises for them. Kernels
+ * are queued in order (the CUDA table: on one compute stream); sync waits for all of them.
  *
  * Conventions: fp32, row-major. N = B*T tokens, row n = b*T + t. A "linear" activation
  * (N, out) = x (N, in) @ W^T with W (out, in) as Hugging Face stores it. Heads are
@@ -17,21 +21,33 @@
 #define MODEL_IGNORE_INDEX (-100) /* targets equal to this are not counted in the loss */
 
 typedef struct kernels {
-  const char *name; /* "cpu" */
+  const char *name; /* "cpu", "cuda", "guard" (tests: cpu with compute memory fenced off) */
 
   /* Memory the kernels operate on (host for cpu, device for cuda). alloc returns zeroed
    * memory or NULL. */
   void *(*alloc)(size_t bytes);
   void (*free)(void *p);
   void (*zero)(float *x, size_t n);
-  void (*copy)(float *dst, const float *src, size_t n);
+  void (*copy)(float *dst, const float *src, size_t n); /* compute -> compute */
+  /* Host <-> compute copies of `bytes` bytes. upload may return before the copy is done
+   * only if src stays valid (cuda: it stages pageable memory, so src may be reused at once);
+   * download returns when dst holds the data. */
+  void (*upload)(void *dst_compute, const void *src_host, size_t bytes);
+  void (*download)(void *dst_host, const void *src_compute, size_t bytes);
+  /* Host memory for buffers that move to and from compute memory often (offloaded shards,
+   * staging): pinned (page-locked) for cuda, plain zeroed RAM for cpu. Zeroed or NULL. */
+  void *(*host_alloc)(size_t bytes);
+  void (*host_free)(void *p);
+  /* Wait until every queued kernel and copy has finished. */
+  void (*sync)(void);
 
   /* C (M, N) = alpha * op(A) @ op(B) + beta * C, row-major; op(X) = X^T when trans_X.
    * op(A) is (M, K), op(B) is (K, N). */
   void (*gemm)(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
                int lda, const float *B, int ldb, float beta, float *C, int ldc);
 
-  /* out (N, C) = emb[tokens[n]] */
+  /* out (N, C) = emb[tokens[n]]; tokens (N) are compute memory, in [0, V) (checked by the
+   * model before uploading) */
   void (*embed_forward)(float *out, const int32_t *tokens, const float *emb, int N, int C);
   /* demb[tokens[n]] += dout[n] */
   void (*embed_backward)(float *demb, const float *dout, const int32_t *tokens, int N, int C);
@@ -56,18 +72,23 @@ typedef struct kernels {
   void (*rope_backward)(float *dx, const float *cos_t, const float *sin_t, int B, int T,
                         int nh, int D);
 
-  /* Causal softmax attention with grouped KV heads (q head h reads kv head h / (H/KV)).
-   * q (N, H*D), k, v (N, KV*D), out (N, H*D), att (B, H, T, T) keeps the probabilities
-   * (zero where masked) for backward; scale = 1/sqrt(D). window > 0: position t sees only
-   * positions j with t - window < j <= t (Mistral's sliding window); 0 = all j <= t. */
-  void (*attention_forward)(float *out, float *att, const float *q, const float *k,
-                            const float *v, int B, int T, int H, int KV, int D, int window);
-  /* dq, dk, dv are written (=). scratch: at least T*T floats, aliasing nothing. The mask
-   * is read from att (its zeros). */
+  /* Causal softmax attention with grouped KV heads (q head h reads kv head h / (H/KV)),
+   * memory-efficient: no (T, T) matrix is kept between forward and backward, only
+   * lse (B, H, T) = logsumexp over the visible keys of the scaled scores of each query.
+   * q (N, H*D), k, v (N, KV*D), out (N, H*D); scale = 1/sqrt(D). window > 0: position t
+   * sees only positions j with t - window < j <= t (Mistral's sliding window); 0 = all
+   * j <= t. scratch: attention_scratch_floats(B, T, H, KV, D) floats of compute memory,
+   * aliasing nothing (working space only; its contents do not matter between calls). */
+  size_t (*attention_scratch_floats)(int B, int T, int H, int KV, int D);
+  void (*attention_forward)(float *out, float *lse, float *scratch, const float *q,
+                            const float *k, const float *v, int B, int T, int H, int KV, int D,
+                            int window);
+  /* Recomputes the probabilities from q, k and lse. out is the forward's output (for the
+   * row terms sum_d dout * out). dq, dk, dv are written (=). */
   void (*attention_backward)(float *dq, float *dk, float *dv, float *scratch,
-                             const float *dout, const float *att, const float *q,
-                             const float *k, const float *v, int B, int T, int H, int KV,
-                             int D);
+                             const float *dout, const float *out, const float *lse,
+                             const float *q, const float *k, const float *v, int B, int T,
+                             int H, int KV, int D, int window);
 
   /* h = silu(gate) * up, elementwise over n; backward writes dgate, dup (=). dgate may
    * alias gate and dup may alias up (in-place backward). */
@@ -78,10 +99,11 @@ typedef struct kernels {
   /* y += x */
   void (*add)(float *y, const float *x, size_t n);
 
-  /* Cross-entropy over logits (N, V): lse[n] = logsumexp(logits[n]); adds
-   * sum over counted rows of (lse - logit[target]) to *loss_sum and the number of counted
-   * rows (target != MODEL_IGNORE_INDEX) to *n_counted. Targets must be in [0, V) or
-   * MODEL_IGNORE_INDEX (the model checks before calling). */
+  /* Cross-entropy over logits (N, V), fused (no probabilities are stored): lse[n] =
+   * logsumexp(logits[n]); adds to the HOST values *loss_sum the sum over counted rows of
+   * (lse - logit[target]) and to *n_counted the number of counted rows (target !=
+   * MODEL_IGNORE_INDEX). targets (N) are compute memory; they must be in [0, V) or
+   * MODEL_IGNORE_INDEX (the model checks before uploading). */
   void (*cross_entropy_forward)(float *lse, const float *logits, const int32_t *targets,
                                 int N, int V, double *loss_sum, int64_t *n_counted);
   /* In place: logits (N, V) -> dlogits = scale * (softmax - onehot(target)); rows with an
@@ -100,5 +122,17 @@ typedef struct kernels {
 
 /* The CPU kernel table (OpenBLAS sgemm + OpenMP loops). */
 const kernels *kernels_cpu(void);
+
+/* The test backend "guard": the CPU kernels, but compute memory is mapped PROT_NONE except
+ * while a kernel (or upload/download/copy) runs, so any host code that dereferences compute
+ * memory crashes at once. It runs on machines without a GPU and proves that the model, the
+ * sharded trainer and the commands treat compute memory as the CUDA backend needs. Slow:
+ * tests only (SPECTRAIN_KERNELS=guard). */
+const kernels *kernels_guard(void);
+
+/* The CUDA kernel table on the current device (gpu_select_device first), or NULL with a
+ * reason in `why` (no CUDA build, no device, cuBLAS failed). bf16: matrix products on bf16
+ * tensor cores with fp32 accumulation (operands rounded to bf16); 0: full fp32 products. */
+const kernels *kernels_cuda(int bf16, char *why, int why_len);
 
 #endif

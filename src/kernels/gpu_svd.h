@@ -1,7 +1,7 @@
 /* Singular values on the GPU with cuSOLVER (the Spectrum scan's per-rank path, see
  * spectrum/scan.c). Defined in src/kernels/cuda/svd.cu when spectrain is built with CUDA,
  * and as "no GPU" in gpu_svd_stub.c otherwise, so callers need no #ifdef. Everything runs on
- * the calling process's current CUDA device (gpu_select_device binds it). */
+ * the calling process's current CUDA device (gpu_select_device, kernels/gpu.h, binds it). */
 #ifndef SPECTRAIN_KERNELS_GPU_SVD_H
 #define SPECTRAIN_KERNELS_GPU_SVD_H
 #include <stdint.h>
@@ -13,10 +13,6 @@ enum {
   GPU_SVD_EFAIL = 3,    /* any other CUDA / cuSOLVER failure, or no CUDA in this build */
 };
 
-/* Make device local_rank mod (device count) current for this process: the device
- * gpu_select_device (kernels/gpu.h) picks for the same local rank. Returns the device index,
- * or -1 with the reason in `why`. */
-int gpu_svd_bind(int local_rank, char *why, int why_len);
 /* Singular values, descending, of the row-major rows x cols matrix a (host memory, float as
  * Spectrum upcasts the weights), computed in double (cusolverDnXgesvd, jobu = jobvt = 'N') as
  * the CPU path (LAPACKE_dgesdd) does: sv gets min(rows, cols) values. rows, cols >= 1.

@@ -14,11 +14,6 @@ int gpu_svdvals(const float *a_host_rowmajor, int64_t rows, int64_t cols, double
   return GPU_SVD_EFAIL;
 }
 int64_t gpu_svd_max_elems(void) { return 0; }
-int gpu_svd_bind(int local_rank, char *why, int why_len) {
-  (void)local_rank;
-  if (why && why_len > 0) snprintf(why, (size_t)why_len, "spectrain was built without CUDA");
-  return -1;
-}
 #else
 typedef int gpu_svd_stub_unused_; /* ISO C: a translation unit must declare something */
 #endif

@@ -326,7 +326,7 @@ static int gpu_probe_(int solver, scan_dispatch *d) {
   double elems = 0;
   int ndev = gpu_device_count(why, sizeof why);
   if (ndev > 0) {
-    int dev = gpu_svd_bind(comm_local_rank(), why, sizeof why);
+    int dev = gpu_select_device(comm_local_rank(), why, sizeof why);
     if (dev >= 0) {
       int share = (local_size_() + ndev - 1) / ndev;
       elems = (double)(gpu_svd_max_elems() / share);

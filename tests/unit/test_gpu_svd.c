@@ -128,7 +128,7 @@ int main(void) {
     printf("SKIP: no GPU (%s); built with CUDA: %s\n", why, gpu_built_with_cuda() ? "yes" : "no");
     return 77;
   }
-  CHECK(gpu_svd_bind(0, why, sizeof why) == 0);
+  CHECK(gpu_select_device(0, why, sizeof why) == 0);
   int64_t max = gpu_svd_max_elems();
   printf("gpu_svd_max_elems: %lld\n", (long long)max);
   CHECK(max > 1000000);

@@ -105,25 +105,6 @@ const char *cusolver_name(cusolverStatus_t s) {
     }                                                                                       \
   } while (0)
 
-extern "C" int gpu_svd_bind(int local_rank, char *why, int why_len) {
-  int n = 0;
-  cudaError_t e = cudaGetDeviceCount(&n);
-  if (e != cudaSuccess || n <= 0) {
-    say(why, why_len, "%s (%lld devices)", e != cudaSuccess ? cudaGetErrorString(e) : "no CUDA device",
-        (long long)n);
-    cudaGetLastError();
-    return -1;
-  }
-  int dev = (local_rank < 0 ? 0 : local_rank) % n;
-  e = cudaSetDevice(dev);
-  if (e != cudaSuccess) {
-    say(why, why_len, "cudaSetDevice: %s (device %lld)", cudaGetErrorString(e), (long long)dev);
-    cudaGetLastError();
-    return -1;
-  }
-  return dev;
-}
-
 extern "C" int64_t gpu_svd_max_elems(void) {
   size_t free_b = 0, total_b = 0;
   int dev = -1;

@@ -44,7 +44,6 @@ double peak_bf16_(const cudaDeviceProp &p, int clock_khz) {
     return strstr(n, "PCIe") ? 756e12 : 989e12;
   if (strstr(n, "A100") || strstr(n, "A800")) return 312e12;
   if (strstr(n, "L40S")) return 362e12;
-  if (strstr(n, "A10") && !strstr(n, "A100")) return 125e12;
   double per = bf16_flop_per_sm_clock_(p.major, p.minor);
   if (per <= 0 || clock_khz <= 0) return 0;
   return per * p.multiProcessorCount * (double)clock_khz * 1e3;
@@ -67,8 +66,23 @@ void why_(char *why, int why_len, const char *fmt, const char *a, const char *b)
   abort();
 }
 
-cudaStream_t cuda_compute_stream_(void) { return rt_.compute; }
-cublasHandle_t cuda_cublas_(void) { return rt_.cublas; }
+// The current device is per host thread: a table call from another thread (an OpenMP
+// worker, a progress thread) binds that thread to the selected device first.
+static thread_local int bound_device_ = -1;
+static inline void bind_thread_() {
+  if (rt_.device >= 0 && bound_device_ != rt_.device) {
+    CUDA_CHECK(cudaSetDevice(rt_.device));
+    bound_device_ = rt_.device;
+  }
+}
+cudaStream_t cuda_compute_stream_(void) {
+  bind_thread_();
+  return rt_.compute;
+}
+cublasHandle_t cuda_cublas_(void) {
+  bind_thread_();
+  return rt_.cublas;
+}
 
 extern "C" int gpu_select_device(int local_rank, char *why, int why_len) {
   int count = 0;
@@ -125,6 +139,7 @@ extern "C" int gpu_select_device(int local_rank, char *why, int why_len) {
     goto blas_fail;
 
   rt_.device = dev;
+  bound_device_ = dev;
   rt_.compute = compute;
   rt_.comm = comm;
   rt_.cublas = h;

@@ -48,6 +48,15 @@ static void cpu_zero_(float *x, size_t n) { memset(x, 0, n * sizeof *x); }
 static void cpu_copy_(float *dst, const float *src, size_t n) {
   if (dst != src) memmove(dst, src, n * sizeof *dst);
 }
+static void cpu_upload_(void *dst, const void *src, size_t bytes) {
+  if (bytes && dst != src) memmove(dst, src, bytes);
+}
+static void cpu_download_(void *dst, const void *src, size_t bytes) {
+  if (bytes && dst != src) memmove(dst, src, bytes);
+}
+static void *cpu_host_alloc_(size_t bytes) { return calloc(1, bytes ? bytes : 1); }
+static void cpu_host_free_(void *p) { free(p); }
+static void cpu_sync_(void) {}
 
 static void cpu_gemm_(int trans_a, int trans_b, int M, int N, int K, float alpha,
                       const float *A, int lda, const float *B, int ldb, float beta, float *C,
@@ -170,95 +179,154 @@ static void cpu_rope_backward_(float *dx, const float *cos_t, const float *sin_t
   rope_apply_(dx, cos_t, sin_t, B, T, nh, D, -1.0f);
 }
 
-/* Causal softmax of rows of S (T, T) in place; row t keeps columns lo..t with
- * lo = max(0, t - window + 1) (window 0: lo = 0), every other entry becomes 0. */
-static void causal_softmax_(float *S, int T, int window) {
-  for (int t = 0; t < T; t++) {
-    float *row = S + (size_t)t * T;
-    int lo = window > 0 && t - window + 1 > 0 ? t - window + 1 : 0;
-    float mx = row[lo];
+/* Memory-efficient causal attention. Queries are processed in tiles of AT_ROWS rows; a
+ * tile sees the key columns [c0, c1) with c0 = the window start of its first row and
+ * c1 = one past its last row, so its scores S (rows, c1 - c0) come from one small sgemm
+ * into per-thread scratch. Nothing (T, T) is kept: forward stores lse (B, H, T), backward
+ * recomputes each tile's probabilities P = exp(S - lse) from q, k and lse. */
+enum { AT_ROWS = 64 };
+
+static int at_threads_(void) {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+static int at_thread_(void) {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+static int at_rows_(int T) { return T < AT_ROWS ? (T > 0 ? T : 1) : AT_ROWS; }
+/* window start of query t (window 0: 0) */
+static int at_lo_(int t, int window) { return window > 0 && t - window + 1 > 0 ? t - window + 1 : 0; }
+
+/* Per thread: two (rows, T) tiles (backward: P and dP; forward uses the first). The
+ * kernels run at most omp_get_max_threads() threads, the count this size is taken for. */
+static size_t cpu_attention_scratch_floats_(int B, int T, int H, int KV, int D) {
+  (void)B, (void)H, (void)KV, (void)D;
+  if (T <= 0) return 1;
+  return (size_t)at_threads_() * 2 * (size_t)at_rows_(T) * (size_t)T;
+}
+
+/* Scores of one tile: S[r][j - c0] = scale * q_{t0+r} . k_j over [c0, c1), then rows become
+ * the probabilities (masked entries 0). Forward: from the row maximum, also writes lse
+ * (lse_out != NULL). Backward: exp(S - lse) with the saved lse. */
+static void at_tile_probs_(float *S, const float *Q, int HD, const float *K, int KVD, int t0,
+                           int rows, int c0, int c1, int D, float scale, int window,
+                           float *lse_out, const float *lse_in) {
+  int W = c1 - c0;
+  cpu_gemm_(0, 1, rows, W, D, scale, Q + (size_t)t0 * HD, HD, K + (size_t)c0 * KVD, KVD, 0.0f,
+            S, W);
+  for (int r = 0; r < rows; r++) {
+    int t = t0 + r, lo = at_lo_(t, window) - c0, hi = t - c0; /* visible: [lo, hi] */
+    float *row = S + (size_t)r * W;
+    if (lse_out) {
+      float mx = row[lo];
 #pragma omp simd reduction(max : mx)
-    for (int j = lo + 1; j <= t; j++) mx = row[j] > mx ? row[j] : mx;
-    double sum = 0;
+      for (int j = lo + 1; j <= hi; j++) mx = row[j] > mx ? row[j] : mx;
+      double sum = 0;
 #pragma omp simd reduction(+ : sum)
-    for (int j = lo; j <= t; j++) {
-      row[j] = fast_expf_(row[j] - mx);
-      sum += row[j];
-    }
-    float inv = (float)(1.0 / sum);
+      for (int j = lo; j <= hi; j++) {
+        row[j] = fast_expf_(row[j] - mx);
+        sum += row[j];
+      }
+      float inv = (float)(1.0 / sum);
 #pragma omp simd
-    for (int j = lo; j <= t; j++) row[j] *= inv;
+      for (int j = lo; j <= hi; j++) row[j] *= inv;
+      lse_out[t] = (float)(mx + log(sum));
+    } else {
+      float l = lse_in[t];
+#pragma omp simd
+      for (int j = lo; j <= hi; j++) row[j] = fast_expf_(row[j] - l);
+    }
     for (int j = 0; j < lo; j++) row[j] = 0.0f;
-    for (int j = t + 1; j < T; j++) row[j] = 0.0f;
+    for (int j = hi + 1; j < W; j++) row[j] = 0.0f;
   }
 }
 
-static void cpu_attention_forward_(float *out, float *att, const float *q, const float *k,
-                                   const float *v, int B, int T, int H, int KV, int D,
-                                   int window) {
-  int HD = H * D, KVD = KV * D, rep = H / KV;
+static void cpu_attention_forward_(float *out, float *lse, float *scratch, const float *q,
+                                   const float *k, const float *v, int B, int T, int H, int KV,
+                                   int D, int window) {
+  if (B <= 0 || T <= 0 || H <= 0) return;
+  int HD = H * D, KVD = KV * D, rep = H / KV, R = at_rows_(T);
+  int ntile = (T + R - 1) / R;
   float scale = 1.0f / sqrtf((float)D);
+  size_t per_thread = 2 * (size_t)R * T;
   int blas_threads = openblas_get_num_threads();
   openblas_set_num_threads(1);
-#pragma omp parallel for schedule(dynamic)
-  for (int bh = 0; bh < B * H; bh++) {
-    int b = bh / H, h = bh % H;
+#pragma omp parallel for schedule(dynamic) num_threads(at_threads_())
+  for (long job = 0; job < (long)B * H * ntile; job++) {
+    int tile = (int)(job % ntile), bh = (int)(job / ntile), b = bh / H, h = bh % H;
+    float *S = scratch + (size_t)at_thread_() * per_thread;
     const float *Q = q + (size_t)b * T * HD + (size_t)h * D;
     const float *K = k + (size_t)b * T * KVD + (size_t)(h / rep) * D;
     const float *V = v + (size_t)b * T * KVD + (size_t)(h / rep) * D;
-    float *S = att + ((size_t)b * H + h) * T * T;
     float *O = out + (size_t)b * T * HD + (size_t)h * D;
-    cpu_gemm_(0, 1, T, T, D, scale, Q, HD, K, KVD, 0.0f, S, T); /* S = Q K^T / sqrt(D) */
-    causal_softmax_(S, T, window);
-    cpu_gemm_(0, 0, T, D, T, 1.0f, S, T, V, KVD, 0.0f, O, HD); /* O = P V */
+    int t0 = tile * R, rows = T - t0 < R ? T - t0 : R;
+    int c0 = at_lo_(t0, window), c1 = t0 + rows;
+    at_tile_probs_(S, Q, HD, K, KVD, t0, rows, c0, c1, D, scale, window,
+                   lse + (size_t)bh * T, NULL);
+    /* O tile = P V[c0, c1) */
+    cpu_gemm_(0, 0, rows, D, c1 - c0, 1.0f, S, c1 - c0, V + (size_t)c0 * KVD, KVD, 0.0f,
+              O + (size_t)t0 * HD, HD);
   }
   openblas_set_num_threads(blas_threads);
 }
 
-/* dP = dO V^T; dS = P (dP - rowsum(P dP)); dQ = dS K / sqrt(D); dK += dS^T Q / sqrt(D);
- * dV += P^T dO. Several q heads share one kv head, so the threads split over
- * (sequence, kv head) and each runs that kv head's q heads in turn. */
+/* Per tile, with P recomputed: dP = dO V^T; dS = P (dP - D_t), D_t = sum_d dO_t * O_t
+ * (= rowsum(P dP)); dQ = dS K / sqrt(D); dK += dS^T Q / sqrt(D); dV += P^T dO. Several q
+ * heads share one kv head, so threads split over (sequence, kv head) and each runs that
+ * kv head's q heads and tiles in turn (no two threads add into the same dk, dv rows). */
 static void cpu_attention_backward_(float *dq, float *dk, float *dv, float *scratch,
-                                    const float *dout, const float *att, const float *q,
-                                    const float *k, const float *v, int B, int T, int H, int KV,
-                                    int D) {
-  int HD = H * D, KVD = KV * D, rep = H / KV;
+                                    const float *dout, const float *out, const float *lse,
+                                    const float *q, const float *k, const float *v, int B, int T,
+                                    int H, int KV, int D, int window) {
+  if (B <= 0 || T <= 0 || H <= 0) return;
+  int HD = H * D, KVD = KV * D, rep = H / KV, R = at_rows_(T);
   float scale = 1.0f / sqrtf((float)D);
-  memset(dk, 0, (size_t)B * T * KVD * sizeof *dk);
-  memset(dv, 0, (size_t)B * T * KVD * sizeof *dv);
+  size_t per_thread = 2 * (size_t)R * T;
   int blas_threads = openblas_get_num_threads();
   openblas_set_num_threads(1);
-#pragma omp parallel
-  {
-    /* thread 0 uses the caller's scratch, the others their own */
-    float *dS = scratch;
-#ifdef _OPENMP
-    if (omp_get_thread_num() > 0) dS = malloc((size_t)T * T * sizeof *dS);
-#endif
-#pragma omp for schedule(dynamic)
-    for (int bk = 0; bk < B * KV; bk++) {
-      int b = bk / KV, kh = bk % KV;
-      size_t ko = (size_t)b * T * KVD + (size_t)kh * D;
-      for (int h = kh * rep; h < (kh + 1) * rep; h++) {
-        size_t qo = (size_t)b * T * HD + (size_t)h * D;
-        const float *P = att + ((size_t)b * H + h) * T * T;
-        cpu_gemm_(0, 1, T, T, D, 1.0f, dout + qo, HD, v + ko, KVD, 0.0f, dS, T);
-        for (int t = 0; t < T; t++) {
-          const float *p = P + (size_t)t * T;
-          float *d = dS + (size_t)t * T;
-          float s = 0;
-#pragma omp simd reduction(+ : s)
-          for (int j = 0; j <= t; j++) s += p[j] * d[j];
+#pragma omp parallel for schedule(dynamic) num_threads(at_threads_())
+  for (int bk = 0; bk < B * KV; bk++) {
+    int b = bk / KV, kh = bk % KV;
+    float *P = scratch + (size_t)at_thread_() * per_thread, *dP = P + (size_t)R * T;
+    size_t ko = (size_t)b * T * KVD + (size_t)kh * D;
+    for (int t = 0; t < T; t++) {
+      memset(dk + ko + (size_t)t * KVD, 0, (size_t)D * sizeof *dk);
+      memset(dv + ko + (size_t)t * KVD, 0, (size_t)D * sizeof *dv);
+    }
+    for (int h = kh * rep; h < (kh + 1) * rep; h++) {
+      size_t qo = (size_t)b * T * HD + (size_t)h * D;
+      const float *L = lse + ((size_t)b * H + h) * T;
+      for (int t0 = 0; t0 < T; t0 += R) {
+        int rows = T - t0 < R ? T - t0 : R;
+        int c0 = at_lo_(t0, window), c1 = t0 + rows, W = c1 - c0;
+        const float *dO = dout + qo + (size_t)t0 * HD;
+        at_tile_probs_(P, q + qo, HD, k + ko, KVD, t0, rows, c0, c1, D, scale, window, NULL,
+                       L);
+        cpu_gemm_(0, 1, rows, W, D, 1.0f, dO, HD, v + ko + (size_t)c0 * KVD, KVD, 0.0f, dP, W);
+        for (int r = 0; r < rows; r++) {
+          const float *o = out + qo + (size_t)(t0 + r) * HD, *g = dO + (size_t)r * HD;
+          double Dt = 0;
+#pragma omp simd reduction(+ : Dt)
+          for (int d = 0; d < D; d++) Dt += (double)g[d] * o[d];
+          float Df = (float)Dt;
+          float *p = P + (size_t)r * W, *dp = dP + (size_t)r * W;
 #pragma omp simd
-          for (int j = 0; j <= t; j++) d[j] = p[j] * (d[j] - s);
-          for (int j = t + 1; j < T; j++) d[j] = 0.0f;
+          for (int j = 0; j < W; j++) dp[j] = p[j] * (dp[j] - Df); /* masked: p = 0 */
         }
-        cpu_gemm_(0, 0, T, D, T, scale, dS, T, k + ko, KVD, 0.0f, dq + qo, HD);
-        cpu_gemm_(1, 0, T, D, T, scale, dS, T, q + qo, HD, 1.0f, dk + ko, KVD);
-        cpu_gemm_(1, 0, T, D, T, 1.0f, P, T, dout + qo, HD, 1.0f, dv + ko, KVD);
+        cpu_gemm_(0, 0, rows, D, W, scale, dP, W, k + ko + (size_t)c0 * KVD, KVD, 0.0f,
+                  dq + qo + (size_t)t0 * HD, HD);
+        cpu_gemm_(1, 0, W, D, rows, scale, dP, W, q + qo + (size_t)t0 * HD, HD, 1.0f,
+                  dk + ko + (size_t)c0 * KVD, KVD);
+        cpu_gemm_(1, 0, W, D, rows, 1.0f, P, W, dO, HD, 1.0f, dv + ko + (size_t)c0 * KVD, KVD);
       }
     }
-    if (dS != scratch) free(dS);
   }
   openblas_set_num_threads(blas_threads);
 }
@@ -343,6 +411,11 @@ static const kernels cpu_table_ = {
     .free = cpu_free_,
     .zero = cpu_zero_,
     .copy = cpu_copy_,
+    .upload = cpu_upload_,
+    .download = cpu_download_,
+    .host_alloc = cpu_host_alloc_,
+    .host_free = cpu_host_free_,
+    .sync = cpu_sync_,
     .gemm = cpu_gemm_,
     .embed_forward = cpu_embed_forward_,
     .embed_backward = cpu_embed_backward_,
@@ -352,6 +425,7 @@ static const kernels cpu_table_ = {
     .bias_backward = cpu_bias_backward_,
     .rope_forward = cpu_rope_forward_,
     .rope_backward = cpu_rope_backward_,
+    .attention_scratch_floats = cpu_attention_scratch_floats_,
     .attention_forward = cpu_attention_forward_,
     .attention_backward = cpu_attention_backward_,
     .swiglu_forward = cpu_swiglu_forward_,

@@ -19,7 +19,7 @@ typedef struct {
   float *q;       /* (N, H*D) after norm + RoPE */
   float *k;       /* (N, KV*D) after norm + RoPE */
   float *v;       /* (N, KV*D) */
-  float *att;     /* (B, H, T, T) softmax probabilities */
+  float *lse;     /* (B, H, T) attention logsumexp per query (no (T, T) matrix is kept) */
   float *y;       /* (N, H*D) attention output before o_proj */
   float *xmid;    /* (N, C) residual after attention */
   float *xn2;     /* (N, C) post_attention_layernorm output */
@@ -47,20 +47,23 @@ struct model_ctx {
   float *dx;                         /* (N, C) gradient w.r.t. the residual stream */
   float *dxn;                        /* (N, C) */
   float *dy, *dq, *dk, *dv, *dh;     /* (N, HD), (N, HD), (N, KVD), (N, KVD), (N, F) */
-  float *datt;                       /* (T, T) */
-  int32_t *tokens;                   /* (N) copy of the last embed_forward's tokens */
+  float *att_scratch;                /* attention_scratch_floats(B, T, H, KV, D) */
+  int32_t *tokens;                   /* (N) compute copy of the last embed_forward's tokens */
+  int32_t *targets;                  /* (N) compute copy of the head's targets */
   void **allocs;
   int nallocs;
 };
 
-static float *buf_(model_ctx *c, size_t nfloats) {
-  float *p = c->k->alloc(nfloats * sizeof(float));
+/* Compute memory (the kernel table's alloc): the host never dereferences it. */
+static void *buf_bytes_(model_ctx *c, size_t bytes) {
+  void *p = c->k->alloc(bytes);
   if (!p) return NULL;
   c->allocs = xrealloc(c->allocs, (size_t)(c->nallocs + 1) * sizeof *c->allocs);
   c->allocs[c->nallocs++] = p;
-  c->bytes += nfloats * sizeof(float);
+  c->bytes += bytes;
   return p;
 }
+static float *buf_(model_ctx *c, size_t nfloats) { return buf_bytes_(c, nfloats * sizeof(float)); }
 
 static int acts_alloc_(model_ctx *c, block_acts *a) {
   size_t N = (size_t)c->N;
@@ -77,7 +80,7 @@ static int acts_alloc_(model_ctx *c, block_acts *a) {
   a->q = buf_(c, N * c->HD);
   a->k = buf_(c, N * c->KVD);
   a->v = buf_(c, N * c->KVD);
-  a->att = buf_(c, (size_t)c->B * c->H * c->T * c->T);
+  a->lse = buf_(c, (size_t)c->B * c->H * c->T);
   a->y = buf_(c, N * c->HD);
   a->xmid = buf_(c, N * c->C);
   a->xn2 = buf_(c, N * c->C);
@@ -85,7 +88,7 @@ static int acts_alloc_(model_ctx *c, block_acts *a) {
   a->gate = buf_(c, N * c->F);
   a->up = buf_(c, N * c->F);
   a->h = buf_(c, N * c->F);
-  return (a->xn1 && a->rstd1 && a->q && a->k && a->v && a->att && a->y && a->xmid && a->xn2 &&
+  return (a->xn1 && a->rstd1 && a->q && a->k && a->v && a->lse && a->y && a->xmid && a->xn2 &&
           a->rstd2 && a->gate && a->up && a->h)
              ? 0
              : -1;
@@ -99,10 +102,12 @@ int model_lowest_grad_unit(const tensor_table *tt) {
 }
 
 /* Inverse frequencies as transformers computes them (rope_init_fn for "default" and
- * "llama3"), then the (T, D/2) cos/sin tables. */
+ * "llama3"), then the (T, D/2) cos/sin tables: computed on the host, then uploaded. */
 static void rope_tables_(model_ctx *c) {
   const model_config *m = c->cfg;
   int half = c->D / 2;
+  size_t n = (size_t)c->T * half;
+  float *cos_h = xmalloc((n ? n : 1) * sizeof *cos_h), *sin_h = xmalloc((n ? n : 1) * sizeof *sin_h);
   for (int i = 0; i < half; i++) {
     double inv = 1.0 / pow(m->rope_theta, (2.0 * i) / c->D);
     if (m->rope_scaling.type == ROPE_LLAMA3) {
@@ -122,10 +127,14 @@ static void rope_tables_(model_ctx *c) {
     float invf = (float)inv;
     for (int t = 0; t < c->T; t++) {
       float ang = (float)t * invf;
-      c->rope_cos[(size_t)t * half + i] = cosf(ang);
-      c->rope_sin[(size_t)t * half + i] = sinf(ang);
+      cos_h[(size_t)t * half + i] = cosf(ang);
+      sin_h[(size_t)t * half + i] = sinf(ang);
     }
   }
+  c->k->upload(c->rope_cos, cos_h, n * sizeof *cos_h);
+  c->k->upload(c->rope_sin, sin_h, n * sizeof *sin_h);
+  free(cos_h);
+  free(sin_h);
 }
 
 int model_ctx_create(const model_config *m, const kernels *k, const model_opts *o,
@@ -181,7 +190,10 @@ int model_ctx_create(const model_config *m, const kernels *k, const model_opts *
   c->rope_cos = buf_(c, (size_t)c->T * (c->D / 2));
   c->rope_sin = buf_(c, (size_t)c->T * (c->D / 2));
   ok = ok && c->rope_cos && c->rope_sin;
-  c->tokens = xmalloc(N * sizeof *c->tokens);
+  c->tokens = buf_bytes_(c, N * sizeof *c->tokens);
+  c->targets = buf_bytes_(c, N * sizeof *c->targets);
+  c->att_scratch = buf_(c, k->attention_scratch_floats(c->B, c->T, c->H, c->KV, c->D));
+  ok = ok && c->tokens && c->targets && c->att_scratch;
   c->x = xcalloc((size_t)c->L + 1, sizeof *c->x);
   for (int l = 0; l <= c->L && ok; l++) ok = (c->x[l] = buf_(c, N * c->C)) != NULL;
   c->acts = xcalloc((size_t)c->L, sizeof *c->acts);
@@ -207,8 +219,7 @@ int model_ctx_create(const model_config *m, const kernels *k, const model_opts *
     c->dk = buf_(c, N * c->KVD);
     c->dv = buf_(c, N * c->KVD);
     c->dh = buf_(c, N * c->F);
-    c->datt = buf_(c, (size_t)c->T * c->T);
-    ok = c->dx && c->dxn && c->dy && c->dq && c->dk && c->dv && c->dh && c->datt;
+    ok = c->dx && c->dxn && c->dy && c->dq && c->dk && c->dv && c->dh;
   }
   if (!ok) {
     size_t bytes = c->bytes;
@@ -229,7 +240,6 @@ void model_ctx_free(model_ctx *c) {
   free(c->allocs);
   free(c->x);
   free(c->acts);
-  free(c->tokens);
   free(c);
 }
 
@@ -241,14 +251,26 @@ const float *model_logits(const model_ctx *c) {
 }
 
 int model_embed_forward(model_ctx *c, const unit_view *embed, const int32_t *tokens) {
-  for (int n = 0; n < c->N; n++)
+  for (int n = 0; n < c->N; n++) /* host ids, checked before they reach the kernels */
     if (tokens[n] < 0 || tokens[n] >= c->V)
       return st_fail(ST_EINPUT,
                      "model: token id %d at sequence %d position %d is outside the vocabulary "
                      "[0, %d)",
                      tokens[n], n / c->T, n % c->T, c->V);
-  memcpy(c->tokens, tokens, (size_t)c->N * sizeof *tokens);
-  c->k->embed_forward(c->x[0], tokens, embed->w[TK_EMBED], c->N, c->C);
+  c->k->upload(c->tokens, tokens, (size_t)c->N * sizeof *tokens);
+  c->k->embed_forward(c->x[0], c->tokens, embed->w[TK_EMBED], c->N, c->C);
+  return 0;
+}
+
+/* Checks the host targets and uploads them into c->targets. */
+static int targets_upload_(model_ctx *c, const int32_t *targets) {
+  for (int n = 0; n < c->N; n++)
+    if (targets[n] != MODEL_IGNORE_INDEX && (targets[n] < 0 || targets[n] >= c->V))
+      return st_fail(ST_EINPUT,
+                     "model: target %d at sequence %d position %d is neither in [0, %d) nor "
+                     "the ignore index -100",
+                     targets[n], n / c->T, n % c->T, c->V);
+  c->k->upload(c->targets, targets, (size_t)c->N * sizeof *targets);
   return 0;
 }
 
@@ -275,8 +297,8 @@ static void block_forward_(model_ctx *c, const unit_view *u, const float *x_in, 
   }
   k->rope_forward(a->q, c->rope_cos, c->rope_sin, c->B, c->T, c->H, c->D);
   k->rope_forward(a->k, c->rope_cos, c->rope_sin, c->B, c->T, c->KV, c->D);
-  k->attention_forward(a->y, a->att, a->q, a->k, a->v, c->B, c->T, c->H, c->KV, c->D,
-                       c->cfg->sliding_window);
+  k->attention_forward(a->y, a->lse, c->att_scratch, a->q, a->k, a->v, c->B, c->T, c->H,
+                       c->KV, c->D, c->cfg->sliding_window);
   linear_(c, a->xmid, a->y, u->w[TK_O], NULL, c->HD, c->C);
   k->add(a->xmid, x_in, N * c->C);
   k->rmsnorm_forward(a->xn2, a->rstd2, a->xmid, u->w[TK_MLP_NORM], c->N, c->C, c->eps);
@@ -308,13 +330,10 @@ static void head_logits_(const model_ctx *c, const float *W, int r0, int rows) {
 
 int model_head_forward(model_ctx *c, const unit_view *head, const unit_view *embed,
                        const int32_t *targets, double *loss_sum, int64_t *n_counted) {
-  if (targets)
-    for (int n = 0; n < c->N; n++)
-      if (targets[n] != MODEL_IGNORE_INDEX && (targets[n] < 0 || targets[n] >= c->V))
-        return st_fail(ST_EINPUT,
-                       "model: target %d at sequence %d position %d is neither in [0, %d) nor "
-                       "the ignore index -100",
-                       targets[n], n / c->T, n % c->T, c->V);
+  if (targets) {
+    int rc = targets_upload_(c, targets);
+    if (rc) return rc;
+  }
   const float *W = head_w_(head, embed);
   if (!W) return st_fail(ST_EINPUT, "model: the head has no lm_head and no tied embedding");
   c->k->rmsnorm_forward(c->xnf, c->rstdf, c->x[c->L], head->w[TK_FINAL_NORM], c->N, c->C,
@@ -323,8 +342,8 @@ int model_head_forward(model_ctx *c, const unit_view *head, const unit_view *emb
     int rows = c->N - r0 < c->head_chunk ? c->N - r0 : c->head_chunk;
     head_logits_(c, W, r0, rows);
     if (targets)
-      c->k->cross_entropy_forward(c->lse + r0, c->logits, targets + r0, rows, c->V, loss_sum,
-                                  n_counted);
+      c->k->cross_entropy_forward(c->lse + r0, c->logits, c->targets + r0, rows, c->V,
+                                  loss_sum, n_counted);
   }
   return 0;
 }
@@ -336,10 +355,13 @@ void model_head_backward(model_ctx *c, const unit_view *head, const unit_view *e
   float *gW = head_g_(head, embed);
   int need_dx = c->lowest_unit <= c->L;
   float *gnorm = head->g[TK_FINAL_NORM];
+  /* the same targets as head_forward's, as a rule; uploaded again so that the call stands
+   * on its own (N ids) */
+  if (targets_upload_(c, targets)) return; /* unreachable after a successful forward */
   for (int r0 = 0; r0 < c->N; r0 += c->head_chunk) {
     int rows = c->N - r0 < c->head_chunk ? c->N - r0 : c->head_chunk;
     if (c->head_chunk < c->N) head_logits_(c, W, r0, rows); /* recompute this block */
-    k->cross_entropy_backward(c->logits, c->lse + r0, targets + r0, rows, c->V, loss_scale);
+    k->cross_entropy_backward(c->logits, c->lse + r0, c->targets + r0, rows, c->V, loss_scale);
     if (gW) /* dW (V, C) += dlogits^T (V, rows) @ xnf (rows, C) */
       k->gemm(1, 0, c->V, c->C, rows, 1.0f, c->logits, c->V, c->xnf + (size_t)r0 * c->C, c->C,
               1.0f, gW, c->C);
@@ -405,8 +427,8 @@ void model_block_backward(model_ctx *c, int layer, const unit_view *u) {
   linear_wgrad_(c, u->g[TK_O], c->dx, a->y, c->HD, c->C);
   if (!attn_need) return;
   linear_dgrad_(c, c->dy, c->dx, u->w[TK_O], c->HD, c->C, 0.0f);
-  k->attention_backward(c->dq, c->dk, c->dv, c->datt, c->dy, a->att, a->q, a->k, a->v, c->B,
-                        c->T, c->H, c->KV, c->D);
+  k->attention_backward(c->dq, c->dk, c->dv, c->att_scratch, c->dy, a->y, a->lse, a->q, a->k,
+                        a->v, c->B, c->T, c->H, c->KV, c->D, c->cfg->sliding_window);
   k->rope_backward(c->dq, c->rope_cos, c->rope_sin, c->B, c->T, c->H, c->D);
   k->rope_backward(c->dk, c->rope_cos, c->rope_sin, c->B, c->T, c->KV, c->D);
   if (c->cfg->qk_norm) {

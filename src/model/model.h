@@ -4,7 +4,10 @@
  * unit's gathered parameters as a unit_view (model/tensors.h): w[kind] for the weights,
  * g[kind] for gradient buffers (NULL = frozen). The model owns only activations (one
  * micro-batch of B sequences x T tokens; every sequence has positions 0..T-1) and never
- * talks MPI.
+ * talks MPI. Parameters, gradients and activations are COMPUTE memory (kernels.h): the model
+ * never dereferences them on the host; tokens and targets arrive as host arrays, are checked
+ * on the host and uploaded. Attention keeps only its logsumexp (B, H, T) per block, never a
+ * (T, T) matrix.
  *
  * Units: 0 = embedding, 1 + l = block l, L + 1 = head (final norm + lm_head). When the
  * embeddings are tied, the head unit has no lm_head: pass the embedding unit's view as
@@ -76,8 +79,10 @@ void model_block_forward(model_ctx *ctx, int layer, const unit_view *blk);
  * logits only). */
 int model_head_forward(model_ctx *ctx, const unit_view *head, const unit_view *embed,
                        const int32_t *targets, double *loss_sum, int64_t *n_counted);
-/* Logits (B*T, V) of the last head_forward; valid until head_backward (which overwrites
- * them with their gradient). NULL when the head works in blocks (head_chunk_tokens). */
+/* Logits (B*T, V) of the last head_forward, in COMPUTE memory (the kernel table's; the
+ * host must not dereference it: copy it out with k->download); valid until head_backward
+ * (which overwrites them with their gradient). NULL when the head works in blocks
+ * (head_chunk_tokens). */
 const float *model_logits(const model_ctx *ctx);
 
 /* Backward, top down, after a forward of the same micro-batch. loss_scale multiplies the

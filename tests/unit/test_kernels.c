@@ -4,6 +4,7 @@
  * differences are accurate to ~1e-9 and the tolerance only absorbs float rounding). */
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "kernels/kernels.h"
@@ -170,74 +171,84 @@ static void test_rope_(void) {
   free(x), free(R), free(g);
 }
 
-/* ---- attention (GQA, causal) ------------------------------------------------ */
-enum { AT_B = 2, AT_T = 5, AT_H = 4, AT_KV = 2, AT_D = 3 };
-enum { AT_NQ = AT_B * AT_T * AT_H * AT_D, AT_NK = AT_B * AT_T * AT_KV * AT_D };
-static double at_q[AT_NQ], at_k[AT_NK], at_v[AT_NK], at_r[AT_NQ];
-static int at_window; /* 0: plain causal */
-static void at_ref_(double *out) {
+/* ---- attention (GQA, causal, sliding window; memory-efficient: lse only) ------- */
+/* Sizes at run time: a small case and one longer than the kernel's 64-row query tiles (two
+ * tiles, the second starting inside a sliding window). */
+static int AT_B, AT_T, AT_H, AT_KV, AT_D, at_window; /* window 0: plain causal */
+static size_t AT_NQ, AT_NK;
+static double *at_q, *at_k, *at_v, *at_r;
+/* out (N, H*D) and, when lse != NULL, lse (B, H, T) in double */
+static void at_ref_lse_(double *out, double *lse) {
   int HD = AT_H * AT_D, KVD = AT_KV * AT_D, rep = AT_H / AT_KV;
+  double *s = malloc((size_t)AT_T * sizeof *s);
   for (int b = 0; b < AT_B; b++)
     for (int h = 0; h < AT_H; h++)
       for (int t = 0; t < AT_T; t++) {
-        double s[AT_T], mx = -1e300, sum = 0;
+        double mx = -1e300, sum = 0;
         int lo = at_window > 0 && t - at_window + 1 > 0 ? t - at_window + 1 : 0;
         for (int j = lo; j <= t; j++) {
           double d = 0;
           for (int i = 0; i < AT_D; i++)
-            d += at_q[(b * AT_T + t) * HD + h * AT_D + i] *
-                 at_k[(b * AT_T + j) * KVD + (h / rep) * AT_D + i];
+            d += at_q[((size_t)b * AT_T + t) * HD + h * AT_D + i] *
+                 at_k[((size_t)b * AT_T + j) * KVD + (h / rep) * AT_D + i];
           s[j] = d / sqrt((double)AT_D);
           mx = fmax(mx, s[j]);
         }
         for (int j = lo; j <= t; j++) sum += (s[j] = exp(s[j] - mx));
+        if (lse) lse[((size_t)b * AT_H + h) * AT_T + t] = mx + log(sum);
         for (int i = 0; i < AT_D; i++) {
           double o = 0;
           for (int j = lo; j <= t; j++)
-            o += s[j] / sum * at_v[(b * AT_T + j) * KVD + (h / rep) * AT_D + i];
-          out[(b * AT_T + t) * HD + h * AT_D + i] = o;
+            o += s[j] / sum * at_v[((size_t)b * AT_T + j) * KVD + (h / rep) * AT_D + i];
+          out[((size_t)b * AT_T + t) * HD + h * AT_D + i] = o;
         }
       }
+  free(s);
 }
 static double at_loss_(void) {
-  double out[AT_NQ], s = 0;
-  at_ref_(out);
-  for (int i = 0; i < AT_NQ; i++) s += out[i] * at_r[i];
+  double *out = malloc(AT_NQ * sizeof *out), s = 0;
+  at_ref_lse_(out, NULL);
+  for (size_t i = 0; i < AT_NQ; i++) s += out[i] * at_r[i];
+  free(out);
   return s;
 }
-static void test_attention_(int window) {
-  at_window = window;
+static void test_attention_(int B, int T, int H, int KV, int D, int window) {
+  AT_B = B, AT_T = T, AT_H = H, AT_KV = KV, AT_D = D, at_window = window;
+  AT_NQ = (size_t)B * T * H * D, AT_NK = (size_t)B * T * KV * D;
+  char tag[96];
+  snprintf(tag, sizeof tag, "attention B%d T%d H%d KV%d D%d window %d", B, T, H, KV, D, window);
   float *q = randf_(AT_NQ, 1.5), *k = randf_(AT_NK, 1.5), *v = randf_(AT_NK, 1),
         *R = randf_(AT_NQ, 1);
-  for (int i = 0; i < AT_NQ; i++) at_q[i] = q[i], at_r[i] = R[i];
-  for (int i = 0; i < AT_NK; i++) at_k[i] = k[i], at_v[i] = v[i];
-  float out[AT_NQ], att[AT_B * AT_H * AT_T * AT_T], dq[AT_NQ], dk[AT_NK], dv[AT_NK],
-      scratch[AT_T * AT_T];
-  double want[AT_NQ];
-  at_ref_(want);
-  K->attention_forward(out, att, q, k, v, AT_B, AT_T, AT_H, AT_KV, AT_D, window);
-  check_close_(window ? "attention forward (window)" : "attention forward", out, want, AT_NQ,
-               1e-6);
-  /* causal: probabilities above the diagonal are exactly zero, rows sum to 1 */
-  int zero_ok = 1;
-  for (int bh = 0; bh < AT_B * AT_H; bh++)
-    for (int t = 0; t < AT_T; t++) {
-      double s = 0;
-      for (int j = 0; j < AT_T; j++) {
-        float p = att[(bh * AT_T + t) * AT_T + j];
-        if ((j > t || (window && j <= t - window)) && p != 0.0f) zero_ok = 0;
-        s += p;
-      }
-      if (fabs(s - 1) > 1e-6) zero_ok = 0;
-    }
-  CHECK_MSG(zero_ok, "attention probabilities: causal zeros and unit row sums");
-  K->attention_backward(dq, dk, dv, scratch, R, att, q, k, v, AT_B, AT_T, AT_H, AT_KV, AT_D);
+  at_q = malloc(AT_NQ * sizeof *at_q), at_r = malloc(AT_NQ * sizeof *at_r);
+  at_k = malloc(AT_NK * sizeof *at_k), at_v = malloc(AT_NK * sizeof *at_v);
+  for (size_t i = 0; i < AT_NQ; i++) at_q[i] = q[i], at_r[i] = R[i];
+  for (size_t i = 0; i < AT_NK; i++) at_k[i] = k[i], at_v[i] = v[i];
+  size_t nl = (size_t)B * H * T, ns = K->attention_scratch_floats(B, T, H, KV, D);
+  /* the scratch is working space only: fill it with garbage to prove that */
+  float *out = malloc(AT_NQ * sizeof *out), *lse = malloc(nl * sizeof *lse),
+        *dq = randf_(AT_NQ, 9), *dk = randf_(AT_NK, 9), *dv = randf_(AT_NK, 9),
+        *scratch = randf_(ns, 1e30);
+  double *want = malloc(AT_NQ * sizeof *want), *want_lse = malloc(nl * sizeof *want_lse);
+  at_ref_lse_(want, want_lse);
+  K->attention_forward(out, lse, scratch, q, k, v, B, T, H, KV, D, window);
+  char what[160];
+  snprintf(what, sizeof what, "%s: forward", tag);
+  check_close_(what, out, want, AT_NQ, 1e-6);
+  snprintf(what, sizeof what, "%s: lse", tag);
+  check_close_(what, lse, want_lse, nl, 1e-6);
+  for (size_t i = 0; i < ns; i++) scratch[i] = 1e30f; /* backward must not rely on it */
+  K->attention_backward(dq, dk, dv, scratch, R, out, lse, q, k, v, B, T, H, KV, D, window);
   double *gq = fd_(at_loss_, at_q, AT_NQ), *gk = fd_(at_loss_, at_k, AT_NK),
          *gv = fd_(at_loss_, at_v, AT_NK);
-  check_close_(window ? "attention dq (window)" : "attention dq", dq, gq, AT_NQ, 1e-5);
-  check_close_(window ? "attention dk (window)" : "attention dk", dk, gk, AT_NK, 1e-5);
-  check_close_(window ? "attention dv (window)" : "attention dv", dv, gv, AT_NK, 1e-5);
+  snprintf(what, sizeof what, "%s: dq", tag);
+  check_close_(what, dq, gq, AT_NQ, 1e-5);
+  snprintf(what, sizeof what, "%s: dk", tag);
+  check_close_(what, dk, gk, AT_NK, 1e-5);
+  snprintf(what, sizeof what, "%s: dv", tag);
+  check_close_(what, dv, gv, AT_NK, 1e-5);
   free(q), free(k), free(v), free(R), free(gq), free(gk), free(gv);
+  free(out), free(lse), free(dq), free(dk), free(dv), free(scratch), free(want), free(want_lse);
+  free(at_q), free(at_k), free(at_v), free(at_r);
 }
 
 /* ---- swiglu ---------------------------------------------------------------- */
@@ -371,8 +382,11 @@ int main(void) {
   test_gemm_();
   test_rmsnorm_();
   test_rope_();
-  test_attention_(0);
-  test_attention_(2);
+  test_attention_(2, 5, 4, 2, 3, 0);
+  test_attention_(2, 5, 4, 2, 3, 2);
+  test_attention_(1, 70, 2, 1, 4, 0);  /* two query tiles */
+  test_attention_(1, 70, 2, 1, 4, 20); /* the second tile starts inside the window */
+  test_attention_(1, 67, 1, 1, 2, 3);  /* a short window across the tile edge */
   test_swiglu_();
   test_cross_entropy_();
   test_small_();

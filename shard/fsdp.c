@@ -103,14 +103,18 @@ int fsdp_create(const tensor_table *tt, const shard_plan *plan, const model_conf
   f->o = *o;
   f->tied = cfg->tie_word_embeddings != 0;
   ms_init(&f->ms, k);
+  if (o->offload < 0 || o->offload > 2)
+    return st_fail(ST_EINPUT, "fsdp: offload: expected 0, 1 or 2, found %d", o->offload);
   f->shard_space = o->offload ? MS_HOST : MS_COMPUTE;
+  f->space[PB_TRAIN] = f->shard_space;
+  f->space[PB_FROZEN] = o->offload == 1 ? MS_HOST : MS_COMPUTE;
   f->cap = o->limit_all_gathers ? 1 + o->prefetch : plan->n_units + 1;
   f->sh = xcalloc((size_t)plan->n_units, sizeof(fsdp_shard));
   f->slot = xcalloc((size_t)plan->n_units, sizeof(fsdp_slot));
   for (int u = 0; u < plan->n_units; u++) {
     const plan_unit *pu = &plan->units[u];
     fsdp_shard *s = &f->sh[u];
-    s->param[PB_FROZEN] = ms_alloc(&f->ms, f->shard_space, MC_PARAM_FROZEN, fbytes_(pu->shard[PB_FROZEN]));
+    s->param[PB_FROZEN] = ms_alloc(&f->ms, f->space[PB_FROZEN], MC_PARAM_FROZEN, fbytes_(pu->shard[PB_FROZEN]));
     s->param[PB_TRAIN] = ms_alloc(&f->ms, f->shard_space, MC_PARAM_TRAIN, fbytes_(pu->shard[PB_TRAIN]));
     /* fp32 parameters are their own master copy: no MC_MASTER buffer. */
     s->grad = ms_alloc(&f->ms, f->shard_space, MC_GRAD, fbytes_(pu->shard[PB_TRAIN]));
@@ -146,7 +150,7 @@ void fsdp_free(fsdp *f) {
     release_(f, u);
     const plan_unit *pu = &f->plan->units[u];
     fsdp_shard *s = &f->sh[u];
-    ms_free(&f->ms, f->shard_space, MC_PARAM_FROZEN, s->param[PB_FROZEN], fbytes_(pu->shard[PB_FROZEN]));
+    ms_free(&f->ms, f->space[PB_FROZEN], MC_PARAM_FROZEN, s->param[PB_FROZEN], fbytes_(pu->shard[PB_FROZEN]));
     ms_free(&f->ms, f->shard_space, MC_PARAM_TRAIN, s->param[PB_TRAIN], fbytes_(pu->shard[PB_TRAIN]));
     ms_free(&f->ms, f->shard_space, MC_GRAD, s->grad, fbytes_(pu->shard[PB_TRAIN]));
     ms_free(&f->ms, f->shard_space, MC_OPTIM, s->m, fbytes_(pu->shard[PB_TRAIN]));
@@ -193,21 +197,22 @@ static int load_local_(fsdp *f, const sft_model *m) {
    * buffer otherwise (a device shard on CUDA), so the peak stays near the shard size. */
   const uint64_t chunk = 1u << 20;
   float *stage = NULL;
-  if (f->shard_space != MS_HOST) stage = ms_alloc(&f->ms, MS_HOST, MC_STAGING, fbytes_(chunk));
+  if (f->space[PB_FROZEN] != MS_HOST || f->space[PB_TRAIN] != MS_HOST)
+    stage = ms_alloc(&f->ms, MS_HOST, MC_STAGING, fbytes_(chunk));
   for (int u = 0; u < f->plan->n_units && !rc; u++)
     for (int k = 0; k < PB_NKINDS && !rc; k++) {
       const plan_unit *pu = &f->plan->units[u];
       for (int s = 0; s < pu->nseg[k] && !rc; s++) {
         const plan_seg *sg = &pu->seg[k][s];
         float *dst = f->sh[u].param[k] + sg->shard_off;
-        if (!stage) {
+        if (f->space[k] == MS_HOST) {
           rc = sft_read_f32(m, st[sg->tensor], sg->tensor_off, sg->count, dst);
           continue;
         }
         for (uint64_t done = 0; done < sg->count && !rc; done += chunk) {
           uint64_t n = sg->count - done < chunk ? sg->count - done : chunk;
           rc = sft_read_f32(m, st[sg->tensor], sg->tensor_off + done, n, stage);
-          if (!rc) ms_copy(&f->ms, f->shard_space, dst + done, MS_HOST, stage, fbytes_(n));
+          if (!rc) ms_copy(&f->ms, f->space[k], dst + done, MS_HOST, stage, fbytes_(n));
           f->k->sync(); /* the upload from pinned staging may be asynchronous: reuse after */
         }
       }
@@ -235,7 +240,7 @@ void fsdp_fill(fsdp *f, float (*value)(int tensor, uint64_t elem, void *arg), vo
         const plan_seg *sg = &pu->seg[k][s];
         float *tmp = xmalloc(fbytes_(sg->count));
         for (uint64_t e = 0; e < sg->count; e++) tmp[e] = value(sg->tensor, sg->tensor_off + e, arg);
-        ms_copy(&f->ms, f->shard_space, f->sh[u].param[k] + sg->shard_off, MS_HOST, tmp,
+        ms_copy(&f->ms, f->space[k], f->sh[u].param[k] + sg->shard_off, MS_HOST, tmp,
                 fbytes_(sg->count));
         f->k->sync();
         free(tmp);
@@ -254,7 +259,7 @@ static int gather_issue_(fsdp *f, int u) {
     if (!pu->padded[k]) continue;
     sl->buf[k] = ms_alloc(&f->ms, MS_COMPUTE, MC_GATHER, fbytes_(pu->padded[k]));
     ms_copy(&f->ms, MS_COMPUTE, sl->buf[k] + (size_t)f->plan->rank * pu->shard[k],
-            f->shard_space, f->sh[u].param[k], fbytes_(pu->shard[k]));
+            f->space[k], f->sh[u].param[k], fbytes_(pu->shard[k]));
     int rc = coll_iallgather_f32(sl->buf[k], pu->shard[k], &sl->req[k]);
     if (rc) return rc;
     f->gathers++;
@@ -538,7 +543,7 @@ int fsdp_gather_tensors(fsdp *f, int which, int root, float ***out) {
       float *src = shard_of_(f, u, k, which);
       if (!pu->padded[k] || !src) continue;
       float *buf = ms_alloc(&f->ms, MS_COMPUTE, MC_GATHER, fbytes_(pu->padded[k]));
-      ms_copy(&f->ms, MS_COMPUTE, buf + (size_t)f->plan->rank * pu->shard[k], f->shard_space,
+      ms_copy(&f->ms, MS_COMPUTE, buf + (size_t)f->plan->rank * pu->shard[k], f->space[k],
               src, fbytes_(pu->shard[k]));
       rc = coll_allgather_f32(buf, pu->shard[k]);
       for (int i = 0; i < f->tt->n && me && !rc; i++) {
@@ -574,10 +579,10 @@ int fsdp_foreach_piece(fsdp *f, int which,
       float *base = shard_of_(f, u, k, which);
       const plan_unit *pu = &f->plan->units[u];
       if (!base || !pu->shard[k]) continue;
-      if (f->shard_space != MS_HOST) { /* compute shard: hand out a host copy */
+      if (f->space[k] != MS_HOST) { /* compute shard: hand out a host copy */
         float **mp = mirror_slot_(f, which, u, k);
         if (!*mp) *mp = ms_alloc(&f->ms, MS_HOST, MC_STAGING, fbytes_(pu->shard[k]));
-        ms_copy(&f->ms, MS_HOST, *mp, f->shard_space, base, fbytes_(pu->shard[k]));
+        ms_copy(&f->ms, MS_HOST, *mp, f->space[k], base, fbytes_(pu->shard[k]));
         base = *mp;
       }
       for (int s = 0; s < pu->nseg[k]; s++) {
@@ -599,7 +604,7 @@ void fsdp_pieces_done(fsdp *f, int written) {
         if (!*mp) continue;
         size_t n = f->plan->units[u].shard[k];
         if (written) {
-          ms_copy(&f->ms, f->shard_space, shard_of_(f, u, k, which), MS_HOST, *mp, fbytes_(n));
+          ms_copy(&f->ms, f->space[k], shard_of_(f, u, k, which), MS_HOST, *mp, fbytes_(n));
           uploaded = 1;
         }
         if (uploaded) f->k->sync(); /* the upload may still read the mirror */

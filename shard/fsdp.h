@@ -48,7 +48,12 @@
 #include "shard/plan.h"
 
 typedef struct {
-  int offload;               /* 1: parameter/gradient shards and optimizer state in HOST */
+  /* 0: every shard in COMPUTE memory. 1 (`offload: cpu`): parameter, gradient and
+   * optimizer shards in HOST memory. 2: only the trainable state (trainable parameter
+   * shards, gradients, optimizer state) in HOST; frozen parameter shards stay in COMPUTE
+   * (they cost 4 bytes per parameter there but save the host -> device upload of every
+   * frozen unit at each gather: the better trade when few parameters train). */
+  int offload;
   int prefetch;              /* units gathered ahead of the computing one (>= 0) */
   int limit_all_gathers;     /* 1: at most 1 + prefetch units gathered at once */
   int reshard_after_forward; /* 1: release after forward and re-gather in backward */
@@ -97,7 +102,9 @@ typedef struct {
   const kernels *hk; /* host kernels (kernels_cpu()): math on host (offloaded) shards */
   fsdp_opts o;
   memspace ms;
-  mem_space shard_space; /* MS_HOST with offload, else MS_COMPUTE */
+  mem_space shard_space; /* trainable shards, gradients, optimizer state: MS_HOST with
+                          * offload, else MS_COMPUTE */
+  mem_space space[PB_NKINDS]; /* parameter shards per kind (frozen: HOST only for offload 1) */
   fsdp_shard *sh;        /* [n_units] */
   fsdp_slot *slot;       /* [n_units] */
   int live;              /* units gathered or gathering */

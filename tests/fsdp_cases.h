@@ -73,7 +73,7 @@ static int piece_write_(int tensor, uint64_t first, uint64_t count, float *data,
 
 typedef struct {
   const char *name;
-  int tied, offload, prefetch, limit, reshard;
+  int tied, offload /* fsdp_opts.offload: 0, 1, 2 */, prefetch, limit, reshard;
   int overlap; /* fsdp_opts.overlap_step */
   int partial; /* 0 all, 1 spectrum-style (block 1 q/down, block 2, head), 2 top block only */
 } case_;
@@ -265,7 +265,7 @@ static void run_case_(const case_ *cs) {
   uint64_t st = plan_total_shard(&plan, PB_TRAIN), sf = plan_total_shard(&plan, PB_FROZEN);
   mem_space sp = cs->offload ? MS_HOST : MS_COMPUTE;
   CHECK_EQ_INT(f.ms.cur[sp][MC_PARAM_TRAIN], 4 * st);
-  CHECK_EQ_INT(f.ms.cur[sp][MC_PARAM_FROZEN], 4 * sf);
+  CHECK_EQ_INT(f.ms.cur[cs->offload == 1 ? MS_HOST : MS_COMPUTE][MC_PARAM_FROZEN], 4 * sf);
   CHECK_EQ_INT(f.ms.cur[sp][MC_GRAD], 4 * st);
   CHECK_EQ_INT(f.ms.cur[sp][MC_OPTIM], 8 * st);
   CHECK_EQ_INT(f.ms.cur[MS_COMPUTE][MC_GATHER], 0);
@@ -301,6 +301,7 @@ static const case_ fsdp_cases_[] = {
     {"untied-all", 0, 0, 1, 1, 1, 0, 0},
     {"untied-spectrum-offload", 0, 1, 1, 1, 1, -1, 1},
     {"untied-spectrum-offload-overlap", 0, 1, 1, 1, 1, 1, 1},
+    {"untied-spectrum-offload-trainable", 0, 2, 1, 1, 1, 1, 1},
     {"tied-all-keep", 1, 0, 2, 0, 0, 0, 0},
     {"tied-top-block-prefetch0-overlap", 1, 1, 0, 1, 1, 1, 2},
 };

@@ -2,6 +2,7 @@
 
 #include <limits.h>
 #include <mpi.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -14,6 +15,14 @@ _Static_assert(sizeof(MPI_Request) <= 2 * sizeof(uint64_t), "coll_req too small 
 enum { REQ_ALLGATHER = 1, REQ_REDUCE_SCATTER = 2 };
 
 static coll_counters counters_;
+
+/* The transport of the unit collectives, the kernel table their buffers belong to, and the
+ * host staging of COLL_TRANSPORT_MPI_STAGED (k->host_alloc'd, grown as needed). */
+static coll_transport transport_ = COLL_TRANSPORT_MPI;
+static const kernels *tk_ = NULL;
+static const kernels *staging_k_ = NULL; /* the table that allocated staging_ */
+static float *staging_ = NULL;
+static size_t staging_floats_ = 0;
 
 static MPI_Request *req_(coll_req *r) { return (MPI_Request *)(void *)r->mpi_req; }
 
@@ -61,6 +70,134 @@ static int mpi_check_(int rc, const char *what) {
   return st_fail(ST_ERUNTIME, "%s failed: %s", what, msg);
 }
 
+/* ---- transports ------------------------------------------------------------------------ */
+
+const char *coll_transport_name(coll_transport t) {
+  switch (t) {
+  case COLL_TRANSPORT_MPI: return "mpi";
+  case COLL_TRANSPORT_MPI_STAGED: return "mpi-staged";
+  case COLL_TRANSPORT_NCCL: return "nccl";
+  }
+  return "?";
+}
+
+coll_transport coll_get_transport(void) { return transport_; }
+
+static void staging_free_(void) {
+  if (staging_) staging_k_->host_free(staging_);
+  staging_ = NULL;
+  staging_floats_ = 0;
+  staging_k_ = NULL;
+}
+
+/* Host staging of at least n floats (contents undefined), or NULL with an error set. */
+static float *stage_(size_t n) {
+  if (n <= staging_floats_ && staging_k_ == tk_) return staging_;
+  staging_free_();
+  size_t want = n + n / 4; /* grow with headroom: units differ in size */
+  staging_ = tk_->host_alloc(want * sizeof(float));
+  if (!staging_) {
+    st_fail(ST_ERUNTIME,
+            "collectives (%s): could not allocate %zu bytes of host staging memory (%s "
+            "host_alloc)",
+            coll_transport_name(transport_), want * sizeof(float), tk_->name);
+    return NULL;
+  }
+  staging_k_ = tk_;
+  staging_floats_ = want;
+  return staging_;
+}
+
+void coll_shutdown(void) {
+  staging_free_();
+  transport_ = COLL_TRANSPORT_MPI;
+  tk_ = NULL;
+}
+
+int coll_set_transport(coll_transport t, const kernels *k) {
+  /* Agree first, so that a mismatch is the same error on every rank (a rank on NCCL and one
+   * on MPI would otherwise wait for each other forever). */
+  uint64_t t0 = (uint64_t)t;
+  int rc = comm_bcast(&t0, sizeof t0, 0);
+  if (rc) return rc;
+  rc = comm_agree_u64((uint64_t)t, "the collective transport");
+  if (rc) {
+    char why[512];
+    snprintf(why, sizeof why, "%s", st_errmsg());
+    return st_fail(ST_EINPUT,
+                   "ranks disagree on the collective transport: rank 0 uses '%s', this rank "
+                   "'%s' (%s)",
+                   coll_transport_name((coll_transport)t0), coll_transport_name(t), why);
+  }
+  int local = ST_OK;
+  if ((int)t < COLL_TRANSPORT_MPI || (int)t > COLL_TRANSPORT_NCCL)
+    local = st_fail(ST_EINPUT, "coll_set_transport: unknown transport %d", (int)t);
+  else if (t != COLL_TRANSPORT_MPI && !k)
+    local = st_fail(ST_EINPUT, "coll_set_transport: transport '%s' needs the kernel table",
+                    coll_transport_name(t));
+  else if (t == COLL_TRANSPORT_MPI_STAGED && (!k->download || !k->upload || !k->host_alloc ||
+                                              !k->host_free))
+    local = st_fail(ST_EINPUT,
+                    "coll_set_transport: kernel table '%s' lacks upload/download/host_alloc",
+                    k->name);
+  else if (t == COLL_TRANSPORT_NCCL)
+    local = st_fail(ST_EINPUT, "collective transport 'nccl': not available in this build yet");
+  int all = comm_max_status(local);
+  if (all)
+    return local ? local
+                 : st_fail(all, "another rank could not set the collective transport '%s' "
+                                "(see its error)",
+                           coll_transport_name(t));
+  if (t != COLL_TRANSPORT_NCCL) {
+    coll_shutdown(); /* releases an NCCL communicator (collective: all ranks are here) */
+    transport_ = t;
+    tk_ = t == COLL_TRANSPORT_MPI ? NULL : k;
+    return ST_OK;
+  }
+  return ST_EINPUT; /* unreachable: refused above */
+}
+
+/* MPI staged through host memory. Every call completes before it returns. */
+static int staged_allgather_(float *buf, size_t count, int n, int r) {
+  float *st = stage_((size_t)n * count);
+  if (!st) return ST_ERUNTIME;
+  size_t own = (size_t)r * count;
+  tk_->download(st + own, buf + own, count * sizeof(float));
+  MPI_Request q;
+  int rc = mpi_check_(MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, st, (int)count,
+                                     MPI_FLOAT, MPI_COMM_WORLD, &q),
+                      "MPI_Iallgather");
+  if (!rc) rc = mpi_check_(wait_(&q), "MPI_Wait");
+  if (rc) return rc;
+  tk_->upload(buf, st, (size_t)n * count * sizeof(float));
+  return ST_OK;
+}
+
+static void scale_(float *x, size_t n, float s);
+
+static int staged_reduce_scatter_(const float *in, float *out, size_t count, float scale,
+                                  int n, int r) {
+  size_t full = (size_t)n * count;
+  float *st = stage_(n == 1 ? count : full + count);
+  if (!st) return ST_ERUNTIME;
+  float *res = st;
+  if (n == 1) {
+    tk_->download(st, in + (size_t)r * count, count * sizeof(float));
+  } else {
+    tk_->download(st, in, full * sizeof(float));
+    res = st + full;
+    MPI_Request q;
+    int rc = mpi_check_(MPI_Ireduce_scatter_block(st, res, (int)count, MPI_FLOAT, MPI_SUM,
+                                                  MPI_COMM_WORLD, &q),
+                        "MPI_Ireduce_scatter_block");
+    if (!rc) rc = mpi_check_(wait_(&q), "MPI_Wait");
+    if (rc) return rc;
+  }
+  scale_(res, count, scale);
+  tk_->upload(out, res, count * sizeof(float));
+  return ST_OK;
+}
+
 int coll_iallgather_f32(float *buf, size_t count, coll_req *req) {
   memset(req, 0, sizeof *req);
   int rc = count_ok_(count, "all-gather");
@@ -68,6 +205,8 @@ int coll_iallgather_f32(float *buf, size_t count, coll_req *req) {
   int n = comm_size();
   count_(COLL_ALLGATHER, count * (size_t)n * sizeof(float));
   if (n == 1 || count == 0) return ST_OK;
+  if (transport_ == COLL_TRANSPORT_MPI_STAGED)
+    return staged_allgather_(buf, count, n, comm_rank());
   req->active = 1;
   req->kind = REQ_ALLGATHER;
   return mpi_check_(MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, (int)count,
@@ -76,6 +215,11 @@ int coll_iallgather_f32(float *buf, size_t count, coll_req *req) {
 }
 
 int coll_allgather_f32(float *buf, size_t count) {
+  if (transport_ != COLL_TRANSPORT_MPI) {
+    coll_req q = {0};
+    int rc = coll_iallgather_f32(buf, count, &q);
+    return rc ? rc : coll_wait(&q);
+  }
   int rc = count_ok_(count, "all-gather");
   if (rc) return rc;
   int n = comm_size();
@@ -100,8 +244,11 @@ int coll_ireduce_scatter_f32(const float *in, float *out, size_t count, float sc
   if (rc) return rc;
   int n = comm_size();
   count_(COLL_REDUCE_SCATTER, count * (size_t)n * sizeof(float));
-  if (n == 1 || count == 0) {
-    if (count) memmove(out, in + (size_t)comm_rank() * count, count * sizeof(float));
+  if (count == 0) return ST_OK;
+  if (transport_ == COLL_TRANSPORT_MPI_STAGED)
+    return staged_reduce_scatter_(in, out, count, scale, n, comm_rank());
+  if (n == 1) {
+    memmove(out, in + (size_t)comm_rank() * count, count * sizeof(float));
     scale_(out, count, scale);
     return ST_OK;
   }
@@ -116,7 +263,7 @@ int coll_ireduce_scatter_f32(const float *in, float *out, size_t count, float sc
 }
 
 int coll_reduce_scatter_f32(const float *in, float *out, size_t count, float scale) {
-  coll_req r;
+  coll_req r = {0};
   int rc = coll_ireduce_scatter_f32(in, out, count, scale, &r);
   if (rc) return rc;
   return coll_wait(&r);

@@ -1,6 +1,7 @@
-/* Collectives on flat float32 buffers, for the sharded trainer (shard/). One interface: MPI
- * now; an NCCL implementation later plugs in behind the same calls (buffers are then device
- * memory and requests wrap CUDA events).
+/* Collectives on flat float32 buffers, for the sharded trainer (shard/). One interface, three
+ * transports behind it (coll_set_transport below): MPI on host memory, MPI staged through
+ * host memory for compute memory the host must not touch, and NCCL on device memory (the
+ * requests then wrap CUDA events).
  *
  * Every call is made by every rank in the same order (blocking and non-blocking calls alike);
  * a non-blocking call returns a request that must be completed with coll_wait before its
@@ -37,6 +38,7 @@ typedef struct {
   float *out;    /* reduce-scatter: the slice to scale after completion */
   size_t out_count;
   float scale;
+  void *event;   /* NCCL: the cudaEvent_t recorded on the communication stream after it */
 } coll_req;
 
 /* How the collectives on unit buffers (all-gathers, reduce-scatters: compute memory) move
@@ -59,6 +61,10 @@ typedef enum {
 int coll_set_transport(coll_transport t, const kernels *k);
 coll_transport coll_get_transport(void);
 const char *coll_transport_name(coll_transport t); /* "mpi", "mpi-staged", "nccl" */
+/* Release what the transport holds (host staging, the NCCL communicator) and go back to
+ * COLL_TRANSPORT_MPI. Collective when the transport is NCCL (ncclCommDestroy); every
+ * request must be complete. comm_finalize calls it; safe to call more than once. */
+void coll_shutdown(void);
 
 /* All-gather in place: `buf` holds nranks * count floats, this rank's own slice already at
  * buf[rank * count]; afterwards every slice is filled. */

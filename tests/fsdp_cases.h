@@ -16,6 +16,11 @@
 
 enum { L_ = 3, B_ = 2, A_ = 2, T_ = 8, STEPS_ = 3 };
 
+/* The kernel table of the sharded side (NULL: the CPU table). tests/mpi/test_fsdp_guard.c
+ * sets the guard table, so that any host access to compute memory in shard/fsdp crashes.
+ * The reference always runs on the CPU table. */
+static const kernels *fsdp_cases_k_ = NULL;
+
 static float value_(int tensor, uint64_t e, void *arg) {
   const tensor_table *tt = arg;
   uint64_t h = hash64_u64(hash64_u64(HASH64_INIT, (uint64_t)tensor), e);
@@ -156,11 +161,12 @@ static void run_case_(const case_ *cs) {
   CHECK_EQ_INT(plan_agree(&plan, &tt), 0);
   fsdp_opts fo = {cs->offload, cs->prefetch, cs->limit, cs->reshard, cs->overlap};
   fsdp f;
-  CHECK_EQ_INT(fsdp_create(&tt, &plan, &cfg, K, &fo, &f), 0);
+  const kernels *KS = fsdp_cases_k_ ? fsdp_cases_k_ : K;
+  CHECK_EQ_INT(fsdp_create(&tt, &plan, &cfg, KS, &fo, &f), 0);
   fsdp_fill(&f, value_, &tt);
   model_ctx *ctx = NULL;
   model_opts so = {.batch = B_, .seq_len = T_, .lowest_grad_unit = plan.lowest_grad_unit};
-  CHECK_EQ_INT(model_ctx_create(&cfg, K, &so, &ctx), 0);
+  CHECK_EQ_INT(model_ctx_create(&cfg, KS, &so, &ctx), 0);
   CHECK_EQ_INT(model_ctx_lowest_grad_unit(ctx), model_lowest_grad_unit(&tt));
   int32_t *mtok = malloc((size_t)A * B_ * T_ * sizeof(int32_t));
   int32_t *mtgt = malloc((size_t)A * B_ * T_ * sizeof(int32_t));

@@ -4,9 +4,12 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "commands.h"
+#include "config.h"
 #include "io/data.h"
+#include "kernels/select.h"
 #include "model/model.h"
 #include "model/weights.h"
 #include "mpi/comm.h"
@@ -15,10 +18,19 @@
 #include "util/opt.h"
 
 static int eval_run_(const char *model_dir, const char *data_path, long max_tokens, long seq_len,
-                     long batch, int json) {
-  model_weights mw;
-  int rc = model_weights_load(model_dir, &mw);
+                     long batch, int json, int backend) {
+  const kernels *k = NULL;
+  coll_transport tr;
+  int rc = kernels_select(backend, 0, comm_local_rank(), &k, &tr);
   if (rc) return rc;
+  if (!json) log_info("%s", kernels_select_description());
+  model_weights mw;
+  rc = model_weights_load(model_dir, &mw); /* frees what it took on failure */
+  if (rc) return rc;
+  if (k != kernels_cpu() && (rc = model_weights_to_compute(&mw, k))) {
+    model_weights_free(&mw);
+    return rc;
+  }
   for (int i = 0; i < mw.tt.n; i++) mw.tt.t[i].trainable = 0;
   int T = (int)(seq_len > 0 ? seq_len
                             : (mw.cfg.max_position_embeddings > 0 &&
@@ -42,7 +54,7 @@ static int eval_run_(const char *model_dir, const char *data_path, long max_toke
   model_opts o = {.batch = B, .seq_len = T, .grad_checkpointing = 0,
                   .lowest_grad_unit = mw.tt.n_units};
   model_ctx *ctx = NULL;
-  if ((rc = model_ctx_create(&mw.cfg, kernels_cpu(), &o, &ctx))) {
+  if ((rc = model_ctx_create(&mw.cfg, k, &o, &ctx))) {
     data_view_free(&view);
     data_close(src);
     model_weights_free(&mw);
@@ -109,6 +121,7 @@ int cmd_eval(int argc, char **argv) {
   const char *model_dir = NULL, *data = NULL;
   long max_tokens = 0, seq_len = 0, batch = 4;
   int json = 0;
+  const char *backend_s = "auto";
   opt_spec specs[] = {
       {"model", OPT_STR, "DIR", "model directory (config.json + safetensors); required",
        &model_dir},
@@ -118,6 +131,9 @@ int cmd_eval(int argc, char **argv) {
       {"seq-len", OPT_INT, "T",
        "tokens per sample (default: max_position_embeddings, at most 1024)", &seq_len},
       {"batch", OPT_INT, "B", "samples per forward pass (default 4)", &batch},
+      {"backend", OPT_STR, "B",
+       "kernels: auto (cuda when a GPU is found, else cpu), cpu or cuda (default auto)",
+       &backend_s},
       {"json", OPT_FLAG, NULL, "print one JSON object {\"loss\", \"tokens\", \"perplexity\"}",
        &json},
   };
@@ -133,6 +149,13 @@ int cmd_eval(int argc, char **argv) {
                              "eval: --max-tokens and --seq-len must be >= 0 and --batch >= 1 "
                              "(found %ld, %ld, %ld)",
                              max_tokens, seq_len, batch));
-  rc = eval_run_(model_dir, data, max_tokens, seq_len, batch, json);
+  int backend = !strcmp(backend_s, "cpu")    ? BACKEND_CPU
+                : !strcmp(backend_s, "cuda") ? BACKEND_CUDA
+                : !strcmp(backend_s, "auto") ? BACKEND_AUTO
+                                             : -1;
+  if (backend < 0)
+    return st_report(st_fail(ST_EINPUT, "eval: --backend: expected auto, cpu or cuda, found '%s'",
+                             backend_s));
+  rc = eval_run_(model_dir, data, max_tokens, seq_len, batch, json, backend);
   return rc ? st_report(rc) : 0;
 }

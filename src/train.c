@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "io/safetensors.h"
+#include "kernels/select.h"
 #include "metrics.h"
 #include "model/optim.h"
 #include "mpi/coll.h"
@@ -74,12 +75,6 @@ static int resolve_steps_(train_ctx *t) {
 
 static int setup_local_(train_ctx *t, sft_model *m) {
   const job_config *j = t->job;
-  if (j->training.bf16)
-    return st_fail(ST_EINPUT, "%s: training.bf16: bfloat16 compute is not supported yet "
-                   "(the CPU backend trains in fp32); set it to false", j->source_path);
-  if (j->training.backend == BACKEND_CUDA)
-    return st_fail(ST_EINPUT, "%s: training.backend: cuda is not available in this build of "
-                   "the trainer yet; use cpu or auto", j->source_path);
   char *cfg_path = xasprintf("%s/config.json", j->model.path);
   int rc = model_config_load(cfg_path, &t->cfg);
   free(cfg_path);
@@ -104,10 +99,21 @@ int train_setup(train_ctx *t, const job_config *job) {
   t->job = job;
   t->nranks = comm_size();
   t->rank = comm_rank();
-  t->k = kernels_cpu();
   /* 1. the job itself: every rank must have read the same file and --set overrides */
   int rc = comm_agree_u64(job_hash(job), "the job (file contents and --set overrides)");
   if (rc) return rc;
+  /* 1b. the kernel table (training.backend; SPECTRAIN_KERNELS=guard for tests) on the GPU
+   * of this node-local rank, and the collectives' transport, agreed by every rank */
+  coll_transport tr = COLL_TRANSPORT_MPI;
+  rc = kernels_select((int)job->training.backend, job->training.bf16, comm_local_rank(), &t->k,
+                      &tr);
+  if (rc) rc = st_fail_ctx(rc, "%s: ", job->source_path);
+  else log_info("%s", kernels_select_description());
+  rc = agree_(rc, "choosing the kernels (training.backend)");
+  if (!rc) rc = coll_set_transport(tr, t->k);
+  if (rc) return rc;
+  log_info("backend: %s kernels, %s collectives, local rank %d (%s)", t->k->name,
+           coll_transport_name(tr), comm_local_rank(), comm_local_rank_source());
   /* 2. model, trainable set, data: local reads, outcome agreed */
   sft_model m;
   memset(&m, 0, sizeof m);
@@ -407,6 +413,8 @@ static json_t *comm_report_(train_ctx *t) {
   json_object_set_new(o, "event", json_string("comm_theory"));
   json_object_set_new(o, "step", json_integer(t->st.step));
   json_object_set_new(o, "ranks", json_integer(t->nranks));
+  json_object_set_new(o, "backend", json_string(t->k->name));
+  json_object_set_new(o, "transport", json_string(coll_transport_name(coll_get_transport())));
   json_object_set_new(o, "allgather_bytes", json_integer((json_int_t)(A * eg)));
   json_object_set_new(o, "reduce_scatter_bytes", json_integer((json_int_t)(A * er)));
   json_object_set_new(o, "simple_allgather_bytes", json_integer((json_int_t)(A * 2 * all)));

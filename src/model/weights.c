@@ -11,11 +11,29 @@
 
 static void views_(model_weights *mw) {
   memset(mw->units, 0, (size_t)mw->tt.n_units * sizeof *mw->units);
+  float *w = mw->k ? mw->cdata : mw->data, *g = mw->k ? mw->cgrad : mw->grad;
   for (int i = 0; i < mw->tt.n; i++) {
     const tensor_desc *d = &mw->tt.t[i];
-    mw->units[d->unit].w[d->kind] = mw->data + mw->offset[i];
-    if (mw->grad && d->trainable) mw->units[d->unit].g[d->kind] = mw->grad + mw->offset[i];
+    mw->units[d->unit].w[d->kind] = w + mw->offset[i];
+    if (g && d->trainable) mw->units[d->unit].g[d->kind] = g + mw->offset[i];
   }
+}
+
+int model_weights_to_compute(model_weights *mw, const kernels *k) {
+  if (mw->k) return 0;
+  size_t bytes = (mw->numel ? mw->numel : 1) * sizeof(float);
+  mw->cdata = k->alloc(bytes);
+  if (!mw->cdata)
+    return st_fail(ST_ERUNTIME, "model: cannot allocate %zu bytes of %s memory for %zu "
+                   "parameters", bytes, k->name, mw->numel);
+  k->upload(mw->cdata, mw->data, mw->numel * sizeof(float));
+  mw->k = k;
+  views_(mw);
+  return 0;
+}
+
+void model_weights_download(model_weights *mw) {
+  if (mw->k) mw->k->download(mw->data, mw->cdata, mw->numel * sizeof(float));
 }
 
 static int layout_(const model_config *c, model_weights *mw) {
@@ -94,13 +112,21 @@ int model_weights_init_random(const model_config *c, uint64_t seed, double std,
 }
 
 void model_weights_enable_grads(model_weights *mw) {
-  if (!mw->grad) mw->grad = xcalloc(mw->numel ? mw->numel : 1, sizeof *mw->grad);
+  if (mw->k && !mw->cgrad) {
+    mw->cgrad = mw->k->alloc((mw->numel ? mw->numel : 1) * sizeof(float));
+    if (!mw->cgrad) {
+      log_error("model: out of %s memory for %zu gradients", mw->k->name, mw->numel);
+      abort();
+    }
+  }
+  if (!mw->k && !mw->grad) mw->grad = xcalloc(mw->numel ? mw->numel : 1, sizeof *mw->grad);
   views_(mw);
   model_weights_zero_grads(mw);
 }
 
 void model_weights_zero_grads(model_weights *mw) {
   if (mw->grad) memset(mw->grad, 0, mw->numel * sizeof *mw->grad);
+  if (mw->cgrad) mw->k->zero(mw->cgrad, mw->numel);
 }
 
 void model_weights_free(model_weights *mw) {
@@ -108,6 +134,10 @@ void model_weights_free(model_weights *mw) {
   free(mw->offset);
   free(mw->data);
   free(mw->grad);
+  if (mw->k) {
+    mw->k->free(mw->cdata);
+    if (mw->cgrad) mw->k->free(mw->cgrad);
+  }
   free(mw->units);
   memset(mw, 0, sizeof *mw);
 }

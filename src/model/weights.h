@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kernels/kernels.h"
 #include "model/config.h"
 #include "model/tensors.h"
 
@@ -17,7 +18,11 @@ typedef struct {
   size_t *offset;    /* per tensor: first element in data / grad */
   float *data;       /* (numel) */
   float *grad;       /* (numel) or NULL; only trainable tensors' ranges are used */
-  unit_view *units;  /* (tt.n_units) pointers into data / grad */
+  unit_view *units;  /* (tt.n_units) pointers into data / grad, or into cdata / cgrad */
+  /* After model_weights_to_compute: the kernel table and the compute copies the views
+   * point into (data stays the host copy; grad is then unused). NULL before. */
+  const kernels *k;
+  float *cdata, *cgrad;
 } model_weights;
 
 /* Read config.json and the safetensors in `dir` (any float dtype, converted to fp32). Every
@@ -30,7 +35,14 @@ int model_weights_init_random(const model_config *c, uint64_t seed, double std,
  * and zeroes it. g[kind] is set only for trainable tensors. */
 void model_weights_enable_grads(model_weights *mw);
 void model_weights_zero_grads(model_weights *mw);
-/* The flat range of tensor i. */
+/* Upload the parameters into compute memory of `k` (k->alloc + k->upload) and point the
+ * views there, as the model functions need for any table but cpu (a GPU, the guard test
+ * backend). data keeps the host copy (model_weights_tensor); gradients enabled afterwards
+ * live in compute memory too. ST_ERUNTIME when compute memory runs out. */
+int model_weights_to_compute(model_weights *mw, const kernels *k);
+/* Copy the compute parameters back into data (no-op before to_compute). */
+void model_weights_download(model_weights *mw);
+/* The flat range of tensor i (host copy). */
 static inline float *model_weights_tensor(const model_weights *mw, int i) {
   return mw->data + mw->offset[i];
 }

@@ -122,13 +122,23 @@ struct accum {
 accum *acc_dev_ = nullptr;  // device
 accum *acc_host_ = nullptr; // pinned
 
+// Out of memory is not sticky and is reported as NULL; any other failure (e.g. an earlier
+// kernel's fault surfacing here) is fatal, not disguised as out of memory.
 void *alloc_(size_t bytes) {
   void *p = nullptr;
   size_t n = bytes ? bytes : 1;
-  if (cudaMallocAsync(&p, n, st_()) != cudaSuccess) {
-    cudaGetLastError();  // out of memory is not sticky: clear it and report NULL
+  cudaError_t e = cudaMallocAsync(&p, n, st_());
+  if (e == cudaErrorMemoryAllocation) {
+    // blocks freed on other streams become reusable once the device has caught up: retry
+    cudaGetLastError();
+    CUDA_CHECK(cudaDeviceSynchronize());
+    e = cudaMallocAsync(&p, n, st_());
+  }
+  if (e == cudaErrorMemoryAllocation) {
+    cudaGetLastError();
     return nullptr;
   }
+  CUDA_CHECK(e);
   CUDA_CHECK(cudaMemsetAsync(p, 0, n, st_()));
   return p;
 }
@@ -174,10 +184,12 @@ void download_(void *dst, const void *src, size_t bytes) {
 void *host_alloc_(size_t bytes) {
   void *p = nullptr;
   size_t n = bytes ? bytes : 1;
-  if (cudaHostAlloc(&p, n, cudaHostAllocDefault) != cudaSuccess) {
+  cudaError_t e = cudaHostAlloc(&p, n, cudaHostAllocDefault);
+  if (e == cudaErrorMemoryAllocation) {
     cudaGetLastError();
     return nullptr;
   }
+  CUDA_CHECK(e);
   memset(p, 0, n);
   return p;
 }

@@ -1,0 +1,80 @@
+#include "kernels/select.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "kernels/gpu.h"
+#include "util/err.h"
+
+static char desc_[512] = "none selected";
+const char *kernels_select_description(void) { return desc_; }
+
+static int no_bf16_(const char *table, const char *why) {
+  return st_fail(ST_EINPUT,
+                 "training.bf16: bfloat16 compute needs the cuda backend, but the %s kernels "
+                 "run%s%s (they train in fp32); set training.bf16 to false",
+                 table, why ? " because " : "", why ? why : "");
+}
+
+static int cuda_(int bf16, int local_rank, const char *asked, const kernels **out,
+                 coll_transport *transport) {
+  char why[256] = "";
+  int dev = gpu_select_device(local_rank, why, (int)sizeof why);
+  if (dev < 0)
+    return st_fail(ST_EINPUT, "training.backend: %s: cannot use a GPU for local rank %d: %s",
+                   asked, local_rank, why);
+  const kernels *k = kernels_cuda(bf16, why, (int)sizeof why);
+  if (!k)
+    return st_fail(ST_EINPUT, "training.backend: %s: the CUDA kernels are not available on "
+                   "device %d (%s): %s", asked, dev, gpu_device_name(), why);
+  *out = k;
+  *transport = COLL_TRANSPORT_NCCL;
+  snprintf(desc_, sizeof desc_, "kernels: cuda on device %d (%s), local rank %d, %s matrix products, NCCL "
+           "collectives", dev, gpu_device_name(), local_rank, bf16 ? "bf16" : "fp32");
+  return ST_OK;
+}
+
+int kernels_select(int backend, int bf16, int local_rank, const kernels **out,
+                   coll_transport *transport) {
+  *out = NULL;
+  *transport = COLL_TRANSPORT_MPI;
+  const char *env = getenv("SPECTRAIN_KERNELS");
+  if (env && *env) {
+    if (strcmp(env, "guard") != 0)
+      return st_fail(ST_EINPUT, "SPECTRAIN_KERNELS: expected 'guard' (or unset), found '%s'",
+                     env);
+    if (bf16) return no_bf16_("guard", "SPECTRAIN_KERNELS=guard is set");
+    *out = kernels_guard();
+    *transport = COLL_TRANSPORT_MPI_STAGED;
+    snprintf(desc_, sizeof desc_, "kernels: guard (SPECTRAIN_KERNELS=guard: CPU kernels, compute memory fenced "
+             "off from the host; a test backend, slow), collectives staged through host");
+    return ST_OK;
+  }
+  switch (backend) {
+  case BACKEND_CPU:
+    if (bf16) return no_bf16_("cpu", "training.backend is cpu");
+    *out = kernels_cpu();
+    snprintf(desc_, sizeof desc_, "kernels: cpu (training.backend: cpu)");
+    return ST_OK;
+  case BACKEND_CUDA:
+    return cuda_(bf16, local_rank, "cuda", out, transport);
+  case BACKEND_AUTO: {
+    char why[256] = "";
+    int n = gpu_device_count(why, (int)sizeof why);
+    if (n > 0) return cuda_(bf16, local_rank, "auto (a GPU was found)", out, transport);
+    if (bf16) {
+      char msg[320];
+      snprintf(msg, sizeof msg, "training.backend is auto and no GPU is usable (%s)", why);
+      return no_bf16_("cpu", msg);
+    }
+    *out = kernels_cpu();
+    snprintf(desc_, sizeof desc_, "kernels: cpu (training.backend: auto; no GPU: %s)", why);
+    return ST_OK;
+  }
+  default:
+    return st_fail(ST_EINPUT, "training.backend: expected cpu, cuda or auto, found %d",
+                   backend);
+  }
+}

@@ -30,7 +30,7 @@
  * background AdamW, whose remaining time overlaps the next forward).
  *
  * Without a GPU (or without CUDA in the build) it prints one "bench_gpu: SKIP ..." line and
- * exits 0. --backend cpu runs the same code on the CPU kernels (use a small shape): that is
+ * exits 0. Runs as one MPI rank (a singleton; mpiexec -n 1 works too). --backend cpu runs the same code on the CPU kernels (use a small shape): that is
  * how the program is checked on machines without a GPU. */
 #include <math.h>
 #include <omp.h>
@@ -38,11 +38,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "kernels/gpu.h"
 #include "kernels/kernels.h"
+#include "kernels/select.h"
 #include "model/model.h"
 #include "model/tensors.h"
 #include "mpi/coll.h"
+#include "mpi/comm.h"
 #include "shard/fsdp.h"
 #include "shard/plan.h"
 #include "util/err.h"
@@ -223,26 +226,25 @@ int main(int argc, char **argv) {
   const kernels *K = NULL;
   char why[256] = "";
   double peak = 0;
-  if (strcmp(backend, "cpu") == 0) {
-    K = kernels_cpu();
-  } else {
-    if (gpu_device_count(why, (int)sizeof why) < 1) {
-      printf("bench_gpu: SKIP: no GPU (%s)\n", why);
-      return 0;
-    }
-    if (gpu_select_device(0, why, (int)sizeof why) < 0) {
-      printf("bench_gpu: SKIP: cannot select GPU 0 (%s)\n", why);
-      return 0;
-    }
-    K = kernels_cuda((int)bf16, why, (int)sizeof why);
-    if (!K) return st_report(st_fail(ST_ERUNTIME, "bench_gpu: no CUDA kernels: %s", why));
-    peak = gpu_peak_bf16_flops();
-    /* unit buffers are device memory: NCCL, or MPI staged through the host */
-    if (coll_set_transport(COLL_TRANSPORT_NCCL, K) &&
-        coll_set_transport(COLL_TRANSPORT_MPI_STAGED, K))
-      return st_report(st_fail(ST_ERUNTIME, "bench_gpu: no collective transport for device "
-                                            "memory (NCCL and MPI-staged both failed)"));
+  int is_cpu = strcmp(backend, "cpu") == 0;
+  if (!is_cpu && gpu_device_count(why, (int)sizeof why) < 1) {
+    printf("bench_gpu: SKIP: no GPU (%s)\n", why);
+    return 0;
   }
+  /* one rank (an MPI singleton: NCCL bootstraps over MPI); the trainer's own selection:
+   * the GPU, the CUDA table, NCCL for the unit collectives */
+  if ((rc = comm_init(&argc, &argv))) return st_report(rc);
+  coll_transport tr = COLL_TRANSPORT_MPI;
+  rc = kernels_select(is_cpu ? BACKEND_CPU : BACKEND_CUDA, is_cpu ? 0 : (int)bf16,
+                      comm_local_rank(), &K, &tr);
+  if (!rc) rc = coll_set_transport(tr, K);
+  if (rc) {
+    st_report(rc);
+    comm_finalize();
+    return 1;
+  }
+  if (!is_cpu) peak = gpu_peak_bf16_flops();
+  printf("bench_gpu: %s; collectives %s\n", kernels_select_description(), coll_transport_name(tr));
   model_config c;
   memset(&c, 0, sizeof c);
   snprintf(c.model_type, sizeof c.model_type, "llama");
@@ -250,11 +252,14 @@ int main(int argc, char **argv) {
   c.num_attention_heads = (int)H, c.num_key_value_heads = (int)KV, c.head_dim = (int)D;
   c.vocab_size = (int)V, c.max_position_embeddings = (int)T, c.rms_norm_eps = 1e-5;
   c.rope_theta = 500000.0, c.bos_token_id = c.eos_token_id = -1, c.initializer_range = 0.02;
-  if ((rc = model_config_validate(&c, "bench_gpu"))) return st_report(rc);
+  if ((rc = model_config_validate(&c, "bench_gpu"))) {
+    st_report(rc);
+    comm_finalize();
+    return 2;
+  }
   int top = (int)L / 4 > 0 ? (int)L / 4 : 1;
   printf("bench_gpu: %s backend on %s (bf16 peak %.0f TFLOP/s), %d OpenMP threads\n",
-         K->name, strcmp(backend, "cpu") ? gpu_device_name() : "the CPU", peak / 1e12,
-         omp_get_max_threads());
+         K->name, is_cpu ? "the CPU" : gpu_device_name(), peak / 1e12, omp_get_max_threads());
   printf("  model: L=%ld C=%ld F=%ld H=%ld KV=%ld D=%ld V=%ld; batch %ld x %ld tokens; "
          "bf16 %ld; %ld warm-up + %ld timed steps\n",
          L, C, F, H, KV, D, V, B, T, bf16, warm, steps);
@@ -320,5 +325,6 @@ int main(int argc, char **argv) {
   if (ok[0] && peak > 0)
     printf("MFU(6N) full training without offload: %.1f %% (target >= 40 %%)\n",
            100 * res[0].mfu_6n);
+  comm_finalize();
   return failed ? 1 : 0;
 }

@@ -122,7 +122,10 @@ static const job_key schema_[] = {
      "Sequence length T of every sample; longer JSONL records are truncated (and counted). "
      "Also accepted as `training.max_length` (newer TRL)."},
     {"training.backend", JT_ENUM, OFF(training.backend), "auto", 0, 0, 0, 0, "cpu|cuda|auto",
-     "Where the model computes: cpu, cuda, or auto (cuda when a GPU is visible)."},
+     "Where the model computes: cpu, cuda, or auto (cuda when a GPU is visible). Also where "
+     "the Spectrum scan (`spectrum.top_percent` < 100) takes singular values: cpu keeps it on "
+     "LAPACK/ScaLAPACK; cuda and auto use cuSOLVER when every rank has a GPU, as `spectrain "
+     "analyze --solver auto` does."},
     {"training.optim", JT_ENUM, OFF(training.optim), "adamw_torch", 0, 0, 0, 0,
      "adamw_torch|adamw_torch_fused|adamw_hf|adamw",
      "Accepted for TRL/HF compatibility: every choice means the same decoupled AdamW "

@@ -21,6 +21,7 @@
 extern "C" {
 #include "kernels/gpu_svd.h"
 }
+#include "kernels/gpu_svd_layout.h"
 
 namespace {
 
@@ -31,18 +32,15 @@ void say(char *why, int why_len, const char *fmt, const char *a, long long b) {
   if (why && why_len > 0) snprintf(why, (size_t)why_len, fmt, a, b);
 }
 
-// dst (double, column-major, see above) gets rows [r0, r0 + nr) of W (row-major, cols wide),
-// which src holds contiguously (nr * cols floats). Grid-stride over size_t indices: any size.
+// dst (double, column-major, see gpu_svd_layout.h) gets rows [r0, r0 + nr) of W (row-major,
+// cols wide), which src holds contiguously (nr * cols floats). Grid-stride over size_t
+// indices: any size.
 __global__ void convert_rows(const float *__restrict__ src, double *__restrict__ dst, int64_t r0,
                              int64_t nr, int64_t rows, int64_t cols, int transpose) {
   size_t total = (size_t)nr * (size_t)cols;
   size_t stride = (size_t)gridDim.x * (size_t)blockDim.x;
-  for (size_t k = (size_t)blockIdx.x * blockDim.x + threadIdx.x; k < total; k += stride) {
-    size_t i = k / (size_t)cols, j = k % (size_t)cols;  // W(r0 + i, j)
-    size_t out = transpose ? j * (size_t)rows + (size_t)r0 + i  // A = W, column-major rows x cols
-                           : ((size_t)r0 + i) * (size_t)cols + j;  // A = W^T: W's layout
-    dst[out] = (double)src[k];
-  }
+  for (size_t k = (size_t)blockIdx.x * blockDim.x + threadIdx.x; k < total; k += stride)
+    dst[gpu_svd_dst_index(k, r0, rows, cols, transpose)] = (double)src[k];
 }
 
 struct Resources {
@@ -126,8 +124,9 @@ extern "C" int gpu_svdvals(const float *a, int64_t rows, int64_t cols, double *s
         (long long)rows);
     return GPU_SVD_EFAIL;
   }
-  const int transpose = rows > cols;
-  const int64_t m = transpose ? rows : cols, n = transpose ? cols : rows;
+  const gpu_svd_layout lay = gpu_svd_layout_of(rows, cols);
+  const int transpose = lay.transpose;
+  const int64_t m = lay.m, n = lay.n;
   const size_t elems = (size_t)m * (size_t)n;
   Resources r;
   CU(cudaStreamCreateWithFlags(&r.stream, cudaStreamNonBlocking));
@@ -140,9 +139,7 @@ extern "C" int gpu_svdvals(const float *a, int64_t rows, int64_t cols, double *s
   size_t stage_bytes = kStagingBytes;
   const char *env = getenv("SPECTRAIN_TEST_GPU_SVD_STAGE_BYTES");
   if (env && atoll(env) > 0 && (size_t)atoll(env) < kStagingBytes) stage_bytes = (size_t)atoll(env);
-  int64_t chunk_rows = (int64_t)(stage_bytes / sizeof(float) / (size_t)cols);
-  if (chunk_rows < 1) chunk_rows = 1;
-  if (chunk_rows > rows) chunk_rows = rows;
+  const int64_t chunk_rows = gpu_svd_chunk_rows(rows, cols, stage_bytes);
   CU(cudaMalloc((void **)&r.d_stage, (size_t)chunk_rows * (size_t)cols * sizeof(float)));
   for (int64_t r0 = 0; r0 < rows; r0 += chunk_rows) {
     int64_t nr = rows - r0 < chunk_rows ? rows - r0 : chunk_rows;
@@ -163,10 +160,12 @@ extern "C" int gpu_svdvals(const float *a, int64_t rows, int64_t cols, double *s
   CS(cusolverDnCreate(&r.handle));
   CS(cusolverDnSetStream(r.handle, r.stream));
   CS(cusolverDnCreateParams(&r.params));
+  // jobu = jobvt = 'N': U and VT are never referenced; their leading dimensions are given as
+  // a full U (m x m) and VT (n x n) would have them, which any argument check accepts.
   size_t dev_bytes = 0, host_bytes = 0;
   CS(cusolverDnXgesvd_bufferSize(r.handle, r.params, 'N', 'N', m, n, CUDA_R_64F, r.d_a, m,
-                                 CUDA_R_64F, r.d_s, CUDA_R_64F, nullptr, 1, CUDA_R_64F, nullptr,
-                                 1, CUDA_R_64F, &dev_bytes, &host_bytes));
+                                 CUDA_R_64F, r.d_s, CUDA_R_64F, nullptr, m, CUDA_R_64F, nullptr,
+                                 n, CUDA_R_64F, &dev_bytes, &host_bytes));
   CU(cudaMalloc(&r.d_work, dev_bytes > 0 ? dev_bytes : 1));
   if (host_bytes > 0) {
     r.h_work = malloc(host_bytes);
@@ -177,7 +176,7 @@ extern "C" int gpu_svdvals(const float *a, int64_t rows, int64_t cols, double *s
     }
   }
   CS(cusolverDnXgesvd(r.handle, r.params, 'N', 'N', m, n, CUDA_R_64F, r.d_a, m, CUDA_R_64F,
-                      r.d_s, CUDA_R_64F, nullptr, 1, CUDA_R_64F, nullptr, 1, CUDA_R_64F,
+                      r.d_s, CUDA_R_64F, nullptr, m, CUDA_R_64F, nullptr, n, CUDA_R_64F,
                       r.d_work, dev_bytes, r.h_work, host_bytes, r.d_info));
   int info = 0;
   CU(cudaMemcpyAsync(&info, r.d_info, sizeof info, cudaMemcpyDeviceToHost, r.stream));

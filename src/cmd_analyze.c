@@ -8,7 +8,7 @@
 #include "util/opt.h"
 
 int cmd_analyze(int argc, char **argv) {
-  const char *model = NULL, *name = NULL, *out = ".", *types = NULL, *mem = NULL;
+  const char *model = NULL, *name = NULL, *out = ".", *types = NULL, *mem = NULL, *solver = "auto";
   opt_list pcts = {0};
   int rescan = 0, no_heatmap = 0, quiet = 0;
   opt_spec specs[] = {
@@ -23,6 +23,11 @@ int cmd_analyze(int argc, char **argv) {
       {"rank-mem-limit", OPT_STR, "SIZE", "memory one rank may use for one matrix (e.g. 2G, 512M); "
                                           "bigger matrices go to ScaLAPACK grids (default: available "
                                           "memory / ranks per node / 2)", &mem},
+      {"solver", OPT_STR, "auto|cpu|gpu", "singular values with: auto (cuSOLVER on each rank's GPU "
+                                          "when every rank has one, for matrices that fit it with "
+                                          "shorter side >= 256; default), cpu (LAPACK/ScaLAPACK "
+                                          "only), gpu (cuSOLVER for every matrix that fits; error "
+                                          "without a GPU)", &solver},
       {"rescan", OPT_FLAG, NULL, "ignore the cached scan", &rescan},
       {"no-heatmap", OPT_FLAG, NULL, "do not write the SVG heatmaps", &no_heatmap},
       {"quiet", OPT_FLAG, NULL, "no progress lines", &quiet},
@@ -32,7 +37,9 @@ int cmd_analyze(int argc, char **argv) {
       "Writes into --out: model_snr_results/snr_results_<slug>.json, snr_results_<slug>_sorted.json,\n"
       "snr_results_<slug>_unfrozenparameters_<N>percent.yaml and snr_heatmap_<slug>_<N>percent.svg,\n"
       "interchangeable with Spectrum's (QuixiAI/spectrum) files. A second run reuses the cached scan\n"
-      "unless the model files changed. Run under mpirun/srun for more ranks."};
+      "unless the model files changed. Run under mpirun/srun for more ranks (one rank per GPU).\n"
+      "Each rank decomposes whole matrices (LAPACK dgesdd, or cuSOLVER on its GPU); a matrix\n"
+      "over --rank-mem-limit, or too big for one GPU, goes to a ScaLAPACK grid of ranks."};
   int np = 0;
   char **pos = NULL;
   int nspecs = (int)(sizeof specs / sizeof specs[0]);
@@ -58,6 +65,8 @@ int cmd_analyze(int argc, char **argv) {
   }
   if (!rc && mem && (scan_parse_bytes(mem, &o.scan.rank_mem_limit_bytes) || !o.scan.rank_mem_limit_bytes))
     rc = st_fail(ST_EINPUT, "--rank-mem-limit: expected a size such as 512M or 4G, found '%s'", mem);
+  if (!rc && (o.scan.solver = scan_solver_parse(solver)) < 0)
+    rc = st_fail(ST_EINPUT, "--solver: expected auto, cpu or gpu, found '%s'", solver);
   if (!rc && types) {
     types_copy = xstrdup(types);
     tv = xcalloc(strlen(types) + 1, sizeof *tv);

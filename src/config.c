@@ -125,7 +125,10 @@ static const job_key schema_[] = {
     {"training.backend", JT_ENUM, OFF(training.backend), "auto", 0, 0, 0, 0, "cpu|cuda|auto",
      "Where the model computes: cpu (OpenBLAS + OpenMP), cuda (one GPU per rank, chosen by "
      "the node-local rank; NCCL collectives), or auto (cuda when a GPU is usable, else cpu; "
-     "the start-up log says which and why)."},
+     "the start-up log says which and why). Also where the Spectrum scan "
+     "(`spectrum.top_percent` < 100) takes singular values: cpu keeps it on LAPACK/ScaLAPACK; "
+     "cuda and auto use cuSOLVER when every rank has a GPU, as `spectrain analyze --solver "
+     "auto` does."},
     {"training.optim", JT_ENUM, OFF(training.optim), "adamw_torch", 0, 0, 0, 0,
      "adamw_torch|adamw_torch_fused|adamw_hf|adamw",
      "Accepted for TRL/HF compatibility: every choice means the same decoupled AdamW "

@@ -37,8 +37,10 @@ static int trainable_set_(train_ctx *t) {
     int n = 0;
     int rc = spectrum_select_yaml(j->model.path, j->spectrum.model_name, j->spectrum.top_percent,
                                   (const char *const *)j->spectrum.layer_types.v,
-                                  j->spectrum.layer_types.n, j->output_dir, &yaml,
-                                  &t->snr_json_path);
+                                  j->spectrum.layer_types.n, j->output_dir,
+                                  j->training.backend == BACKEND_CPU ? SCAN_SOLVER_CPU
+                                                                     : SCAN_SOLVER_AUTO,
+                                  &yaml, &t->snr_json_path);
     if (!rc) rc = unfrozen_apply(yaml, &t->tt, &n);
     if (!rc)
       log_info("trainable set: %d of %d tensors from %s (Spectrum scan, top %g%%)", n, t->tt.n, yaml,

@@ -158,12 +158,13 @@ int spectrum_analyze(const analyze_opts *o, analyze_result *r) {
              comm_size(), comm_size() > 1 ? "s" : "");
     rc = scan_run(&m, &r->table, &o->scan, &r->stats);
     if (!rc) {
-      char lim[32], grids[96] = "";
+      char lim[32], grids[96] = "", gpus[64] = "";
       if (r->stats.n_grid)
         snprintf(grids, sizeof grids, ", %d on %d-rank ScaLAPACK grids", r->stats.n_grid,
                  r->stats.group_size);
-      log_info("analyze: scan took %.2f s (%d matrices on single ranks%s; per-rank memory limit %s)",
-               r->stats.seconds, r->stats.n_single, grids,
+      if (r->stats.n_gpu) snprintf(gpus, sizeof gpus, ", %d by cuSOLVER on GPUs", r->stats.n_gpu);
+      log_info("analyze: scan took %.2f s (%d matrices by LAPACK on single ranks%s%s; per-rank memory limit %s)",
+               r->stats.seconds, r->stats.n_single, gpus, grids,
                mem_human(r->stats.mem_limit_bytes, lim, sizeof lim));
     }
   }
@@ -192,7 +193,7 @@ void analyze_result_free(analyze_result *r) {
 }
 
 int spectrum_select_yaml(const char *model_path, const char *model_name, double top_percent,
-                         const char *const *types, int n_types, const char *out_dir,
+                         const char *const *types, int n_types, const char *out_dir, int solver,
                          char **yaml_path, char **json_path) {
   analyze_opts o;
   memset(&o, 0, sizeof o);
@@ -211,6 +212,7 @@ int spectrum_select_yaml(const char *model_path, const char *model_name, double 
   o.out_dir = out_dir;
   o.percents = &top_percent;
   o.n_percents = 1;
+  o.scan.solver = solver;
   analyze_result r;
   int rc = spectrum_analyze(&o, &r);
   free(base);

@@ -35,9 +35,10 @@ void analyze_result_free(analyze_result *r);
  * (cached) into out_dir and return the YAML path used (malloc'd), identical on all ranks,
  * and (json_path not NULL) the path of the SNR results JSON (malloc'd; checkpoints keep
  * the table). model_name NULL: the model directory's base name. types/n_types as in
- * analyze_opts. Collective. */
+ * analyze_opts; solver: scan_solver (training.backend cpu -> SCAN_SOLVER_CPU, so a job kept
+ * off the GPU keeps its scan off it too). Collective. */
 int spectrum_select_yaml(const char *model_path, const char *model_name, double top_percent,
-                         const char *const *types, int n_types, const char *out_dir,
+                         const char *const *types, int n_types, const char *out_dir, int solver,
                          char **yaml_path, char **json_path);
 
 #endif

@@ -5,6 +5,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "kernels/gpu.h"
+#include "kernels/gpu_svd.h"
 #include "mpi/comm.h"
 #include "mpi/grid.h"
 #include "util/err.h"
@@ -59,21 +61,68 @@ static double cost_(const snr_module *e) {
   return mn * mn * mx + (double)e->numel;
 }
 
-static uint64_t single_bytes_(const snr_module *e) {
-  uint64_t mn = (uint64_t)(e->rows < e->cols ? e->rows : e->cols);
-  uint64_t mx = (uint64_t)(e->rows < e->cols ? e->cols : e->rows);
+uint64_t scan_single_bytes(int64_t rows, int64_t cols) {
+  uint64_t mn = (uint64_t)(rows < cols ? rows : cols);
+  uint64_t mx = (uint64_t)(rows < cols ? cols : rows);
   uint64_t work = 3 * mn + (mx > 7 * mn ? mx : 7 * mn);
-  return 8 * (e->numel + mn + work) + 32 * mn;
+  return 8 * ((uint64_t)rows * (uint64_t)cols + mn + work) + 32 * mn;
+}
+
+static const char *const solver_names_[] = {"auto", "cpu", "gpu"};
+
+int scan_solver_parse(const char *s) {
+  for (int i = 0; i < 3; i++)
+    if (strcmp(s, solver_names_[i]) == 0) return i;
+  return -1;
+}
+
+const char *scan_solver_name(int solver) {
+  return solver >= 0 && solver < 3 ? solver_names_[solver] : "?";
+}
+
+static int smallest_group_(const scan_dispatch *d, int64_t rows, int64_t cols) {
+  for (int g = 2; g <= d->nranks; g++)
+    if (grid_svd_bytes_per_rank(cols, rows, g) <= d->host_limit_bytes) return g;
+  return 0;
+}
+
+int scan_place(const scan_dispatch *d, int64_t rows, int64_t cols, int *group_size) {
+  *group_size = 0;
+  if (rows <= 1 || cols <= 0) return SCAN_ON_CPU; /* 1-D, empty: no SVD (snr_of_matrix) */
+  uint64_t numel = (uint64_t)rows * (uint64_t)cols;
+  int64_t mn = rows < cols ? rows : cols;
+  if (d->solver != SCAN_SOLVER_CPU && d->gpu_ok && d->gpu_max_elems > 0) {
+    int small = d->solver == SCAN_SOLVER_AUTO && mn < d->gpu_min_dim;
+    uint64_t host = 4 * numel + 8 * (uint64_t)mn; /* the float copy and the values */
+    int fits_gpu = numel <= (uint64_t)d->gpu_max_elems;
+    if (fits_gpu && !small && host <= d->host_limit_bytes) return SCAN_ON_GPU;
+    if (!fits_gpu) { /* too big for one GPU: spread over ranks */
+      int g = smallest_group_(d, rows, cols);
+      if (g) {
+        *group_size = g;
+        return SCAN_ON_GRID;
+      }
+    }
+  }
+  if (scan_single_bytes(rows, cols) <= d->host_limit_bytes) return SCAN_ON_CPU;
+  int g = smallest_group_(d, rows, cols);
+  if (!g) return SCAN_ON_NONE;
+  *group_size = g;
+  return SCAN_ON_GRID;
+}
+
+/* Ranks on this node (the launcher's word for it; the world size when it says nothing). */
+static int local_size_(void) {
+  const char *ls = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+  if (!ls) ls = getenv("SLURM_NTASKS_PER_NODE");
+  int local = ls ? atoi(ls) : comm_size();
+  return local < 1 ? 1 : local;
 }
 
 static uint64_t default_limit_(void) {
   long pages = sysconf(_SC_AVPHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
   double avail = pages > 0 && psz > 0 ? (double)pages * (double)psz : 4e9;
-  const char *ls = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
-  if (!ls) ls = getenv("SLURM_NTASKS_PER_NODE");
-  int local = ls ? atoi(ls) : comm_size();
-  if (local < 1) local = 1;
-  return (uint64_t)(avail / local / 2);
+  return (uint64_t)(avail / local_size_() / 2);
 }
 
 /* ---- reading ---------------------------------------------------------------------- */
@@ -104,6 +153,34 @@ static int single_(const sft_model *m, const snr_module *e, double *snr) {
   free(w);
   if (rc) st_fail_ctx(rc, "tensor '%s': ", e->tensor);
   return rc;
+}
+
+/* cuSOLVER on this rank's device: W read as float (Spectrum's precision), decomposed in double.
+ * *gpu_rc gets GPU_SVD_* (snr set only on GPU_SVD_OK, why filled otherwise). ST_* for read
+ * errors. */
+static int gpu_single_(const sft_model *m, const snr_module *e, double *snr, int *gpu_rc, char *why,
+                       int why_len) {
+  *gpu_rc = GPU_SVD_OK;
+  const sft_tensor *t = &m->t[e->input_index];
+  float *w = xmalloc((size_t)e->numel * sizeof *w);
+  int rc = sft_read_f32(m, t, 0, e->numel, w);
+  if (rc) {
+    free(w);
+    return st_fail_ctx(rc, "tensor '%s': ", e->tensor);
+  }
+  for (uint64_t i = 0; i < e->numel; i++)
+    if (!isfinite(w[i])) { /* §2: NaN, as snr_of_matrix says */
+      free(w);
+      *snr = NAN;
+      return ST_OK;
+    }
+  int64_t k = e->rows < e->cols ? e->rows : e->cols;
+  double *s = xmalloc((size_t)k * sizeof *s);
+  *gpu_rc = gpu_svdvals(w, e->rows, e->cols, s, why, why_len);
+  free(w);
+  if (*gpu_rc == GPU_SVD_OK) *snr = snr_from_singular_values(s, k, e->rows, e->cols);
+  free(s);
+  return ST_OK;
 }
 
 static int grid_(const sft_model *m, comm_group *g, const snr_module *e, double *snr) {
@@ -161,14 +238,21 @@ static void progress_drain_(progress_ *p, int wait_ms, int *status) {
 /* ---- schedule and run ------------------------------------------------------------------ */
 typedef struct {
   int *owner;  /* rank for single items, -1 - group for grid items */
+  int *where;  /* scan_where of each item */
   int *order;  /* items by cost, descending */
   int group_size, ngroups;
 } schedule_;
 
-static int schedule_build_(const snr_table *t, const double *cost, uint64_t limit, int nranks,
+/* Balancing weight of a matrix on a GPU against the same one on one CPU core: a guess, used
+ * only to spread the work (an H100 runs a large dgesvd much faster than one core does). */
+static const double gpu_speedup_ = 20.0;
+
+static int schedule_build_(const snr_table *t, const double *cost, const scan_dispatch *d,
                            schedule_ *s) {
-  int n = t->n;
+  int n = t->n, nranks = d->nranks;
+  uint64_t limit = d->host_limit_bytes;
   s->owner = xmalloc((size_t)(n > 0 ? n : 1) * sizeof *s->owner);
+  s->where = xmalloc((size_t)(n > 0 ? n : 1) * sizeof *s->where);
   s->order = xmalloc((size_t)(n > 0 ? n : 1) * sizeof *s->order);
   s->group_size = 0;
   for (int i = 0; i < n; i++) s->order[i] = i;
@@ -182,10 +266,9 @@ static int schedule_build_(const snr_table *t, const double *cost, uint64_t limi
   }
   for (int i = 0; i < n; i++) {
     const snr_module *e = &t->m[i];
-    if (single_bytes_(e) <= limit) continue;
-    int g = 2;
-    while (g <= nranks && grid_svd_bytes_per_rank(e->cols, e->rows, g) > limit) g++;
-    if (g > nranks) {
+    int g = 0;
+    s->where[i] = scan_place(d, e->rows, e->cols, &g);
+    if (s->where[i] == SCAN_ON_NONE) {
       char a[32], b[32];
       return st_fail(ST_EINPUT,
                      "tensor '%s' (%lld x %lld) needs about %s per rank even spread over %d rank(s), over "
@@ -202,7 +285,7 @@ static int schedule_build_(const snr_table *t, const double *cost, uint64_t limi
     double *gload = xcalloc((size_t)s->ngroups, sizeof *gload);
     for (int k = 0; k < n; k++) {
       int i = s->order[k];
-      if (single_bytes_(&t->m[i]) <= limit) continue;
+      if (s->where[i] != SCAN_ON_GRID) continue;
       int best = 0;
       for (int q = 1; q < s->ngroups; q++)
         if (gload[q] < gload[best]) best = q;
@@ -215,11 +298,11 @@ static int schedule_build_(const snr_table *t, const double *cost, uint64_t limi
   }
   for (int k = 0; k < n; k++) {
     int i = s->order[k];
-    if (single_bytes_(&t->m[i]) > limit) continue;
+    if (s->where[i] == SCAN_ON_GRID) continue;
     int best = 0;
     for (int r = 1; r < nranks; r++)
       if (load[r] < load[best]) best = r;
-    load[best] += cost[i];
+    load[best] += s->where[i] == SCAN_ON_GPU ? cost[i] / gpu_speedup_ : cost[i];
     s->owner[i] = best;
   }
   free(load);
@@ -228,7 +311,53 @@ static int schedule_build_(const snr_table *t, const double *cost, uint64_t limi
 
 static void schedule_free_(schedule_ *s) {
   free(s->owner);
+  free(s->where);
   free(s->order);
+}
+
+/* Collective: bind this rank's GPU (unless the solver is cpu), measure its share of the device
+ * (the node's ranks on one device split it), and agree on the smallest share: d->gpu_ok only
+ * when every rank has one. --solver gpu without a GPU somewhere is an input error. */
+static int gpu_probe_(int solver, scan_dispatch *d) {
+  d->gpu_ok = 0;
+  d->gpu_max_elems = 0;
+  if (solver == SCAN_SOLVER_CPU) return ST_OK;
+  char why[256] = "";
+  double elems = 0;
+  int ndev = gpu_device_count(why, sizeof why);
+  if (ndev > 0) {
+    int dev = gpu_select_device(comm_local_rank(), why, sizeof why);
+    if (dev >= 0) {
+      int share = (local_size_() + ndev - 1) / ndev;
+      elems = (double)(gpu_svd_max_elems() / share);
+      if (elems <= 0) snprintf(why, sizeof why, "GPU %d has too little free memory", dev);
+      /* tests: pretend the GPU is small, so the grid path runs on a GPU machine too */
+      const char *cap = getenv("SPECTRAIN_TEST_GPU_MAX_ELEMS");
+      if (cap && atof(cap) > 0 && atof(cap) < elems) elems = atof(cap);
+    }
+  }
+  int rc = ST_OK;
+  if (elems <= 0 && solver == SCAN_SOLVER_GPU)
+    rc = st_fail(ST_EINPUT, "--solver gpu: rank %d has no usable GPU: %s", comm_rank(), why);
+  int all = comm_max_status(rc);
+  if (all) return rc ? rc : st_fail(all, "--solver gpu: another rank has no usable GPU (see its error)");
+  double neg = -elems;
+  rc = comm_allreduce_max_f64(&neg, 1);
+  if (rc) return rc;
+  d->gpu_max_elems = (int64_t)-neg;
+  d->gpu_ok = d->gpu_max_elems > 0;
+  if (d->gpu_ok && solver == SCAN_SOLVER_AUTO)
+    log_info("scan: cuSOLVER on every rank's GPU for matrices of up to %lld elements whose shorter "
+             "side is at least %d (smaller ones: LAPACK; --solver gpu: any size)",
+             (long long)d->gpu_max_elems, (int)d->gpu_min_dim);
+  else if (d->gpu_ok)
+    log_info("scan: cuSOLVER on every rank's GPU for matrices of up to %lld elements",
+             (long long)d->gpu_max_elems);
+  else if (comm_rank() == 0 && elems > 0)
+    log_info("scan: not every rank has a usable GPU: LAPACK and ScaLAPACK only");
+  else if (gpu_built_with_cuda())
+    log_info("scan: no usable GPU (%s): LAPACK and ScaLAPACK only", why);
+  return ST_OK;
 }
 
 int scan_run(const sft_model *m, snr_table *t, const scan_opts *o, scan_stats *st) {
@@ -244,13 +373,22 @@ int scan_run(const sft_model *m, snr_table *t, const scan_opts *o, scan_stats *s
   uint64_t limit = (uint64_t)-neg;
   stats.mem_limit_bytes = limit;
 
+  int solver = o ? o->solver : SCAN_SOLVER_AUTO;
+  scan_dispatch disp = {solver, 0, 0, SCAN_GPU_MIN_DIM, limit, nranks};
+  rc = gpu_probe_(solver, &disp);
+  if (rc) return rc;
+  stats.gpu_max_elems = disp.gpu_ok ? disp.gpu_max_elems : 0;
+
   double *cost = xmalloc((size_t)(t->n > 0 ? t->n : 1) * sizeof *cost);
   for (int i = 0; i < t->n; i++) cost[i] = cost_(&t->m[i]);
   schedule_ sch;
   memset(&sch, 0, sizeof sch);
-  rc = schedule_build_(t, cost, limit, nranks, &sch);
+  rc = schedule_build_(t, cost, &disp, &sch);
   uint64_t h = HASH64_INIT;
-  for (int i = 0; i < t->n && !rc; i++) h = hash64_u64(h, (uint64_t)(int64_t)sch.owner[i]);
+  for (int i = 0; i < t->n && !rc; i++) {
+    h = hash64_u64(h, (uint64_t)(int64_t)sch.owner[i]);
+    h = hash64_u64(h, (uint64_t)sch.where[i]);
+  }
   if (!rc) rc = comm_agree_u64(h, "the SNR scan schedule");
   if (rc) {
     schedule_free_(&sch);
@@ -289,14 +427,37 @@ int scan_run(const sft_model *m, snr_table *t, const scan_opts *o, scan_stats *s
     }
     if (rank == 0) progress_drain_(&p, 0, &remote_status);
   }
+  int gpu_live = 1; /* auto: cleared after a GPU failure, the rest of this rank's work on LAPACK */
   for (int k = 0; k < t->n; k++) {
     int i = sch.order[k];
     if (sch.owner[i] != rank) continue;
     double v = NAN;
-    int r = status ? status : single_(m, &t->m[i], &v);
+    int r = status, on_gpu = 0;
+    if (!r && sch.where[i] == SCAN_ON_GPU && gpu_live) {
+      const snr_module *e = &t->m[i];
+      char why[256] = "";
+      int g = GPU_SVD_OK;
+      r = gpu_single_(m, e, &v, &g, why, sizeof why);
+      on_gpu = !r && g == GPU_SVD_OK;
+      if (!r && g != GPU_SVD_OK) {
+        if (g == GPU_SVD_EFAIL && solver == SCAN_SOLVER_GPU) {
+          r = st_fail(ST_ERUNTIME, "tensor '%s' (%lld x %lld): cuSOLVER failed: %s", e->tensor,
+                      (long long)e->rows, (long long)e->cols, why);
+        } else { /* out of device memory, no convergence, or auto: LAPACK takes it */
+          if (g == GPU_SVD_EFAIL) gpu_live = 0;
+          log_warn("tensor '%s' (%lld x %lld): cuSOLVER: %s; using LAPACK for it%s", e->tensor,
+                   (long long)e->rows, (long long)e->cols, why,
+                   g == GPU_SVD_EFAIL ? " and the rest of this rank's matrices" : "");
+        }
+      }
+    }
+    if (!r && !on_gpu) r = single_(m, &t->m[i], &v);
     if (r && !status) status = r;
     val[i] = v;
-    stats.n_single++;
+    if (on_gpu)
+      stats.n_gpu++;
+    else
+      stats.n_single++;
     if (rank != 0) comm_progress_send(i, r);
     else progress_note_(&p, i, 0);
     if (rank == 0) progress_drain_(&p, 0, &remote_status);
@@ -331,10 +492,11 @@ int scan_run(const sft_model *m, snr_table *t, const scan_opts *o, scan_stats *s
   if (!rc) rc = comm_agree_u64(scan_table_hash(t), "the SNR table");
   stats.seconds = time_now_s() - t0;
   /* totals over the world (grid items counted by their group's first rank) */
-  uint64_t tot[2] = {(uint64_t)stats.n_single, (uint64_t)stats.n_grid};
-  if (!rc) rc = comm_allreduce_sum_u64(tot, 2);
+  uint64_t tot[3] = {(uint64_t)stats.n_single, (uint64_t)stats.n_grid, (uint64_t)stats.n_gpu};
+  if (!rc) rc = comm_allreduce_sum_u64(tot, 3);
   stats.n_single = (int)tot[0];
   stats.n_grid = (int)tot[1];
+  stats.n_gpu = (int)tot[2];
   if (st) *st = stats;
   return rc;
 }

@@ -9,7 +9,14 @@
  * ranks (the smallest G whose share fits) and PDGESVD (jobu=jobvt='N') on a BLACS grid;
  * each rank reads only its block-cyclic pieces from the file. No rank ever holds more than
  * the matrices it works on. Results are summed over the world, so every rank ends with
- * the same table, and its hash is agreed. */
+ * the same table, and its hash is agreed.
+ *
+ * GPUs (scan_opts.solver auto or gpu, every rank bound to a device: local rank mod device
+ * count): a matrix whose elements fit the device (gpu_svd_max_elems, shared by the ranks of a
+ * node that use the same device) is decomposed by its rank with cuSOLVER (double precision,
+ * values only), the same numbers as LAPACK's to rounding; a matrix too big for one GPU goes
+ * to a ScaLAPACK grid; in auto mode, matrices smaller than gpu_min_dim on their short side
+ * stay on LAPACK (transfer and launch overhead). scan_place is the rule, per matrix. */
 #ifndef SPECTRAIN_SPECTRUM_SCAN_H
 #define SPECTRAIN_SPECTRUM_SCAN_H
 #include <stdint.h>
@@ -17,8 +24,19 @@
 #include "io/safetensors.h"
 #include "spectrum/snr.h"
 
+typedef enum {
+  SCAN_SOLVER_AUTO = 0, /* cuSOLVER where every rank has a GPU, else as cpu */
+  SCAN_SOLVER_CPU,      /* LAPACK per rank, ScaLAPACK grids over the memory limit */
+  SCAN_SOLVER_GPU,      /* as auto, every non-trivial matrix that fits a GPU on it; an error
+                           when a rank has no GPU */
+} scan_solver;
+/* "auto", "cpu", "gpu" -> scan_solver; -1 when unknown. */
+int scan_solver_parse(const char *s);
+const char *scan_solver_name(int solver);
+
 typedef struct {
   uint64_t rank_mem_limit_bytes; /* 0: available memory / ranks on this node / 2 */
+  int solver;                    /* scan_solver */
   double progress_interval_s;    /* rank 0 progress line at most this often (0: 2 s) */
   int quiet;                     /* no progress lines */
 } scan_opts;
@@ -27,9 +45,30 @@ typedef struct {
   double seconds;
   int n_single;    /* matrices decomposed on one rank */
   int n_grid;      /* matrices decomposed by PDGESVD on a group */
+  int n_gpu;       /* matrices decomposed by cuSOLVER (a GPU failure's fallbacks count as
+                      n_single) */
+  int64_t gpu_max_elems; /* per matrix on the GPUs (0: no GPU used) */
   int group_size;  /* G (0 when no grid was needed) */
   uint64_t mem_limit_bytes;
 } scan_stats;
+
+/* Where one matrix is decomposed. */
+typedef enum { SCAN_ON_CPU = 0, SCAN_ON_GPU, SCAN_ON_GRID, SCAN_ON_NONE } scan_where;
+typedef struct {
+  int solver;               /* scan_solver */
+  int gpu_ok;               /* every rank has a device */
+  int64_t gpu_max_elems;    /* the largest rows * cols the smallest rank's device share takes */
+  int64_t gpu_min_dim;      /* auto: matrices with min(rows, cols) below this stay on LAPACK */
+  uint64_t host_limit_bytes; /* per-rank host memory limit */
+  int nranks;
+} scan_dispatch;
+enum { SCAN_GPU_MIN_DIM = 256 };
+/* The rule (pure): where a rows x cols matrix goes, and for SCAN_ON_GRID the smallest group
+ * size whose share fits host_limit_bytes (*group_size; 0 otherwise). Trivial matrices (one
+ * row, empty) are CPU: they need no SVD. SCAN_ON_NONE: fits nowhere. */
+int scan_place(const scan_dispatch *d, int64_t rows, int64_t cols, int *group_size);
+/* Host bytes of LAPACK dgesdd (values only) on one rank for a rows x cols matrix. */
+uint64_t scan_single_bytes(int64_t rows, int64_t cols);
 
 /* Fill t->m[i].snr for every module of t (built from m's tensors in m's order, see
  * scan_inputs). Collective over the world. */

@@ -96,7 +96,7 @@ int main(void) {
 
   /* the training loop's entry: default name = the directory's base name */
   char *yaml = NULL;
-  CHECK_EQ_INT(spectrum_select_yaml(model_dir, NULL, 50, NULL, 0, dir, &yaml, NULL), 0);
+  CHECK_EQ_INT(spectrum_select_yaml(model_dir, NULL, 50, NULL, 0, dir, SCAN_SOLVER_CPU, &yaml, NULL), 0);
   char *want = xasprintf("%s/snr_results_model_unfrozenparameters_50percent.yaml", dir);
   CHECK_STR_EQ(yaml, want);
   free(want);

@@ -1,6 +1,7 @@
 #include "shard/fsdp.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,6 +10,56 @@
 #include "util/err.h"
 
 static size_t fbytes_(uint64_t n) { return (size_t)n * sizeof(float); }
+
+/* ---- the background optimizer step (offload) -------------------------------------------
+ * One thread per step, started by fsdp_step after the norm: it updates units 0, 1, ... in
+ * order and publishes how many are done. Everything that touches unit u's shards first
+ * waits for done > u (opt_wait_unit_); the thread touches only host shards (no memspace
+ * accounting, no compute memory, no MPI). */
+
+typedef struct {
+  float lr, beta1, beta2, eps, wd, coef;
+  long step;
+} opt_job_;
+
+struct fsdp_async {
+  pthread_t thread;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int running; /* a thread was started and not yet joined (main thread only) */
+  int done;    /* units updated (under mu) */
+  opt_job_ job;
+  fsdp *f;
+};
+
+static void update_unit_(fsdp *f, int u, const opt_job_ *j);
+
+static void *opt_thread_(void *arg) {
+  struct fsdp_async *a = arg;
+  for (int u = 0; u < a->f->plan->n_units; u++) {
+    update_unit_(a->f, u, &a->job);
+    pthread_mutex_lock(&a->mu);
+    a->done = u + 1;
+    pthread_cond_broadcast(&a->cv);
+    pthread_mutex_unlock(&a->mu);
+  }
+  return NULL;
+}
+
+static void opt_wait_unit_(fsdp *f, int u) {
+  struct fsdp_async *a = f->async;
+  if (!a || !a->running) return;
+  pthread_mutex_lock(&a->mu);
+  while (a->done <= u) pthread_cond_wait(&a->cv, &a->mu);
+  pthread_mutex_unlock(&a->mu);
+}
+
+void fsdp_wait_step(fsdp *f) {
+  struct fsdp_async *a = f->async;
+  if (!a || !a->running) return;
+  pthread_join(a->thread, NULL);
+  a->running = 0;
+}
 
 /* ---- schedule ------------------------------------------------------------------------- */
 
@@ -48,17 +99,22 @@ int fsdp_create(const tensor_table *tt, const shard_plan *plan, const model_conf
   f->plan = plan;
   f->cfg = cfg;
   f->k = k;
+  f->hk = kernels_cpu();
   f->o = *o;
   f->tied = cfg->tie_word_embeddings != 0;
   ms_init(&f->ms, k);
+  if (o->offload < 0 || o->offload > 2)
+    return st_fail(ST_EINPUT, "fsdp: offload: expected 0, 1 or 2, found %d", o->offload);
   f->shard_space = o->offload ? MS_HOST : MS_COMPUTE;
+  f->space[PB_TRAIN] = f->shard_space;
+  f->space[PB_FROZEN] = o->offload == 1 ? MS_HOST : MS_COMPUTE;
   f->cap = o->limit_all_gathers ? 1 + o->prefetch : plan->n_units + 1;
   f->sh = xcalloc((size_t)plan->n_units, sizeof(fsdp_shard));
   f->slot = xcalloc((size_t)plan->n_units, sizeof(fsdp_slot));
   for (int u = 0; u < plan->n_units; u++) {
     const plan_unit *pu = &plan->units[u];
     fsdp_shard *s = &f->sh[u];
-    s->param[PB_FROZEN] = ms_alloc(&f->ms, f->shard_space, MC_PARAM_FROZEN, fbytes_(pu->shard[PB_FROZEN]));
+    s->param[PB_FROZEN] = ms_alloc(&f->ms, f->space[PB_FROZEN], MC_PARAM_FROZEN, fbytes_(pu->shard[PB_FROZEN]));
     s->param[PB_TRAIN] = ms_alloc(&f->ms, f->shard_space, MC_PARAM_TRAIN, fbytes_(pu->shard[PB_TRAIN]));
     /* fp32 parameters are their own master copy: no MC_MASTER buffer. */
     s->grad = ms_alloc(&f->ms, f->shard_space, MC_GRAD, fbytes_(pu->shard[PB_TRAIN]));
@@ -68,6 +124,16 @@ int fsdp_create(const tensor_table *tt, const shard_plan *plan, const model_conf
   }
   if (o->offload)
     f->staging = ms_alloc(&f->ms, MS_HOST, MC_STAGING, fbytes_(f->staging_n));
+  f->grad_fresh = xcalloc((size_t)plan->n_units, 1);
+  f->mirror = xcalloc((size_t)4 * plan->n_units * PB_NKINDS, sizeof(float *));
+  int overlap = o->overlap_step > 0 ||
+                (o->overlap_step == 0 && k->name && strcmp(k->name, "cuda") == 0);
+  if (o->offload && overlap) {
+    f->async = xcalloc(1, sizeof *f->async);
+    f->async->f = f;
+    pthread_mutex_init(&f->async->mu, NULL);
+    pthread_cond_init(&f->async->cv, NULL);
+  }
   build_ops_(f);
   return ST_OK;
 }
@@ -77,12 +143,14 @@ static int rs_complete_(fsdp *f, int keep);
 
 void fsdp_free(fsdp *f) {
   if (!f->sh) return;
+  fsdp_wait_step(f);
+  fsdp_pieces_done(f, 0);
   rs_complete_(f, 0);
   for (int u = 0; u < f->plan->n_units; u++) {
     release_(f, u);
     const plan_unit *pu = &f->plan->units[u];
     fsdp_shard *s = &f->sh[u];
-    ms_free(&f->ms, f->shard_space, MC_PARAM_FROZEN, s->param[PB_FROZEN], fbytes_(pu->shard[PB_FROZEN]));
+    ms_free(&f->ms, f->space[PB_FROZEN], MC_PARAM_FROZEN, s->param[PB_FROZEN], fbytes_(pu->shard[PB_FROZEN]));
     ms_free(&f->ms, f->shard_space, MC_PARAM_TRAIN, s->param[PB_TRAIN], fbytes_(pu->shard[PB_TRAIN]));
     ms_free(&f->ms, f->shard_space, MC_GRAD, s->grad, fbytes_(pu->shard[PB_TRAIN]));
     ms_free(&f->ms, f->shard_space, MC_OPTIM, s->m, fbytes_(pu->shard[PB_TRAIN]));
@@ -93,6 +161,13 @@ void fsdp_free(fsdp *f) {
   free(f->slot);
   free(f->ops_train);
   free(f->ops_eval);
+  free(f->grad_fresh);
+  free(f->mirror);
+  if (f->async) {
+    pthread_mutex_destroy(&f->async->mu);
+    pthread_cond_destroy(&f->async->cv);
+    free(f->async);
+  }
   memset(f, 0, sizeof *f);
 }
 
@@ -122,21 +197,23 @@ static int load_local_(fsdp *f, const sft_model *m) {
    * buffer otherwise (a device shard on CUDA), so the peak stays near the shard size. */
   const uint64_t chunk = 1u << 20;
   float *stage = NULL;
-  if (f->shard_space != MS_HOST) stage = ms_alloc(&f->ms, MS_HOST, MC_STAGING, fbytes_(chunk));
+  if (f->space[PB_FROZEN] != MS_HOST || f->space[PB_TRAIN] != MS_HOST)
+    stage = ms_alloc(&f->ms, MS_HOST, MC_STAGING, fbytes_(chunk));
   for (int u = 0; u < f->plan->n_units && !rc; u++)
     for (int k = 0; k < PB_NKINDS && !rc; k++) {
       const plan_unit *pu = &f->plan->units[u];
       for (int s = 0; s < pu->nseg[k] && !rc; s++) {
         const plan_seg *sg = &pu->seg[k][s];
         float *dst = f->sh[u].param[k] + sg->shard_off;
-        if (!stage) {
+        if (f->space[k] == MS_HOST) {
           rc = sft_read_f32(m, st[sg->tensor], sg->tensor_off, sg->count, dst);
           continue;
         }
         for (uint64_t done = 0; done < sg->count && !rc; done += chunk) {
           uint64_t n = sg->count - done < chunk ? sg->count - done : chunk;
           rc = sft_read_f32(m, st[sg->tensor], sg->tensor_off + done, n, stage);
-          if (!rc) ms_copy(&f->ms, f->shard_space, dst + done, MS_HOST, stage, fbytes_(n));
+          if (!rc) ms_copy(&f->ms, f->space[k], dst + done, MS_HOST, stage, fbytes_(n));
+          f->k->sync(); /* the upload from pinned staging may be asynchronous: reuse after */
         }
       }
     }
@@ -146,6 +223,7 @@ static int load_local_(fsdp *f, const sft_model *m) {
 }
 
 int fsdp_load(fsdp *f, const sft_model *m) {
+  fsdp_wait_step(f);
   int rc = load_local_(f, m);
   int all = comm_max_status(rc);
   if (all && !rc)
@@ -154,6 +232,7 @@ int fsdp_load(fsdp *f, const sft_model *m) {
 }
 
 void fsdp_fill(fsdp *f, float (*value)(int tensor, uint64_t elem, void *arg), void *arg) {
+  fsdp_wait_step(f);
   for (int u = 0; u < f->plan->n_units; u++)
     for (int k = 0; k < PB_NKINDS; k++) {
       const plan_unit *pu = &f->plan->units[u];
@@ -161,8 +240,9 @@ void fsdp_fill(fsdp *f, float (*value)(int tensor, uint64_t elem, void *arg), vo
         const plan_seg *sg = &pu->seg[k][s];
         float *tmp = xmalloc(fbytes_(sg->count));
         for (uint64_t e = 0; e < sg->count; e++) tmp[e] = value(sg->tensor, sg->tensor_off + e, arg);
-        ms_copy(&f->ms, f->shard_space, f->sh[u].param[k] + sg->shard_off, MS_HOST, tmp,
+        ms_copy(&f->ms, f->space[k], f->sh[u].param[k] + sg->shard_off, MS_HOST, tmp,
                 fbytes_(sg->count));
+        f->k->sync();
         free(tmp);
       }
     }
@@ -173,12 +253,13 @@ void fsdp_fill(fsdp *f, float (*value)(int tensor, uint64_t elem, void *arg), vo
 static int gather_issue_(fsdp *f, int u) {
   fsdp_slot *sl = &f->slot[u];
   if (sl->state != 0) return ST_OK;
+  opt_wait_unit_(f, u); /* the shard must hold this step's update before it is uploaded */
   const plan_unit *pu = &f->plan->units[u];
   for (int k = 0; k < PB_NKINDS; k++) {
     if (!pu->padded[k]) continue;
     sl->buf[k] = ms_alloc(&f->ms, MS_COMPUTE, MC_GATHER, fbytes_(pu->padded[k]));
     ms_copy(&f->ms, MS_COMPUTE, sl->buf[k] + (size_t)f->plan->rank * pu->shard[k],
-            f->shard_space, f->sh[u].param[k], fbytes_(pu->shard[k]));
+            f->space[k], f->sh[u].param[k], fbytes_(pu->shard[k]));
     int rc = coll_iallgather_f32(sl->buf[k], pu->shard[k], &sl->req[k]);
     if (rc) return rc;
     f->gathers++;
@@ -278,10 +359,19 @@ static int rs_complete_(fsdp *f, int keep) {
     const plan_unit *pu = &f->plan->units[r->unit];
     size_t n = pu->shard[PB_TRAIN];
     rc |= coll_wait(&r->req);
+    opt_wait_unit_(f, r->unit); /* the optimizer may still read last step's gradient */
     float *g = f->sh[r->unit].grad;
-    if (f->shard_space == MS_HOST) {
-      ms_copy(&f->ms, MS_HOST, f->staging, MS_COMPUTE, r->out, fbytes_(n));
-      for (size_t e = 0; e < n; e++) g[e] += f->staging[e];
+    int fresh = f->grad_fresh[r->unit];
+    f->grad_fresh[r->unit] = 0;
+    if (f->shard_space == MS_HOST) { /* download; add on the host */
+      if (fresh) {
+        ms_copy(&f->ms, MS_HOST, g, MS_COMPUTE, r->out, fbytes_(n));
+      } else {
+        ms_copy(&f->ms, MS_HOST, f->staging, MS_COMPUTE, r->out, fbytes_(n));
+        f->hk->add(g, f->staging, n);
+      }
+    } else if (fresh) {
+      ms_copy(&f->ms, MS_COMPUTE, g, MS_COMPUTE, r->out, fbytes_(n));
     } else {
       f->k->add(g, r->out, n);
     }
@@ -364,49 +454,73 @@ int fsdp_forward(fsdp *f, model_ctx *ctx, const int32_t *tokens, const int32_t *
 
 /* ---- optimizer ------------------------------------------------------------------------ */
 
-void fsdp_zero_grads(fsdp *f) {
+/* The kernel table that may touch unit shards: host kernels for offloaded shards. */
+static const kernels *shard_k_(const fsdp *f) {
+  return f->shard_space == MS_HOST ? f->hk : f->k;
+}
+
+/* Gradient shards still marked fresh become real zeros (before anything reads them). */
+static void grads_realize_(fsdp *f) {
   for (int u = 0; u < f->plan->n_units; u++) {
     size_t n = f->plan->units[u].shard[PB_TRAIN];
-    if (!n) continue;
-    if (f->shard_space == MS_HOST) memset(f->sh[u].grad, 0, fbytes_(n));
-    else f->k->zero(f->sh[u].grad, n);
+    if (!f->grad_fresh[u]) continue;
+    f->grad_fresh[u] = 0;
+    if (n) shard_k_(f)->zero(f->sh[u].grad, n);
+  }
+}
+
+void fsdp_zero_grads(fsdp *f) {
+  /* lazy: the first reduce-scatter of the step overwrites (no pass over memory, and no
+   * wait for a background optimizer step still reading the gradients) */
+  for (int u = 0; u < f->plan->n_units; u++)
+    f->grad_fresh[u] = f->plan->units[u].shard[PB_TRAIN] > 0;
+}
+
+static void update_unit_(fsdp *f, int u, const opt_job_ *j) {
+  const plan_unit *pu = &f->plan->units[u];
+  fsdp_shard *s = &f->sh[u];
+  const kernels *K = shard_k_(f);
+  if (!pu->shard[PB_TRAIN]) return;
+  if (j->coef < 1.0f) K->scale(s->grad, j->coef, pu->shard[PB_TRAIN]);
+  for (int q = 0; q < pu->nseg[PB_TRAIN]; q++) {
+    const plan_seg *sg = &pu->seg[PB_TRAIN][q];
+    float wd = f->tt->t[sg->tensor].decay ? j->wd : 0.0f;
+    size_t o = sg->shard_off;
+    K->adamw(s->param[PB_TRAIN] + o, s->grad + o, s->m + o, s->v + o, sg->count, j->lr,
+             j->beta1, j->beta2, j->eps, wd, j->step);
   }
 }
 
 int fsdp_step(fsdp *f, const fsdp_adamw *h, double lr, long step, double *grad_norm) {
-  int host = f->shard_space == MS_HOST;
+  fsdp_wait_step(f);
+  grads_realize_(f);
+  const kernels *K = shard_k_(f);
   double ss = 0;
   for (int u = 0; u < f->plan->n_units; u++) {
     size_t n = f->plan->units[u].shard[PB_TRAIN];
-    if (n) ss += host ? grad_sum_squares(f->sh[u].grad, n) : f->k->sum_squares(f->sh[u].grad, n);
+    if (n) ss += K->sum_squares(f->sh[u].grad, n);
   }
   int rc = coll_allreduce_sum_f64(&ss, 1);
   if (rc) return rc;
   double norm = sqrt(ss);
   if (grad_norm) *grad_norm = norm;
   double coef = grad_clip_coef(norm, h->max_grad_norm);
-  for (int u = 0; u < f->plan->n_units; u++) {
-    const plan_unit *pu = &f->plan->units[u];
-    fsdp_shard *s = &f->sh[u];
-    if (!pu->shard[PB_TRAIN]) continue;
-    if (coef < 1.0) {
-      if (host)
-        for (size_t e = 0; e < pu->shard[PB_TRAIN]; e++) s->grad[e] *= (float)coef;
-      else
-        f->k->scale(s->grad, (float)coef, pu->shard[PB_TRAIN]);
+  opt_job_ j = {(float)lr, (float)h->beta1, (float)h->beta2, (float)h->eps,
+                (float)h->weight_decay, coef < 1.0 ? (float)coef : 1.0f, step};
+  struct fsdp_async *a = f->async;
+  if (a) {
+    /* uploads from the host shards queued by the last pass may still be in flight */
+    f->k->sync();
+    a->job = j;
+    a->done = 0;
+    if (pthread_create(&a->thread, NULL, opt_thread_, a) == 0) {
+      a->running = 1;
+      f->async_steps++;
+      return ST_OK;
     }
-    for (int q = 0; q < pu->nseg[PB_TRAIN]; q++) {
-      const plan_seg *sg = &pu->seg[PB_TRAIN][q];
-      float wd = f->tt->t[sg->tensor].decay ? (float)h->weight_decay : 0.0f;
-      size_t o = sg->shard_off;
-      if (host)
-        adamw_step(s->param[PB_TRAIN] + o, s->grad + o, s->m + o, s->v + o, sg->count, (float)lr,
-                   (float)h->beta1, (float)h->beta2, (float)h->eps, wd, step);
-      else
-        f->k->adamw(s->param[PB_TRAIN] + o, s->grad + o, s->m + o, s->v + o, sg->count,
-                    (float)lr, (float)h->beta1, (float)h->beta2, (float)h->eps, wd, step);
-    }
+    log_warn("fsdp: could not start the background optimizer thread: stepping inline");
   }
+  for (int u = 0; u < f->plan->n_units; u++) update_unit_(f, u, &j);
   return ST_OK;
 }
 
@@ -419,6 +533,8 @@ static float *shard_of_(fsdp *f, int u, int k, int which) {
 }
 
 int fsdp_gather_tensors(fsdp *f, int which, int root, float ***out) {
+  fsdp_wait_step(f);
+  if (which == 3) grads_realize_(f);
   float **o = xcalloc((size_t)f->tt->n + 1, sizeof(float *));
   int me = root < 0 || root == f->plan->rank, rc = ST_OK;
   for (int u = 0; u < f->plan->n_units && !rc; u++)
@@ -427,7 +543,7 @@ int fsdp_gather_tensors(fsdp *f, int which, int root, float ***out) {
       float *src = shard_of_(f, u, k, which);
       if (!pu->padded[k] || !src) continue;
       float *buf = ms_alloc(&f->ms, MS_COMPUTE, MC_GATHER, fbytes_(pu->padded[k]));
-      ms_copy(&f->ms, MS_COMPUTE, buf + (size_t)f->plan->rank * pu->shard[k], f->shard_space,
+      ms_copy(&f->ms, MS_COMPUTE, buf + (size_t)f->plan->rank * pu->shard[k], f->space[k],
               src, fbytes_(pu->shard[k]));
       rc = coll_allgather_f32(buf, pu->shard[k]);
       for (int i = 0; i < f->tt->n && me && !rc; i++) {
@@ -448,15 +564,27 @@ void fsdp_free_tensors(const fsdp *f, float **out) {
   free(out);
 }
 
+static float **mirror_slot_(fsdp *f, int which, int u, int k) {
+  return &f->mirror[((size_t)which * f->plan->n_units + (size_t)u) * PB_NKINDS + (size_t)k];
+}
+
 int fsdp_foreach_piece(fsdp *f, int which,
                        int (*fn)(int tensor, uint64_t first, uint64_t count, float *data,
                                  void *arg),
                        void *arg) {
+  fsdp_wait_step(f);
+  if (which == 3) grads_realize_(f);
   for (int u = 0; u < f->plan->n_units; u++)
     for (int k = 0; k < PB_NKINDS; k++) {
       float *base = shard_of_(f, u, k, which);
       const plan_unit *pu = &f->plan->units[u];
-      if (!base) continue;
+      if (!base || !pu->shard[k]) continue;
+      if (f->space[k] != MS_HOST) { /* compute shard: hand out a host copy */
+        float **mp = mirror_slot_(f, which, u, k);
+        if (!*mp) *mp = ms_alloc(&f->ms, MS_HOST, MC_STAGING, fbytes_(pu->shard[k]));
+        ms_copy(&f->ms, MS_HOST, *mp, f->space[k], base, fbytes_(pu->shard[k]));
+        base = *mp;
+      }
       for (int s = 0; s < pu->nseg[k]; s++) {
         const plan_seg *sg = &pu->seg[k][s];
         int rc = fn(sg->tensor, sg->tensor_off, sg->count, base + sg->shard_off, arg);
@@ -464,6 +592,25 @@ int fsdp_foreach_piece(fsdp *f, int which,
       }
     }
   return ST_OK;
+}
+
+void fsdp_pieces_done(fsdp *f, int written) {
+  if (!f->mirror) return;
+  int uploaded = 0;
+  for (int which = 0; which < 4; which++)
+    for (int u = 0; u < f->plan->n_units; u++)
+      for (int k = 0; k < PB_NKINDS; k++) {
+        float **mp = mirror_slot_(f, which, u, k);
+        if (!*mp) continue;
+        size_t n = f->plan->units[u].shard[k];
+        if (written) {
+          ms_copy(&f->ms, f->space[k], shard_of_(f, u, k, which), MS_HOST, *mp, fbytes_(n));
+          uploaded = 1;
+        }
+        if (uploaded) f->k->sync(); /* the upload may still read the mirror */
+        ms_free(&f->ms, MS_HOST, MC_STAGING, *mp, fbytes_(n));
+        *mp = NULL;
+      }
 }
 
 /* ---- theory --------------------------------------------------------------------------- */

@@ -16,7 +16,23 @@
  * needing a gradient do no backward.
  *
  * Gradients are the plain sum over ranks: the caller folds every normalisation (1 / global
- * number of counted targets over ranks and accumulation steps) into the loss scale. */
+ * number of counted targets over ranks and accumulation steps) into the loss scale.
+ *
+ * Memory (shard/memspace.h). Without offload every shard lives in COMPUTE memory and all
+ * shard math (gradient adds, norm, AdamW) runs through the compute kernel table f->k. With
+ * `offload: cpu` parameter, gradient and optimizer shards live in HOST memory (pinned on
+ * CUDA): a gather uploads the rank's shard into the compute gather buffer and the collective
+ * runs there; a finished reduce-scatter is downloaded into the host gradient shard; the
+ * gradient norm and AdamW run on the host with kernels_cpu() (OpenMP, vectorised), never
+ * through the compute table. fsdp never dereferences compute memory on the host: pieces
+ * (checkpoints) and whole tensors are handed out as host copies.
+ *
+ * Overlap with offload (opts.overlap_step): fsdp_step returns after the gradient norm and
+ * runs the host AdamW in a background thread, unit 0 first; the next step's gather of unit
+ * u (and any other use of u's shards) waits only for u's update, so the updates of the
+ * later units run while the compute device does the forward of the earlier ones.
+ * Gradient zeroing is lazy (the first reduce-scatter of a step overwrites instead of adding),
+ * so fsdp_zero_grads never waits for the optimizer. */
 #ifndef SPECTRAIN_SHARD_FSDP_H
 #define SPECTRAIN_SHARD_FSDP_H
 #include <stddef.h>
@@ -32,10 +48,18 @@
 #include "shard/plan.h"
 
 typedef struct {
-  int offload;               /* 1: parameter/gradient shards and optimizer state in HOST */
+  /* 0: every shard in COMPUTE memory. 1 (`offload: cpu`): parameter, gradient and
+   * optimizer shards in HOST memory. 2: only the trainable state (trainable parameter
+   * shards, gradients, optimizer state) in HOST; frozen parameter shards stay in COMPUTE
+   * (they cost 4 bytes per parameter there but save the host -> device upload of every
+   * frozen unit at each gather: the better trade when few parameters train). */
+  int offload;
   int prefetch;              /* units gathered ahead of the computing one (>= 0) */
   int limit_all_gathers;     /* 1: at most 1 + prefetch units gathered at once */
   int reshard_after_forward; /* 1: release after forward and re-gather in backward */
+  /* Offload only: AdamW in a background host thread, overlapped with the next forward.
+   * 0 auto (on when the compute backend is a device, i.e. "cuda"), 1 on, -1 off. */
+  int overlap_step;
 } fsdp_opts;
 
 typedef struct {
@@ -68,14 +92,19 @@ typedef struct {
   float *out;  /* [shard[PB_TRAIN]] compute: reduce-scatter result */
 } fsdp_rs;
 
+struct fsdp_async; /* the background optimizer step (fsdp.c) */
+
 typedef struct {
   const tensor_table *tt;
   const shard_plan *plan;
   const model_config *cfg;
-  const kernels *k;
+  const kernels *k;  /* compute kernels: gathered units, activations, compute shards */
+  const kernels *hk; /* host kernels (kernels_cpu()): math on host (offloaded) shards */
   fsdp_opts o;
   memspace ms;
-  mem_space shard_space; /* MS_HOST with offload, else MS_COMPUTE */
+  mem_space shard_space; /* trainable shards, gradients, optimizer state: MS_HOST with
+                          * offload, else MS_COMPUTE */
+  mem_space space[PB_NKINDS]; /* parameter shards per kind (frozen: HOST only for offload 1) */
   fsdp_shard *sh;        /* [n_units] */
   fsdp_slot *slot;       /* [n_units] */
   int live;              /* units gathered or gathering */
@@ -88,6 +117,10 @@ typedef struct {
   float *staging; /* host, [max shard[PB_TRAIN]] (offload: reduce-scatter results) */
   size_t staging_n;
   uint64_t gathers, reduce_scatters; /* counts of unit-buffer collectives issued */
+  unsigned char *grad_fresh; /* [n_units] 1: gradient shard logically zero (lazy zeroing) */
+  float **mirror;            /* [4 * n_units * PB_NKINDS] host copies of compute shards */
+  struct fsdp_async *async;  /* background optimizer step; NULL when not overlapping */
+  uint64_t async_steps;      /* optimizer steps run in the background (tests, logs) */
 } fsdp;
 
 int fsdp_create(const tensor_table *tt, const shard_plan *plan, const model_config *cfg,
@@ -112,7 +145,9 @@ int fsdp_forward(fsdp *f, model_ctx *ctx, const int32_t *tokens, const int32_t *
 
 void fsdp_zero_grads(fsdp *f);
 /* Global gradient norm (one allreduce), clipping, then AdamW on the local trainable shards
- * (`step` = 1-based update count, lr for this update). *grad_norm = the norm before clipping. */
+ * (`step` = 1-based update count, lr for this update). *grad_norm = the norm before clipping.
+ * With overlap the AdamW may still run when this returns; every fsdp call that touches a
+ * unit's shards waits for that unit's update (fsdp_wait_step waits for all). */
 int fsdp_step(fsdp *f, const fsdp_adamw *h, double lr, long step, double *grad_norm);
 
 /* Full tensors, gathered unit by unit (collective). out[i] for every tensor i of the table is
@@ -120,16 +155,22 @@ int fsdp_step(fsdp *f, const fsdp_adamw *h, double lr, long step, double *grad_n
  * fsdp_free_tensors. which: 0 parameters, 1 m, 2 v (optimizer state of trainable tensors;
  * NULL for frozen ones). */
 int fsdp_gather_tensors(fsdp *f, int which, int root, float ***out);
+/* Wait until a background optimizer step (if any) has updated every shard. */
+void fsdp_wait_step(fsdp *f);
 void fsdp_free_tensors(const fsdp *f, float **out);
 /* Visit this rank's pieces of every tensor (checkpoint write and restore read exactly these
  * ranges): fn gets the tensor index, the first element and count inside the tensor (row-major
- * flat index), and a pointer to those elements in the rank's shard (host-addressable). which:
- * 0 parameters, 1 m, 2 v, 3 gradient (m, v, gradient: trainable tensors only). Stops at the
- * first non-zero return of fn and returns it. */
+ * flat index), and a HOST pointer to those elements. which: 0 parameters, 1 m, 2 v,
+ * 3 gradient (m, v, gradient: trainable tensors only). Stops at the first non-zero return of
+ * fn and returns it. The pointers stay valid until fsdp_pieces_done: host shards (offload)
+ * are handed out directly; compute shards as host copies (downloaded here), which
+ * fsdp_pieces_done(f, 1) uploads back into the shards (after a restore wrote into them) and
+ * fsdp_pieces_done(f, 0) drops. Call fsdp_pieces_done after every fsdp_foreach_piece. */
 int fsdp_foreach_piece(fsdp *f, int which,
                        int (*fn)(int tensor, uint64_t first, uint64_t count, float *data,
                                  void *arg),
                        void *arg);
+void fsdp_pieces_done(fsdp *f, int written);
 
 /* The bytes each collective category is expected to move in one micro-step / one eval
  * forward under this schedule (logical bytes, as mpi/coll counts them). */

@@ -124,7 +124,7 @@ int train_setup(train_ctx *t, const job_config *job) {
   if (!rc) rc = plan_build(&t->tt, t->nranks, t->rank, &t->plan);
   if (!rc) rc = plan_agree(&t->plan, &t->tt);
   fsdp_opts fo = {job->sharding.offload == OFFLOAD_CPU, (int)job->sharding.prefetch,
-                  job->sharding.limit_all_gathers, job->sharding.reshard_after_forward};
+                  job->sharding.limit_all_gathers, job->sharding.reshard_after_forward, 0};
   if (!rc) rc = fsdp_create(&t->tt, &t->plan, &t->cfg, t->k, &fo, &t->fs);
   /* 4. each rank reads its own slices */
   if (!rc) rc = fsdp_load(&t->fs, &m);

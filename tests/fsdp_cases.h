@@ -16,6 +16,11 @@
 
 enum { L_ = 3, B_ = 2, A_ = 2, T_ = 8, STEPS_ = 3 };
 
+/* The kernel table of the sharded side (NULL: the CPU table). tests/mpi/test_fsdp_guard.c
+ * sets the guard table, so that any host access to compute memory in shard/fsdp crashes.
+ * The reference always runs on the CPU table. */
+static const kernels *fsdp_cases_k_ = NULL;
+
 static float value_(int tensor, uint64_t e, void *arg) {
   const tensor_table *tt = arg;
   uint64_t h = hash64_u64(hash64_u64(HASH64_INIT, (uint64_t)tensor), e);
@@ -63,9 +68,18 @@ static int piece_visit_(int tensor, uint64_t first, uint64_t count, float *data,
   return 0;
 }
 
+static float piece_value_(int tensor, uint64_t e) { return (float)tensor + 1e-3f * (float)(e % 977); }
+
+static int piece_write_(int tensor, uint64_t first, uint64_t count, float *data, void *arg) {
+  (void)arg;
+  for (uint64_t e = 0; e < count; e++) data[e] = piece_value_(tensor, first + e);
+  return 0;
+}
+
 typedef struct {
   const char *name;
-  int tied, offload, prefetch, limit, reshard;
+  int tied, offload /* fsdp_opts.offload: 0, 1, 2 */, prefetch, limit, reshard;
+  int overlap; /* fsdp_opts.overlap_step */
   int partial; /* 0 all, 1 spectrum-style (block 1 q/down, block 2, head), 2 top block only */
 } case_;
 
@@ -145,13 +159,14 @@ static void run_case_(const case_ *cs) {
   shard_plan plan;
   CHECK_EQ_INT(plan_build(&tt, N, r, &plan), 0);
   CHECK_EQ_INT(plan_agree(&plan, &tt), 0);
-  fsdp_opts fo = {cs->offload, cs->prefetch, cs->limit, cs->reshard};
+  fsdp_opts fo = {cs->offload, cs->prefetch, cs->limit, cs->reshard, cs->overlap};
   fsdp f;
-  CHECK_EQ_INT(fsdp_create(&tt, &plan, &cfg, K, &fo, &f), 0);
+  const kernels *KS = fsdp_cases_k_ ? fsdp_cases_k_ : K;
+  CHECK_EQ_INT(fsdp_create(&tt, &plan, &cfg, KS, &fo, &f), 0);
   fsdp_fill(&f, value_, &tt);
   model_ctx *ctx = NULL;
   model_opts so = {.batch = B_, .seq_len = T_, .lowest_grad_unit = plan.lowest_grad_unit};
-  CHECK_EQ_INT(model_ctx_create(&cfg, K, &so, &ctx), 0);
+  CHECK_EQ_INT(model_ctx_create(&cfg, KS, &so, &ctx), 0);
   CHECK_EQ_INT(model_ctx_lowest_grad_unit(ctx), model_lowest_grad_unit(&tt));
   int32_t *mtok = malloc((size_t)A * B_ * T_ * sizeof(int32_t));
   int32_t *mtgt = malloc((size_t)A * B_ * T_ * sizeof(int32_t));
@@ -214,6 +229,7 @@ static void run_case_(const case_ *cs) {
    * element once (the checkpoint writer relies on both) */
   piece_check_ pc = {full, 0, 0};
   CHECK_EQ_INT(fsdp_foreach_piece(&f, 0, piece_visit_, &pc), 0);
+  fsdp_pieces_done(&f, 0);
   CHECK_EQ_INT(pc.bad, 0);
   uint64_t total = 0, covered = pc.count;
   for (int i = 0; i < tt.n; i++) total += tt.t[i].numel;
@@ -235,12 +251,27 @@ static void run_case_(const case_ *cs) {
     CHECK_MSG(worst <= 1e-4 * scale, "%s: AdamW m differs by %.3g (max %.3g)", cs->name, worst, scale);
   }
   fsdp_free_tensors(&f, full);
+  /* the background optimizer ran when asked for (offload only) */
+  CHECK_EQ_INT(f.async_steps, cs->offload && cs->overlap > 0 ? (uint64_t)STEPS_ : 0);
+  /* a restore writes into the pieces: after fsdp_pieces_done(f, 1) the shards hold it (for
+   * compute shards the pieces are host copies; nothing may reach the shards before) */
+  CHECK_EQ_INT(fsdp_foreach_piece(&f, 2, piece_write_, NULL), 0);
+  fsdp_pieces_done(&f, 1);
+  CHECK_EQ_INT(fsdp_gather_tensors(&f, 2, -1, &full), 0);
+  uint64_t wrong = 0;
+  for (int i = 0; i < tt.n; i++)
+    for (uint64_t e = 0; full[i] && e < tt.t[i].numel; e++)
+      wrong += full[i][e] != piece_value_(i, e);
+  CHECK_MSG(wrong == 0, "%s: %llu elements of v not restored through the pieces", cs->name,
+            (unsigned long long)wrong);
+  fsdp_free_tensors(&f, full);
+  CHECK_EQ_INT(f.ms.cur[MS_HOST][MC_STAGING], cs->offload ? 4 * f.staging_n : 0);
 
   /* accounted shard memory == the formula; nothing gathered remains */
   uint64_t st = plan_total_shard(&plan, PB_TRAIN), sf = plan_total_shard(&plan, PB_FROZEN);
   mem_space sp = cs->offload ? MS_HOST : MS_COMPUTE;
   CHECK_EQ_INT(f.ms.cur[sp][MC_PARAM_TRAIN], 4 * st);
-  CHECK_EQ_INT(f.ms.cur[sp][MC_PARAM_FROZEN], 4 * sf);
+  CHECK_EQ_INT(f.ms.cur[cs->offload == 1 ? MS_HOST : MS_COMPUTE][MC_PARAM_FROZEN], 4 * sf);
   CHECK_EQ_INT(f.ms.cur[sp][MC_GRAD], 4 * st);
   CHECK_EQ_INT(f.ms.cur[sp][MC_OPTIM], 8 * st);
   CHECK_EQ_INT(f.ms.cur[MS_COMPUTE][MC_GATHER], 0);
@@ -273,10 +304,12 @@ static void run_case_(const case_ *cs) {
 
 
 static const case_ fsdp_cases_[] = {
-    {"untied-all", 0, 0, 1, 1, 1, 0},
-    {"untied-spectrum-offload", 0, 1, 1, 1, 1, 1},
-    {"tied-all-keep", 1, 0, 2, 0, 0, 0},
-    {"tied-top-block-prefetch0", 1, 1, 0, 1, 1, 2},
+    {"untied-all", 0, 0, 1, 1, 1, 0, 0},
+    {"untied-spectrum-offload", 0, 1, 1, 1, 1, -1, 1},
+    {"untied-spectrum-offload-overlap", 0, 1, 1, 1, 1, 1, 1},
+    {"untied-spectrum-offload-trainable", 0, 2, 1, 1, 1, 1, 1},
+    {"tied-all-keep", 1, 0, 2, 0, 0, 0, 0},
+    {"tied-top-block-prefetch0-overlap", 1, 1, 0, 1, 1, 1, 2},
 };
 
 static void run_fsdp_cases_(void) {

@@ -136,6 +136,7 @@ static int save_hook_(train_ctx *t, const char *reason, void *arg) {
              st.write_seconds > 0 ? (double)st.tensor_bytes / st.write_seconds / 1048576.0 : 0.0);
   }
   ckpt_slices_free(&l);
+  fsdp_pieces_done(&t->fs, 0); /* drop host copies of compute shards */
   free(m.trainable);
   free(m.config_json);
   free(m.snr_json);
@@ -177,6 +178,7 @@ static int restore_hook_(train_ctx *t, void *arg) {
   double t0 = time_now_s();
   rc = ckpt_load(c->resume_path, &t->tt, l.s, l.n);
   ckpt_slices_free(&l);
+  fsdp_pieces_done(&t->fs, !rc); /* compute shards: upload what was read into the copies */
   if (rc) return rc;
   t->st.step = (int64_t)m->step;
   t->st.samples_seen = m->data_sample;

@@ -17,8 +17,9 @@
  *     lookup, nor the norm weights), the same N for full and 25 % trainable: the usual
  *     "6 x params x tokens" convention (for 25 % trainable it credits work that is not done).
  *   MFU(exec) = the matrix FLOPs this step actually executes (forward of everything incl. the
- *     causal attention products, backward of the units that need it: input gradients, and
- *     weight gradients for trainable matrices only) / time / peak.
+ *     causal half of the attention products, backward of the units that need it: input
+ *     gradients, weight gradients for trainable matrices only, the attention's recompute)
+ *     / time / peak (exec_flops_).
  * Modes: full / top25 (25 % trainable), each without and with `offload: cpu` (every shard in
  * pinned host memory, AdamW on the host); top25-offload-tr offloads only the trainable state
  * (fsdp offload 2: frozen parameter shards stay on the GPU).
@@ -67,19 +68,23 @@ static double matmul_params_(const tensor_table *tt) {
   return n;
 }
 
-/* Matrix FLOPs one training step executes (2 per multiply-add). top_blocks < 0: full. */
+/* Matrix FLOPs one training step executes (2 per multiply-add). top_blocks < 0: full.
+ * Attention: the causal products only (each of QK^T and PV over T(T+1)/2 query-key pairs per
+ * head; the kernels skip the blocks above the diagonal, up to one block's rounding, not
+ * counted); its backward 2.5x the forward (dQ, dK, dV, dP and the recomputed QK^T).
+ * Blocks that run backward compute input gradients (the lowest one included) and weight
+ * gradients of trainable matrices; the frozen head computes its input gradient only. */
 static double exec_flops_(const model_config *c, int B, int T, int top_blocks) {
   double N = (double)B * T, C = c->hidden_size, F = c->intermediate_size;
   double HD = (double)c->num_attention_heads * c->head_dim,
          KVD = (double)c->num_key_value_heads * c->head_dim;
   double mats = 2.0 * N * (C * HD + 2 * C * KVD + HD * C + 3 * C * F);
-  double attn = 2.0 * 2.0 * N * T * HD; /* QK^T and PV over the full square (as the kernels) */
+  double attn = 2.0 * 2.0 * N * HD * 0.5 * (T + 1.0);
   double head = 2.0 * N * C * c->vocab_size;
-  double fwd = model_forward_flops(c, B, T);
   int L = c->num_hidden_layers;
-  if (top_blocks < 0) return fwd + 2.0 * (L * (mats + attn) + head);
-  /* frozen head: input gradient only; top blocks: input + weight gradients */
-  return fwd + top_blocks * (2.0 * mats + 2.0 * attn) + head;
+  double fwd = L * (mats + attn) + head;
+  if (top_blocks < 0) return fwd + L * (2.0 * mats + 2.5 * attn) + 2.0 * head;
+  return fwd + top_blocks * (2.0 * mats + 2.5 * attn) + head;
 }
 
 /* Fast random init of this rank's shards (the bench has billions of parameters: fsdp_fill's

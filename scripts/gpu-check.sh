@@ -39,6 +39,9 @@ note() { echo "$*" | tee -a "$SUM"; }
 note "gpu-check $(date -u +%FT%TZ) on $(hostname), budget ${BUDGET}s, commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | sed 's/^/  gpu: /' | tee -a "$SUM"
 echo "  cpus: $(nproc), nvcc: $(nvcc --version 2>/dev/null | tail -1 || echo missing), cmake: $(cmake --version 2>/dev/null | head -1 || echo missing)" | tee -a "$SUM"
+py=/usr/bin/python3
+[[ -x $py ]] || py=$(command -v python3 || echo none)
+echo "  tests' python: $py $($py --version 2>&1 | cut -d' ' -f2), numpy: $($py -c 'import numpy; print(numpy.__version__)' 2>/dev/null || echo 'MISSING (the numpy-reference tests, e.g. spectrum_analyze*, fail or skip)')" | tee -a "$SUM"
 FAILED=0
 
 # stage NAME LOG MAX_S CMD...: runs CMD under min(MAX_S, time left - 15 s), appending to LOG

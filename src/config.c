@@ -104,7 +104,8 @@ static const job_key schema_[] = {
     {"training.seed", JT_INT, OFF(training.seed), "42", 0, 0, I64MAX, 0, NULL,
      "Seed of the data order (and of dropout-free training: the only randomness)."},
     {"training.bf16", JT_BOOL, OFF(training.bf16), "false", 0, 0, 0, 0, NULL,
-     "Compute in bfloat16 (fp32 master weights and optimizer state)."},
+     "Matrix products in bfloat16 with fp32 accumulation (fp32 master weights and optimizer "
+     "state); needs the cuda backend (an error with cpu)."},
     {"training.logging_steps", JT_INT, OFF(training.logging_steps), "10", 0, 1, I64MAX, 0, NULL,
      "Print and record training metrics every N steps."},
     {"training.eval_steps", JT_INT, OFF(training.eval_steps), "0", 0, 0, I64MAX, 0, NULL,
@@ -122,10 +123,12 @@ static const job_key schema_[] = {
      "Sequence length T of every sample; longer JSONL records are truncated (and counted). "
      "Also accepted as `training.max_length` (newer TRL)."},
     {"training.backend", JT_ENUM, OFF(training.backend), "auto", 0, 0, 0, 0, "cpu|cuda|auto",
-     "Where the model computes: cpu, cuda, or auto (cuda when a GPU is visible). Also where "
-     "the Spectrum scan (`spectrum.top_percent` < 100) takes singular values: cpu keeps it on "
-     "LAPACK/ScaLAPACK; cuda and auto use cuSOLVER when every rank has a GPU, as `spectrain "
-     "analyze --solver auto` does."},
+     "Where the model computes: cpu (OpenBLAS + OpenMP), cuda (one GPU per rank, chosen by "
+     "the node-local rank; NCCL collectives), or auto (cuda when a GPU is usable, else cpu; "
+     "the start-up log says which and why). Also where the Spectrum scan "
+     "(`spectrum.top_percent` < 100) takes singular values: cpu keeps it on LAPACK/ScaLAPACK; "
+     "cuda and auto use cuSOLVER when every rank has a GPU, as `spectrain analyze --solver "
+     "auto` does."},
     {"training.optim", JT_ENUM, OFF(training.optim), "adamw_torch", 0, 0, 0, 0,
      "adamw_torch|adamw_torch_fused|adamw_hf|adamw",
      "Accepted for TRL/HF compatibility: every choice means the same decoupled AdamW "

@@ -205,11 +205,20 @@ static int at_rows_(int T) { return T < AT_ROWS ? (T > 0 ? T : 1) : AT_ROWS; }
 static int at_lo_(int t, int window) { return window > 0 && t - window + 1 > 0 ? t - window + 1 : 0; }
 
 /* Per thread: two (rows, T) tiles (backward: P and dP; forward uses the first). The
- * kernels run at most omp_get_max_threads() threads, the count this size is taken for. */
+ * kernels run at most as many threads as the smallest count any scratch was sized for, so
+ * raising OMP_NUM_THREADS after sizing a scratch cannot overrun it. */
+static int at_sized_threads_; /* 0: no scratch sized yet */
+static int at_run_threads_(void) {
+  int nt = at_threads_(), sized = at_sized_threads_;
+  return sized > 0 && sized < nt ? sized : nt;
+}
 static size_t cpu_attention_scratch_floats_(int B, int T, int H, int KV, int D) {
   (void)B, (void)H, (void)KV, (void)D;
+  int nt = at_threads_();
+#pragma omp critical(spectrain_attention_scratch)
+  if (at_sized_threads_ == 0 || nt < at_sized_threads_) at_sized_threads_ = nt;
   if (T <= 0) return 1;
-  return (size_t)at_threads_() * 2 * (size_t)at_rows_(T) * (size_t)T;
+  return (size_t)nt * 2 * (size_t)at_rows_(T) * (size_t)T;
 }
 
 /* Scores of one tile: S[r][j - c0] = scale * q_{t0+r} . k_j over [c0, c1), then rows become
@@ -258,7 +267,7 @@ static void cpu_attention_forward_(float *out, float *lse, float *scratch, const
   size_t per_thread = 2 * (size_t)R * T;
   int blas_threads = openblas_get_num_threads();
   openblas_set_num_threads(1);
-#pragma omp parallel for schedule(dynamic) num_threads(at_threads_())
+#pragma omp parallel for schedule(dynamic) num_threads(at_run_threads_())
   for (long job = 0; job < (long)B * H * ntile; job++) {
     int tile = (int)(job % ntile), bh = (int)(job / ntile), b = bh / H, h = bh % H;
     float *S = scratch + (size_t)at_thread_() * per_thread;
@@ -291,7 +300,7 @@ static void cpu_attention_backward_(float *dq, float *dk, float *dv, float *scra
   size_t per_thread = 2 * (size_t)R * T;
   int blas_threads = openblas_get_num_threads();
   openblas_set_num_threads(1);
-#pragma omp parallel for schedule(dynamic) num_threads(at_threads_())
+#pragma omp parallel for schedule(dynamic) num_threads(at_run_threads_())
   for (int bk = 0; bk < B * KV; bk++) {
     int b = bk / KV, kh = bk % KV;
     float *P = scratch + (size_t)at_thread_() * per_thread, *dP = P + (size_t)R * T;

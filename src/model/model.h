@@ -101,7 +101,8 @@ void model_backward(model_ctx *ctx, const unit_view *units, const int32_t *targe
                     float loss_scale);
 
 /* Matrix-product FLOPs of one forward over B*T tokens (2 per multiply-add; attention
- * counted as the full causal-masked square products the kernels do), for benchmarks. */
+ * counted as the full T x T square products, the usual convention: the tiled kernels
+ * compute only the causal part, about half of it for long sequences), for benchmarks. */
 double model_forward_flops(const model_config *c, int B, int T);
 
 #endif

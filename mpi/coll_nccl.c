@@ -139,8 +139,8 @@ static int distinct_gpus_(const place_ *me) {
         rc = st_fail(ST_EINPUT,
                      "collective transport 'nccl': ranks %d and %d both drive GPU %s on host "
                      "%s, but NCCL needs one GPU per rank (%d ranks on this host, %d GPUs "
-                     "visible here): start at most one rank per GPU, or use the mpi-staged "
-                     "transport",
+                     "visible here): start at most one rank per GPU (each rank opens GPU "
+                     "local rank modulo the GPUs it sees)",
                      i, j, all[i].bus, all[i].host, per_host, ndev);
         free(all);
         return rc;

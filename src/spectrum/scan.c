@@ -375,7 +375,12 @@ int scan_run(const sft_model *m, snr_table *t, const scan_opts *o, scan_stats *s
 
   int solver = o ? o->solver : SCAN_SOLVER_AUTO;
   scan_dispatch disp = {solver, 0, 0, SCAN_GPU_MIN_DIM, limit, nranks};
-  rc = gpu_probe_(solver, &disp);
+  /* auto with nothing the GPU would take (every matrix has a side under 256: test models,
+   * norms only): CUDA is not even initialised */
+  int probe = solver == SCAN_SOLVER_GPU;
+  for (int i = 0; i < t->n && solver == SCAN_SOLVER_AUTO && !probe; i++)
+    probe = t->m[i].rows > 1 && t->m[i].rows >= disp.gpu_min_dim && t->m[i].cols >= disp.gpu_min_dim;
+  rc = gpu_probe_(probe ? solver : SCAN_SOLVER_CPU, &disp);
   if (rc) return rc;
   stats.gpu_max_elems = disp.gpu_ok ? disp.gpu_max_elems : 0;
 

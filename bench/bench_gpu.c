@@ -22,7 +22,7 @@
  *     / time / peak (exec_flops_).
  * Modes: full / top25 (25 % trainable), each without and with `offload: cpu` (every shard in
  * pinned host memory, AdamW on the host); top25-offload-tr offloads only the trainable state
- * (fsdp offload 2: frozen parameter shards stay on the GPU).
+ * (`offload: cpu_trainable`, fsdp offload 2: frozen parameter shards stay on the GPU).
  * Step time = wall time of the timed steps (zero grads, forward/backward, optimizer step)
  * divided by their number, from a synchronised start to the end of the last step with the
  * device synchronised and a background optimizer step (offload) finished; warm-up steps are

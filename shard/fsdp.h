@@ -49,7 +49,7 @@
 
 typedef struct {
   /* 0: every shard in COMPUTE memory. 1 (`offload: cpu`): parameter, gradient and
-   * optimizer shards in HOST memory. 2: only the trainable state (trainable parameter
+   * optimizer shards in HOST memory. 2 (`offload: cpu_trainable`): only the trainable state (trainable parameter
    * shards, gradients, optimizer state) in HOST; frozen parameter shards stay in COMPUTE
    * (they cost 4 bytes per parameter there but save the host -> device upload of every
    * frozen unit at each gather: the better trade when few parameters train). */

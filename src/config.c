@@ -141,9 +141,12 @@ static const job_key schema_[] = {
     {"training.output_dir", JT_STR, OFF(training.output_dir), "null", 0, 0, 0, 0, NULL,
      "TRL's place for `output_dir`; either may be given (both and different is an error)."},
 
-    {"sharding.offload", JT_ENUM, OFF(sharding.offload), "none", 0, 0, 0, 0, "none|cpu",
+    {"sharding.offload", JT_ENUM, OFF(sharding.offload), "none", 0, 0, 0, 0,
+     "none|cpu|cpu_trainable",
      "cpu: keep parameter shards and optimizer state in host memory between uses (FSDP "
-     "offload); none: keep them on the compute device."},
+     "offload; AdamW runs on the host); cpu_trainable: only the trainable parameter shards, "
+     "gradients and optimizer state (frozen shards stay on the compute device: fewer "
+     "uploads when few parameters train); none: keep them on the compute device."},
     {"sharding.prefetch", JT_INT, OFF(sharding.prefetch), "1", 0, 0, 64, 0, NULL,
      "Units whose all-gather is started ahead of the one computing."},
     {"sharding.limit_all_gathers", JT_BOOL, OFF(sharding.limit_all_gathers), "true", 0, 0, 0, 0,

@@ -23,7 +23,7 @@ typedef enum {
   JOB_LR_CONSTANT_WITH_WARMUP
 } job_lr_sched;
 typedef enum { BACKEND_CPU = 0, BACKEND_CUDA, BACKEND_AUTO } job_backend;
-typedef enum { OFFLOAD_NONE = 0, OFFLOAD_CPU } job_offload;
+typedef enum { OFFLOAD_NONE = 0, OFFLOAD_CPU, OFFLOAD_CPU_TRAINABLE } job_offload; /* = fsdp_opts.offload */
 typedef enum { DATA_AUTO = 0, DATA_BIN, DATA_JSONL, DATA_TEXT } job_data_format;
 
 typedef struct {

@@ -123,7 +123,7 @@ int train_setup(train_ctx *t, const job_config *job) {
   /* 3. the plan, proven identical before the first collective that uses it */
   if (!rc) rc = plan_build(&t->tt, t->nranks, t->rank, &t->plan);
   if (!rc) rc = plan_agree(&t->plan, &t->tt);
-  fsdp_opts fo = {job->sharding.offload == OFFLOAD_CPU, (int)job->sharding.prefetch,
+  fsdp_opts fo = {(int)job->sharding.offload, (int)job->sharding.prefetch,
                   job->sharding.limit_all_gathers, job->sharding.reshard_after_forward, 0};
   if (!rc) rc = fsdp_create(&t->tt, &t->plan, &t->cfg, t->k, &fo, &t->fs);
   /* 4. each rank reads its own slices */
@@ -464,7 +464,7 @@ int train_run(const job_config *job, const train_hooks *hooks) {
            (unsigned long long)(plan_total_numel(&t.plan, PB_TRAIN) + plan_total_numel(&t.plan, PB_FROZEN)),
            100.0 * (double)plan_total_numel(&t.plan, PB_TRAIN) /
                (double)(plan_total_numel(&t.plan, PB_TRAIN) + plan_total_numel(&t.plan, PB_FROZEN)),
-           job->sharding.offload == OFFLOAD_CPU ? "cpu" : "none");
+           job_enum_name("sharding.offload", (int)job->sharding.offload));
   rc = metrics_write(&mw, memory_report_(&t, 0));
   if (!rc) rc = metrics_write(&mw, comm_report_(&t));
 

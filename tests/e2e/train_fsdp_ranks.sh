@@ -2,8 +2,8 @@
 # `spectrain train` on 1, 2 and 4 ranks computes the same training: per-step losses of 10
 # steps match 1 rank within 1e-5 relative (same global batch of 4: B=4; B=2 x 2 ranks;
 # B=1 x 4 ranks; B=1 x 2 accumulation steps x 2 ranks), for an untied Llama and a tied Qwen3,
-# with everything trainable and with a Spectrum-style partial set; `offload: cpu` gives
-# bit-identical losses and exported weights; parameter + optimizer memory per rank at 4 ranks
+# with everything trainable and with a Spectrum-style partial set; `offload: cpu` (and
+# `cpu_trainable` on the partial set) gives bit-identical losses and exported weights; parameter + optimizer memory per rank at 4 ranks
 # is at most 0.3x of 1 rank.
 source "$(dirname "$0")/lib/train_common.sh"
 W=$TEST_TMP/train_fsdp_ranks
@@ -73,6 +73,16 @@ if ! diff <(losses "$out/metrics.jsonl") <(losses "$W/llama-np2-b2-a1/metrics.js
 fi
 cmp "$out/final/model.safetensors" "$W/llama-np2-b2-a1/final/model.safetensors" ||
   { echo "FAIL: offload exported weights differ"; fail=1; }
+# offload: cpu_trainable (only the trainable state on the host) on the partial set: the same
+out=$W/partial-offload-trainable
+run_train 2 "$W/llama.yaml" --set output_dir="$out" --set training.per_device_train_batch_size=2 \
+  --set spectrum.unfrozen_parameters="$W/unfrozen.yaml" --set sharding.offload=cpu_trainable \
+  > "$out.log" 2>&1 || { echo "FAIL: cpu_trainable run"; cat "$out.log"; fail=1; }
+grep -q "offload cpu_trainable" "$out.log" || { echo "FAIL: cpu_trainable not on"; fail=1; }
+diff <(losses "$out/metrics.jsonl") <(losses "$W/partial-np2/metrics.jsonl") ||
+  { echo "FAIL: cpu_trainable losses differ"; fail=1; }
+cmp "$out/final/model.safetensors" "$W/partial-np2/final/model.safetensors" ||
+  { echo "FAIL: cpu_trainable exported weights differ"; fail=1; }
 
 # memory: parameter shards + master + gradient shards + optimizer state, per rank
 $PY - "$W/llama-np1-b4-a1/metrics.jsonl" "$W/llama-np4-b1-a1/metrics.jsonl" <<'PYEOF' || fail=1

@@ -144,7 +144,7 @@ static model_ctx *ctx_(fixture *f, model_weights *mw, int ckpt, int chunk) {
   model_opts o = {.batch = f->B, .seq_len = f->T, .grad_checkpointing = ckpt,
                   .lowest_grad_unit = model_lowest_grad_unit(&mw->tt), .head_chunk_tokens = chunk};
   model_ctx *ctx = NULL;
-  int rc = model_ctx_create(&mw->cfg, kernels_cpu(), &o, &ctx);
+  int rc = model_ctx_create(&mw->cfg, mw->k ? mw->k : kernels_cpu(), &o, &ctx);
   CHECK_MSG(rc == 0, "%s", st_errmsg());
   return ctx;
 }
@@ -166,7 +166,7 @@ static void check_grads_(fixture *f, model_weights *mw, int ckpt, int chunk) {
     CHECK(n == (uint64_t)f->B * f->T * mw->cfg.vocab_size);
     /* compute memory: copied out, never read in place */
     float *got = malloc(n * sizeof *got);
-    kernels_cpu()->download(got, model_logits(ctx), n * sizeof *got);
+    (mw->k ? mw->k : kernels_cpu())->download(got, model_logits(ctx), n * sizeof *got);
     compare_("logits", f->tag, got, logits, n, 1e-4);
     free(got);
   }
@@ -179,8 +179,15 @@ static void check_grads_(fixture *f, model_weights *mw, int ckpt, int chunk) {
     snprintf(name, sizeof name, "grad.%s", d->name);
     float *g = ref_f32_(f, name, &n);
     if (!g) continue;
-    snprintf(what, sizeof what, "%s%s%s", ckpt ? "[ckpt] " : "", chunk ? "[chunk] " : "", name);
-    compare_(what, f->tag, mw->grad + mw->offset[i], g, d->numel, 1e-4);
+    snprintf(what, sizeof what, "%s%s%s%s", mw->k ? "[compute] " : "", ckpt ? "[ckpt] " : "",
+             chunk ? "[chunk] " : "", name);
+    float *got = mw->grad + mw->offset[i];
+    if (mw->k) { /* gradients in compute memory: copied out */
+      got = malloc(d->numel * sizeof *got);
+      mw->k->download(got, mw->cgrad + mw->offset[i], d->numel * sizeof *got);
+    }
+    compare_(what, f->tag, got, g, d->numel, 1e-4);
+    if (mw->k) free(got);
     free(g);
   }
   model_ctx_free(ctx);
@@ -304,6 +311,14 @@ static void run_fixture_(const char *tag, int expect_lowest_partial) {
       unchanged = 0;
   CHECK_MSG(unchanged, "%s: frozen tensors changed", tag);
   free(init);
+  model_weights_free(&mw);
+
+  /* the same model with parameters, gradients and activations in the guard table's fenced
+   * compute memory (model_weights_to_compute): the model never reads it on the host, and
+   * loss, logits and gradients match the reference as on the CPU table */
+  CHECK(model_weights_load(f.dir, &mw) == 0);
+  CHECK(model_weights_to_compute(&mw, kernels_guard()) == 0);
+  check_grads_(&f, &mw, 1, 0);
   model_weights_free(&mw);
   fixture_close_(&f);
 }

@@ -202,16 +202,18 @@ int coll_nccl_init(const kernels *k) {
 
 void coll_nccl_shutdown(void) {
   if (comm_) {
-    /* Ranks that issued different numbers of collectives (one stopped on an error) would
-     * wait in ncclCommFinalize for operations the others never start: abort instead. */
-    uint64_t mm[2] = {issued_, UINT64_MAX - issued_};
-    int same = 1;
-    if (comm_size() > 1 &&
-        MPI_Allreduce(MPI_IN_PLACE, mm, 2, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD) ==
-            MPI_SUCCESS)
-      same = mm[0] == UINT64_MAX - mm[1];
+    /* Ranks that issued different numbers of collectives (one stopped on an error), or a
+     * rank whose communicator saw an asynchronous error, would leave the others waiting in
+     * ncclCommFinalize for operations that never complete: then every rank aborts. */
     ncclResult_t async = ncclSuccess;
-    ncclCommGetAsyncError(comm_, &async);
+    if (ncclCommGetAsyncError(comm_, &async) != ncclSuccess) async = ncclInternalError;
+    uint64_t mm[3] = {issued_, UINT64_MAX - issued_, async != ncclSuccess};
+    if (comm_size() > 1 &&
+        MPI_Allreduce(MPI_IN_PLACE, mm, 3, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD) !=
+            MPI_SUCCESS)
+      mm[2] = 1;
+    int same = mm[0] == UINT64_MAX - mm[1];
+    if (mm[2] && async == ncclSuccess) async = ncclRemoteError; /* another rank's */
     if (same && async == ncclSuccess) {
       ncclResult_t fr = ncclCommFinalize(comm_);
       if (fr != ncclSuccess) log_warn("ncclCommFinalize: %s", ncclGetErrorString(fr));

@@ -5,7 +5,7 @@
 #   deps     build dependencies: present, or unpacked from the carried .gpu-deps/ (made here
 #            beforehand by scripts/gpu-bundle-deps.sh: Debian packages + alternative links;
 #            nothing is ever overwritten: files that exist are kept)
-#   build    cmake with CUDA (sm_90 only, to save time; ASan and fuzz targets off), -j16
+#   build    cmake with CUDA (sm_90 only, to save time; ASan and fuzz targets off), -j$(nproc)
 #   tests    ctest -L gpu (the GPU-labelled tests: kernel backends vs the CPU reference, NCCL,
 #            SVD) plus every test whose name says gpu/cuda/nccl, except the equivalence
 #   equiv    e2e.gpu_equivalence: the tiny fixture job, 1 rank, cpu vs cuda (fp32, bf16,
@@ -22,7 +22,8 @@
 # Env: OUT (default out/gpu-check), GPU_CHECK_BUDGET_S (default 560: the tool's 600 s per
 # command minus a margin), GPU_CHECK_ROOT (default /: where .gpu-deps is unpacked; tests).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+SELF=$(realpath "$0")
+cd "$(dirname "$SELF")/.."
 SRC=$PWD
 OUT=${OUT:-$SRC/out/gpu-check}
 mkdir -p "$OUT"
@@ -35,15 +36,6 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_
 export OPENBLAS_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE
 left() { echo $((BUDGET - ($(date +%s) - T0))); }
 note() { echo "$*" | tee -a "$SUM"; }
-: > "$SUM"
-note "gpu-check $(date -u +%FT%TZ) on $(hostname), budget ${BUDGET}s, commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | sed 's/^/  gpu: /' | tee -a "$SUM"
-echo "  cpus: $(nproc), nvcc: $(nvcc --version 2>/dev/null | tail -1 || echo missing), cmake: $(cmake --version 2>/dev/null | head -1 || echo missing)" | tee -a "$SUM"
-py=/usr/bin/python3
-[[ -x $py ]] || py=$(command -v python3 || echo none)
-echo "  tests' python: $py $($py --version 2>&1 | cut -d' ' -f2), numpy: $($py -c 'import numpy; print(numpy.__version__)' 2>/dev/null || echo 'MISSING (the numpy-reference tests, e.g. spectrum_analyze*, fail or skip)')" | tee -a "$SUM"
-FAILED=0
-
 # stage NAME LOG MAX_S CMD...: runs CMD under min(MAX_S, time left - 15 s), appending to LOG
 stage() {
   local name=$1 log=$2 max=$3
@@ -83,7 +75,12 @@ deps_unpack() {
   tmp=$(mktemp -d)
   for f in "$d"/debs/*.deb; do
     if command -v dpkg-deb >/dev/null; then dpkg-deb -x "$f" "$tmp" || return 1
-    else (cd "$tmp" && ar p "$f" "$(ar t "$f" | grep '^data.tar')" | tar -x -f - -I "$(case $(ar t "$f" | grep '^data.tar') in *.xz) echo xz ;; *.zst) echo zstd ;; *) echo gzip ;; esac) -d") || return 1
+    else # no dpkg-deb: a .deb is an ar archive holding data.tar.{xz,zst,gz}
+      local m
+      m=$(ar t "$f" | grep '^data.tar') || return 1
+      local z=gzip
+      case $m in *.xz) z=xz ;; *.zst) z=zstd ;; esac
+      (cd "$tmp" && ar p "$f" "$m" | tar -x -f - -I "$z") || return 1
     fi
   done
   # copy in without replacing anything that exists (the image's own files win); keep the
@@ -115,6 +112,73 @@ deps() {
   [[ -z $miss ]] || { echo "still missing after unpacking: $miss"; return 1; }
   echo "build dependencies present now"
 }
+# Stage bodies run as `SELF --stage FUNCTION` under timeout(1) (which cannot run a function).
+CT=(ctest --test-dir "$B" --output-on-failure --timeout 240)
+build() {
+  local cfg
+  cfg=$(cmake -S "$SRC" -B "$B" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CUDA_ARCHITECTURES=90 \
+    -DSPECTRAIN_ASAN_TESTS=OFF -DSPECTRAIN_FUZZ=OFF -DSPECTRAIN_CUDA=ON 2>&1)
+  local rc=$?
+  echo "$cfg"
+  ((rc == 0)) || return 1
+  grep -q "spectrain: CUDA backend ON" <<< "$cfg" ||
+    { echo "CMake configured without the CUDA backend (nvcc or NCCL not found): no GPU build"; return 1; }
+  cmake --build "$B" -j"$(nproc)"
+}
+
+gpu_tests() {
+  local rc=0
+  echo "tests labelled gpu: $("${CT[@]}" -N -L gpu 2>/dev/null | grep -c 'Test *#')"
+  "${CT[@]}" -j4 -L gpu -E 'gpu_equivalence' || rc=1
+  # named like GPU tests but not labelled (-LE gpu: no test runs twice)
+  "${CT[@]}" -j4 -R 'gpu|cuda|nccl|kernel_backends|svd' -LE gpu -E 'gpu_equivalence' || rc=1
+  return $rc
+}
+
+tiny() {
+  local w=$SRC/out/gpu-tiny
+  mkdir -p "$w/data"
+  if [[ -s $SRC/out/tiny/data/kjv.txt ]]; then cp "$SRC/out/tiny/data/kjv.txt" "$w/data/"
+  elif [[ -s $SRC/.gpu-deps/kjv.txt ]]; then cp "$SRC/.gpu-deps/kjv.txt" "$w/data/"
+  else echo "no kjv.txt (carry .gpu-deps): training on the repository's own text instead"
+       for i in $(seq 20); do cat "$SRC"/README.md "$SRC"/docs/*.md; done > "$w/data/kjv.txt"
+  fi
+  rm -rf "$w/run"
+  "$B/spectrain" train "$SRC/jobs/tiny.yaml" --set output_dir="$w/run" --set model.path="$w/model" \
+    --set data.train="$w/data/kjv.txt" --set training.backend=cuda --set training.max_steps=60 \
+    --set training.save_steps=0 --set training.eval_steps=30
+}
+
+bench() {
+  local rc=0
+  for m in full top25 top25-offload-tr top25-offload full-offload; do
+    OMP_NUM_THREADS=$(($(nproc) - 1)) "$B/bench/bench_gpu" --only "$m" || rc=1
+  done
+  awk '$1 == "RESULT" { tps[$2] = $6; if ($8 != "nan") mfu[$2] = $8 }
+    END {
+      if (tps["full"] && tps["full-offload"]) printf "offload / no offload, full training: %.2f\n", tps["full-offload"] / tps["full"]
+      if (tps["top25"] && tps["top25-offload"]) printf "offload (cpu) / no offload, 25 %% trainable: %.2f (target >= 0.60)\n", tps["top25-offload"] / tps["top25"]
+      if (tps["top25"] && tps["top25-offload-tr"]) printf "offload (cpu_trainable) / no offload, 25 %% trainable: %.2f (target >= 0.60)\n", tps["top25-offload-tr"] / tps["top25"]
+      if ("full" in mfu) printf "MFU(6N) full training without offload: %.1f %% (target >= 40 %%)\n", 100 * mfu["full"]
+    }' "$OUT/bench.log"
+  return $rc
+}
+
+if [[ ${1:-} == --stage ]]; then
+  shift
+  "$@"
+  exit $?
+fi
+
+: > "$SUM"
+note "gpu-check $(date -u +%FT%TZ) on $(hostname), budget ${BUDGET}s, commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | sed 's/^/  gpu: /' | tee -a "$SUM"
+echo "  cpus: $(nproc), nvcc: $(nvcc --version 2>/dev/null | tail -1 || echo missing), cmake: $(cmake --version 2>/dev/null | head -1 || echo missing)" | tee -a "$SUM"
+py=/usr/bin/python3
+[[ -x $py ]] || py=$(command -v python3 || echo none)
+echo "  tests' python: $py $($py --version 2>&1 | cut -d' ' -f2), numpy: $($py -c 'import numpy; print(numpy.__version__)' 2>/dev/null || echo 'MISSING (the numpy-reference tests, e.g. spectrum_analyze*, fail or skip)')" | tee -a "$SUM"
+FAILED=0
+
 LOG=$OUT/deps-build.log
 : > "$LOG"
 echo "==== deps $(date -u +%T)" >> "$LOG"
@@ -125,59 +189,29 @@ export PKG_CONFIG_PATH=/usr/lib/x86_64-linux-gnu/pkgconfig:/usr/share/pkgconfig$
 [[ $ROOT == / ]] || { note "GPU_CHECK_ROOT=$ROOT: unpack test only, stopping"; exit $FAILED; }
 
 # ---- build ---------------------------------------------------------------------------------
-build() {
-  local cfg
-  cfg=$(cmake -S "$SRC" -B "$B" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CUDA_ARCHITECTURES=90 \
-    -DSPECTRAIN_ASAN_TESTS=OFF -DSPECTRAIN_FUZZ=OFF -DSPECTRAIN_CUDA=ON 2>&1)
-  local rc=$?
-  echo "$cfg"
-  ((rc == 0)) || return 1
-  grep -q "spectrain: CUDA backend ON" <<< "$cfg" ||
-    { echo "CMake configured without the CUDA backend (nvcc or NCCL not found): no GPU build"; return 1; }
-  cmake --build "$B" -j16
-}
 BUILT=0
-stage build "$LOG" 300 build && BUILT=1
+stage build "$LOG" 300 "$SELF" --stage build && BUILT=1
 grep -E "spectrain: CUDA backend" "$LOG" | tail -1 | sed 's/^/  /' | tee -a "$SUM"
 
-CT=(ctest --test-dir "$B" --output-on-failure --timeout 240)
 if ((BUILT)); then
   # ---- the GPU tests ---------------------------------------------------------------------
-  gpu_tests() {
-    local rc=0
-    echo "tests labelled gpu: $("${CT[@]}" -N -L gpu 2>/dev/null | grep -c 'Test *#')"
-    "${CT[@]}" -j4 -L gpu -E 'gpu_equivalence' || rc=1
-    # named like GPU tests but not labelled (-LE gpu: no test runs twice)
-    "${CT[@]}" -j4 -R 'gpu|cuda|nccl|kernel_backends|svd' -LE gpu -E 'gpu_equivalence' || rc=1
-    return $rc
-  }
-  stage tests "$OUT/tests.log" 150 gpu_tests
-  grep -E "tests passed|Skipped|Failed|\*\*\*" "$OUT/tests.log" | sort | uniq -c | head -20 | sed 's/^/  /' >> "$SUM"
+  stage tests "$OUT/tests.log" 150 "$SELF" --stage gpu_tests
+  grep -E "tests passed|Test +#.*(Passed|\*\*\*)" "$OUT/tests.log" | sed -E 's/^ *[0-9]+\/[0-9]+ //; s/^/  /' >> "$SUM"
 
   # ---- 1-rank equivalence cpu vs cuda ------------------------------------------------------
   stage equiv "$OUT/equiv.log" 150 "${CT[@]}" -V -R '^e2e\.gpu_equivalence$'
-  grep -E "max rel diff|FAIL|SKIP" "$OUT/equiv.log" | sed 's/^/  /' | tee -a "$SUM"
+  grep -E "max rel diff|FAIL|SKIP|tests passed|Test +#" "$OUT/equiv.log" | sed 's/^/  /' | tee -a "$SUM"
 
   # ---- the tiny job on the GPU -------------------------------------------------------------
-  tiny() {
-    local w=$SRC/out/gpu-tiny
-    mkdir -p "$w/data"
-    if [[ -s $SRC/out/tiny/data/kjv.txt ]]; then cp "$SRC/out/tiny/data/kjv.txt" "$w/data/"
-    elif [[ -s $SRC/.gpu-deps/kjv.txt ]]; then cp "$SRC/.gpu-deps/kjv.txt" "$w/data/"
-    else echo "no kjv.txt (carry .gpu-deps): training on the repository's own text instead"
-         for i in $(seq 20); do cat "$SRC"/README.md "$SRC"/docs/*.md; done > "$w/data/kjv.txt"
-    fi
-    rm -rf "$w/run"
-    "$B/spectrain" train "$SRC/jobs/tiny.yaml" --set output_dir="$w/run" --set model.path="$w/model" \
-      --set data.train="$w/data/kjv.txt" --set training.backend=cuda --set training.max_steps=60 \
-      --set training.save_steps=0 --set training.eval_steps=30
-  }
-  stage tiny "$OUT/tiny.log" 120 tiny
+  stage tiny "$OUT/tiny.log" 120 "$SELF" --stage tiny
   grep -E "^step (10|30|60)/|backend|tok/s" "$OUT/tiny.log" | tail -5 | sed 's/^/  /' >> "$SUM"
 
   # ---- the benchmark ------------------------------------------------------------------------
-  stage bench "$OUT/bench.log" 240 env OMP_NUM_THREADS=15 "$B/bench/bench_gpu"
-  grep -E "^\||offload / no|MFU\(6N\) full|SKIP|bench_gpu:" "$OUT/bench.log" | sed 's/^/  /' >> "$SUM"
+  # one process per mode: a mode that runs out of memory (an abort) does not take the others
+  # with it; the ratios are computed from the RESULT lines
+  stage bench "$OUT/bench.log" 270 "$SELF" --stage bench
+  grep -E "^\| [a-z]|offload .* no offload|MFU\(6N\) full|SKIP|bench_gpu: .*backend" "$OUT/bench.log" |
+    awk '!/^\| mode|bench_gpu: / || !seen[$2]++' | sed 's/^/  /' >> "$SUM"
 
   # ---- the rest of the suite, with what time is left -----------------------------------------
   stage ctest "$OUT/ctest.log" 600 "${CT[@]}" -j8 -E 'gpu|cuda|nccl|kernel_backends|svd'

@@ -113,6 +113,15 @@ static int cmp_double_(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
+/* names the trainer writes ("cpu", "guard", "mpi-staged"): printed as they are, anything
+ * else (an edited file) is left out rather than escaped */
+static int plain_name_(const char *s) {
+  for (; *s; s++)
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '-' || *s == '_'))
+      return 0;
+  return 1;
+}
+
 static void summary_(FILE *f, const run_ *r) {
   double first_val = NAN, last_val = NAN, last_loss = NAN, wall = NAN;
   double *tps = xmalloc(sizeof(double) * (size_t)(r->n ? r->n : 1));
@@ -139,6 +148,11 @@ static void summary_(FILE *f, const run_ *r) {
     json_t *c = r->comm;
     double tr = num_or_nan_(c, "trainable_params"), fr = num_or_nan_(c, "frozen_params");
     fprintf(f, "<tr><th>ranks</th><td>%.0f</td></tr>\n", num_or_nan_(c, "ranks"));
+    const char *be = json_string_value(json_object_get(c, "backend")),
+               *tp = json_string_value(json_object_get(c, "transport"));
+    if (be && plain_name_(be) && (!tp || plain_name_(tp)))
+      fprintf(f, "<tr><th>backend</th><td>%s kernels, %s collectives</td></tr>\n", be,
+              tp ? tp : "?");
     fprintf(f, "<tr><th>trainable parameters</th><td>%.0f of %.0f (%.1f %%)</td></tr>\n", tr,
             tr + fr, 100.0 * tr / (tr + fr));
   }

@@ -83,6 +83,13 @@ for model in llama; do
   done
 done
 
+# the report names the backend (from the comm_theory record)
+if [[ -d $W/g-llama-np2-none ]]; then
+  "$SPECTRAIN" report "$W/g-llama-np2-none" > /dev/null 2>&1 || { echo "FAIL: report"; fail=1; }
+  grep -q "<tr><th>backend</th><td>guard kernels, mpi-staged collectives</td></tr>" \
+    "$W/g-llama-np2-none/report.html" || { echo "FAIL: report: no backend row"; fail=1; }
+fi
+
 # a wrong value is an input error, not a silent fallback
 if SPECTRAIN_KERNELS=gaurd "$SPECTRAIN" eval --model "$FIXTURES/model/llama" --data "$W/data/val.jsonl" \
   --seq-len 16 > "$W/bad.log" 2>&1; then

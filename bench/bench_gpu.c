@@ -243,6 +243,13 @@ int main(int argc, char **argv) {
   rc = kernels_select(is_cpu ? BACKEND_CPU : BACKEND_CUDA, is_cpu ? 0 : (int)bf16,
                       comm_local_rank(), &K, &tr);
   if (!rc) rc = coll_set_transport(tr, K);
+  if (rc && tr == COLL_TRANSPORT_NCCL) { /* e.g. a build whose NCCL transport is missing */
+    st_report(rc);
+    printf("bench_gpu: WARNING: NCCL transport unavailable, using mpi-staged: on one rank each "
+           "unit's reduce-scatter then adds a download + upload of its gradient\n");
+    tr = COLL_TRANSPORT_MPI_STAGED;
+    rc = coll_set_transport(tr, K);
+  }
   if (rc) {
     st_report(rc);
     comm_finalize();

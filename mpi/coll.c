@@ -9,6 +9,9 @@
 
 #include "mpi/comm.h"
 #include "util/err.h"
+#ifdef SPECTRAIN_HAVE_CUDA
+#include "mpi/coll_nccl.h"
+#endif
 
 _Static_assert(sizeof(MPI_Request) <= 2 * sizeof(uint64_t), "coll_req too small for MPI_Request");
 
@@ -109,6 +112,9 @@ static float *stage_(size_t n) {
 }
 
 void coll_shutdown(void) {
+#ifdef SPECTRAIN_HAVE_CUDA
+  coll_nccl_shutdown();
+#endif
   staging_free_();
   transport_ = COLL_TRANSPORT_MPI;
   tk_ = NULL;
@@ -140,8 +146,12 @@ int coll_set_transport(coll_transport t, const kernels *k) {
     local = st_fail(ST_EINPUT,
                     "coll_set_transport: kernel table '%s' lacks upload/download/host_alloc",
                     k->name);
+#ifndef SPECTRAIN_HAVE_CUDA
   else if (t == COLL_TRANSPORT_NCCL)
-    local = st_fail(ST_EINPUT, "collective transport 'nccl': not available in this build yet");
+    local = st_fail(ST_EINPUT,
+                    "collective transport 'nccl': this spectrain was built without CUDA and "
+                    "NCCL (rebuild with -DSPECTRAIN_CUDA=ON on a machine with nvcc and NCCL)");
+#endif
   int all = comm_max_status(local);
   if (all)
     return local ? local
@@ -154,7 +164,16 @@ int coll_set_transport(coll_transport t, const kernels *k) {
     tk_ = t == COLL_TRANSPORT_MPI ? NULL : k;
     return ST_OK;
   }
+#ifdef SPECTRAIN_HAVE_CUDA
+  staging_free_();
+  rc = coll_nccl_init(k); /* collective; fails on every rank alike */
+  if (rc) return rc;
+  transport_ = t;
+  tk_ = k;
+  return ST_OK;
+#else
   return ST_EINPUT; /* unreachable: refused above */
+#endif
 }
 
 /* MPI staged through host memory. Every call completes before it returns. */
@@ -207,6 +226,9 @@ int coll_iallgather_f32(float *buf, size_t count, coll_req *req) {
   if (n == 1 || count == 0) return ST_OK;
   if (transport_ == COLL_TRANSPORT_MPI_STAGED)
     return staged_allgather_(buf, count, n, comm_rank());
+#ifdef SPECTRAIN_HAVE_CUDA
+  if (transport_ == COLL_TRANSPORT_NCCL) return coll_nccl_allgather(buf, count, req);
+#endif
   req->active = 1;
   req->kind = REQ_ALLGATHER;
   return mpi_check_(MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, (int)count,
@@ -247,6 +269,10 @@ int coll_ireduce_scatter_f32(const float *in, float *out, size_t count, float sc
   if (count == 0) return ST_OK;
   if (transport_ == COLL_TRANSPORT_MPI_STAGED)
     return staged_reduce_scatter_(in, out, count, scale, n, comm_rank());
+#ifdef SPECTRAIN_HAVE_CUDA
+  if (transport_ == COLL_TRANSPORT_NCCL)
+    return coll_nccl_reduce_scatter(in, out, count, scale, req);
+#endif
   if (n == 1) {
     memmove(out, in + (size_t)comm_rank() * count, count * sizeof(float));
     scale_(out, count, scale);
@@ -276,6 +302,10 @@ static void finish_(coll_req *req) {
 
 int coll_wait(coll_req *req) {
   if (!req->active) return ST_OK;
+#ifdef SPECTRAIN_HAVE_CUDA
+  if (req->kind == COLL_REQ_NCCL_ALLGATHER || req->kind == COLL_REQ_NCCL_REDUCE_SCATTER)
+    return coll_nccl_wait(req);
+#endif
   int rc = mpi_check_(wait_(req_(req)), "MPI_Wait");
   finish_(req);
   return rc;
@@ -283,6 +313,10 @@ int coll_wait(coll_req *req) {
 
 int coll_test(coll_req *req) {
   if (!req->active) return 1;
+#ifdef SPECTRAIN_HAVE_CUDA
+  if (req->kind == COLL_REQ_NCCL_ALLGATHER || req->kind == COLL_REQ_NCCL_REDUCE_SCATTER)
+    return coll_nccl_test(req);
+#endif
   int done = 0;
   MPI_Test(req_(req), &done, MPI_STATUS_IGNORE);
   if (done) finish_(req);

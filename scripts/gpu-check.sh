@@ -210,7 +210,7 @@ if ((BUILT)); then
   # one process per mode: a mode that runs out of memory (an abort) does not take the others
   # with it; the ratios are computed from the RESULT lines
   stage bench "$OUT/bench.log" 270 "$SELF" --stage bench
-  grep -E "^\| [a-z]|offload .* no offload|MFU\(6N\) full|SKIP|bench_gpu: .*backend" "$OUT/bench.log" |
+  grep -E "^\| [a-z]|offload .* no offload|MFU\(6N\) full|SKIP|WARNING|bench_gpu: .*backend" "$OUT/bench.log" |
     awk '!/^\| mode|bench_gpu: / || !seen[$2]++' | sed 's/^/  /' >> "$SUM"
 
   # ---- the rest of the suite, with what time is left -----------------------------------------

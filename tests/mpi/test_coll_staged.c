@@ -25,7 +25,7 @@ int main(int argc, char **argv) {
   run_(NULL, c1, c2, &ref);
   check_closed_(&ref, c1, c2, "mpi");
 
-  const kernels *tables[] = {kernels_cpu()};
+  const kernels *tables[] = {kernels_cpu(), kernels_guard()};
   for (size_t t = 0; t < sizeof tables / sizeof *tables; t++) {
     const kernels *k = tables[t];
     CHECK_EQ_INT(coll_set_transport(COLL_TRANSPORT_MPI_STAGED, k), 0);

@@ -4,7 +4,8 @@
 # each with its own log and time limit; a failed stage is logged and the next one still runs:
 #   deps     build dependencies: present, or unpacked from the carried .gpu-deps/ (made here
 #            beforehand by scripts/gpu-bundle-deps.sh: Debian packages + alternative links;
-#            nothing is ever overwritten: files that exist are kept)
+#            nothing is ever overwritten: files that exist are kept); NCCL from the CUDA
+#            toolkit, else from the image's pip package nvidia-nccl-cu13
 #   build    cmake with CUDA (sm_90 only, to save time; ASan and fuzz targets off), -j$(nproc)
 #   tests    ctest -L gpu (the GPU-labelled tests: kernel backends vs the CPU reference, NCCL,
 #            SVD) plus every test whose name says gpu/cuda/nccl, except the equivalence
@@ -112,12 +113,31 @@ deps() {
   [[ -z $miss ]] || { echo "still missing after unpacking: $miss"; return 1; }
   echo "build dependencies present now"
 }
+# NCCL: CMake looks in the CUDA toolkit and /usr; a GPU image may have it only as the pip
+# package nvidia-nccl-cu13 (include/ + lib/libnccl.so.2, next to PyTorch): use that then, for
+# the build (NCCL_ARGS) and at run time (LD_LIBRARY_PATH; every stage re-enters this script).
+NCCL_ARGS=()
+NCCL_FROM=""
+if [[ -n ${GPU_CHECK_NCCL_FROM_PIP:-} ]] ||
+   ! ls /usr/local/cuda/include/nccl.h /usr/include/nccl.h >/dev/null 2>&1; then
+  for p in python3 /opt/torch/.venv/bin/python3 /usr/bin/python3; do
+    d=$("$p" -c 'import nvidia.nccl as m; print(list(m.__path__)[0])' 2>/dev/null) || continue
+    l=$(ls "$d"/lib/libnccl.so* 2>/dev/null | head -1)
+    if [[ -f $d/include/nccl.h && -n $l ]]; then
+      NCCL_ARGS=(-DNCCL_INCLUDE_DIR="$d/include" -DNCCL_LIBRARY="$l")
+      NCCL_FROM="pip package at $d"
+      export LD_LIBRARY_PATH=$d/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+      break
+    fi
+  done
+fi
 # Stage bodies run as `SELF --stage FUNCTION` under timeout(1) (which cannot run a function).
 CT=(ctest --test-dir "$B" --output-on-failure --timeout 240)
 build() {
   local cfg
+  [[ -n $NCCL_FROM ]] && echo "NCCL from the $NCCL_FROM"
   cfg=$(cmake -S "$SRC" -B "$B" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CUDA_ARCHITECTURES=90 \
-    -DSPECTRAIN_ASAN_TESTS=OFF -DSPECTRAIN_FUZZ=OFF -DSPECTRAIN_CUDA=ON 2>&1)
+    -DSPECTRAIN_ASAN_TESTS=OFF -DSPECTRAIN_FUZZ=OFF -DSPECTRAIN_CUDA=ON "${NCCL_ARGS[@]}" 2>&1)
   local rc=$?
   echo "$cfg"
   ((rc == 0)) || return 1
@@ -173,6 +193,7 @@ fi
 : > "$SUM"
 note "gpu-check $(date -u +%FT%TZ) on $(hostname), budget ${BUDGET}s, commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | sed 's/^/  gpu: /' | tee -a "$SUM"
+echo "  nccl: ${NCCL_FROM:-the CUDA toolkit or /usr}" | tee -a "$SUM"
 echo "  cpus: $(nproc), nvcc: $(nvcc --version 2>/dev/null | tail -1 || echo missing), cmake: $(cmake --version 2>/dev/null | head -1 || echo missing)" | tee -a "$SUM"
 py=/usr/bin/python3
 [[ -x $py ]] || py=$(command -v python3 || echo none)

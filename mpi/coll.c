@@ -295,6 +295,80 @@ int coll_reduce_scatter_f32(const float *in, float *out, size_t count, float sca
   return coll_wait(&r);
 }
 
+/* ---- offload variants (mpi/coll.h) ---------------------------------------------------- */
+
+int coll_iallgather_from_host_f32(float *buf, const float *host_slice, size_t count,
+                                  coll_req *req) {
+  memset(req, 0, sizeof *req);
+  int rc = count_ok_(count, "all-gather");
+  if (rc) return rc;
+  int n = comm_size(), r = comm_rank();
+  count_(COLL_ALLGATHER, count * (size_t)n * sizeof(float));
+  if (count == 0) return ST_OK;
+  size_t own = (size_t)r * count, bytes = count * sizeof(float);
+  if (transport_ == COLL_TRANSPORT_MPI_STAGED) {
+    if (n == 1) { /* the gather is the upload */
+      tk_->upload(buf, host_slice, bytes);
+      return ST_OK;
+    }
+    float *st = stage_((size_t)n * count);
+    if (!st) return ST_ERUNTIME;
+    memcpy(st + own, host_slice, bytes); /* no download of the own slice */
+    MPI_Request q;
+    rc = mpi_check_(MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, st, (int)count,
+                                   MPI_FLOAT, MPI_COMM_WORLD, &q),
+                    "MPI_Iallgather");
+    if (!rc) rc = mpi_check_(wait_(&q), "MPI_Wait");
+    if (rc) return rc;
+    tk_->upload(buf, st, (size_t)n * bytes);
+    return ST_OK;
+  }
+#ifdef SPECTRAIN_HAVE_CUDA
+  if (transport_ == COLL_TRANSPORT_NCCL)
+    return coll_nccl_allgather_from_host(buf, host_slice, count, req);
+#endif
+  memcpy(buf + own, host_slice, bytes);
+  if (n == 1) return ST_OK;
+  req->active = 1;
+  req->kind = REQ_ALLGATHER;
+  return mpi_check_(MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, (int)count,
+                                   MPI_FLOAT, MPI_COMM_WORLD, req_(req)),
+                    "MPI_Iallgather");
+}
+
+int coll_ireduce_scatter_to_host_f32(const float *in, float *host_out, size_t count,
+                                     float scale, coll_req *req) {
+  if (transport_ == COLL_TRANSPORT_MPI) /* host memory on both sides already */
+    return coll_ireduce_scatter_f32(in, host_out, count, scale, req);
+  memset(req, 0, sizeof *req);
+  int rc = count_ok_(count, "reduce-scatter");
+  if (rc) return rc;
+  int n = comm_size(), r = comm_rank();
+  count_(COLL_REDUCE_SCATTER, count * (size_t)n * sizeof(float));
+  if (count == 0) return ST_OK;
+#ifdef SPECTRAIN_HAVE_CUDA
+  if (transport_ == COLL_TRANSPORT_NCCL)
+    return coll_nccl_reduce_scatter_to_host(in, host_out, count, scale, req);
+#endif
+  /* MPI staged: complete at issue */
+  if (n == 1) {
+    tk_->download(host_out, in + (size_t)r * count, count * sizeof(float));
+  } else {
+    size_t full = (size_t)n * count;
+    float *st = stage_(full);
+    if (!st) return ST_ERUNTIME;
+    tk_->download(st, in, full * sizeof(float));
+    MPI_Request q;
+    rc = mpi_check_(MPI_Ireduce_scatter_block(st, host_out, (int)count, MPI_FLOAT, MPI_SUM,
+                                              MPI_COMM_WORLD, &q),
+                    "MPI_Ireduce_scatter_block");
+    if (!rc) rc = mpi_check_(wait_(&q), "MPI_Wait");
+    if (rc) return rc;
+  }
+  scale_(host_out, count, scale);
+  return ST_OK;
+}
+
 static void finish_(coll_req *req) {
   if (req->kind == REQ_REDUCE_SCATTER) scale_(req->out, req->out_count, req->scale);
   req->active = 0;
@@ -303,7 +377,7 @@ static void finish_(coll_req *req) {
 int coll_wait(coll_req *req) {
   if (!req->active) return ST_OK;
 #ifdef SPECTRAIN_HAVE_CUDA
-  if (req->kind == COLL_REQ_NCCL_ALLGATHER || req->kind == COLL_REQ_NCCL_REDUCE_SCATTER)
+  if (req->kind >= COLL_REQ_NCCL_ALLGATHER && req->kind <= COLL_REQ_NCCL_REDUCE_SCATTER_HOST)
     return coll_nccl_wait(req);
 #endif
   int rc = mpi_check_(wait_(req_(req)), "MPI_Wait");
@@ -314,7 +388,7 @@ int coll_wait(coll_req *req) {
 int coll_test(coll_req *req) {
   if (!req->active) return 1;
 #ifdef SPECTRAIN_HAVE_CUDA
-  if (req->kind == COLL_REQ_NCCL_ALLGATHER || req->kind == COLL_REQ_NCCL_REDUCE_SCATTER)
+  if (req->kind >= COLL_REQ_NCCL_ALLGATHER && req->kind <= COLL_REQ_NCCL_REDUCE_SCATTER_HOST)
     return coll_nccl_test(req);
 #endif
   int done = 0;

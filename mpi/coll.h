@@ -78,6 +78,33 @@ int coll_reduce_scatter_f32(const float *in, float *out, size_t count, float sca
 int coll_ireduce_scatter_f32(const float *in, float *out, size_t count, float scale,
                              coll_req *req);
 
+/* Offload variants: one side of the collective is pinned host memory (k->host_alloc).
+ *
+ * coll_iallgather_from_host_f32: as coll_iallgather_f32, but this rank's own slice comes
+ * from host_slice[count] (not from buf): the copy into buf's own slice is part of the
+ * request. CONTRACT: host_slice must stay allocated and unchanged until the request
+ * completes on the device, which for NCCL is later than coll_wait returns (coll_wait only
+ * orders the compute stream): until the compute stream has been synchronised (k->sync)
+ * after coll_wait. MPI: a copy into buf, then the non-blocking all-gather. MPI-staged: the
+ * slice goes straight into the host staging, the all-gather runs there, one upload of the
+ * whole buffer (completes at issue). NCCL: on the communication stream, after the compute
+ * stream's work so far, an asynchronous host -> device copy into the own slice and the
+ * in-place all-gather; coll_wait makes the compute stream wait (no host block).
+ *
+ * coll_ireduce_scatter_to_host_f32: as coll_ireduce_scatter_f32, but the result lands in
+ * host memory host_out[count] (pinned; it must not be touched until coll_wait returns, and
+ * `in` must stay allocated until then). coll_wait returns when host_out holds scale * sum.
+ * NCCL: the reduce-scatter into a device slice allocated stream-ordered on the
+ * communication stream, a device -> host copy into host_out, the slice freed in stream
+ * order, an event; coll_wait waits for that event on the host (sleeping, not spinning) and
+ * applies the scale on the host. MPI / MPI-staged: the reduce-scatter (of a download of
+ * `in` when staged) straight into host_out.
+ * Byte counters count both exactly as their compute-memory counterparts. */
+int coll_iallgather_from_host_f32(float *buf, const float *host_slice, size_t count,
+                                  coll_req *req);
+int coll_ireduce_scatter_to_host_f32(const float *in, float *host_out, size_t count,
+                                     float scale, coll_req *req);
+
 /* Complete a request (no-op on an idle one). Blocks without spinning the CPU hard: MPI's
  * progress engine runs inside; polling cost is what MPI_Wait costs. */
 int coll_wait(coll_req *req);

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kernels/gpu.h"
@@ -292,11 +293,98 @@ int coll_nccl_reduce_scatter(const float *in, float *out, size_t count, float sc
   return issue_end_(ev, req, COLL_REQ_NCCL_REDUCE_SCATTER);
 }
 
+/* Offload: the own slice comes from pinned host memory. The copy is queued on the
+ * communication stream after it waits for the compute stream (so the copy cannot overwrite
+ * buf while a kernel queued earlier still reads it), then the in-place all-gather. The
+ * request is an ordinary all-gather request. */
+int coll_nccl_allgather_from_host(float *buf, const float *host_slice, size_t count,
+                                  coll_req *req) {
+  cudaEvent_t ev;
+  int rc = issue_begin_(&ev);
+  if (rc) return rc;
+  float *own = buf + (size_t)comm_rank() * count;
+  cudaError_t e = cudaMemcpyAsync(own, host_slice, count * sizeof(float),
+                                  cudaMemcpyHostToDevice, comm_stream_());
+  if (e != cudaSuccess) {
+    event_put_(ev);
+    return cuda_fail_(e, "cudaMemcpyAsync of the host shard to the device");
+  }
+  ncclResult_t nr = ncclAllGather(own, buf, count, ncclFloat32, comm_, comm_stream_());
+  if (nr != ncclSuccess) {
+    event_put_(ev);
+    return nccl_fail_(nr, "ncclAllGather");
+  }
+  return issue_end_(ev, req, COLL_REQ_NCCL_ALLGATHER);
+}
+
+/* Offload: reduce-scatter into a device slice allocated in stream order on the
+ * communication stream, copy it to host_out, free the slice in stream order (after the
+ * copy), record the event; the wait synchronises the host with the event. */
+int coll_nccl_reduce_scatter_to_host(const float *in, float *host_out, size_t count,
+                                     float scale, coll_req *req) {
+  cudaEvent_t ev;
+  int rc = issue_begin_(&ev);
+  if (rc) return rc;
+  void *slice = NULL;
+  cudaError_t e = cudaMallocAsync(&slice, count * sizeof(float), comm_stream_());
+  if (e != cudaSuccess) {
+    event_put_(ev);
+    return cuda_fail_(e, "cudaMallocAsync of the reduce-scatter's device slice");
+  }
+  ncclResult_t nr =
+      ncclReduceScatter(in, slice, count, ncclFloat32, ncclSum, comm_, comm_stream_());
+  if (nr != ncclSuccess) {
+    cudaFreeAsync(slice, comm_stream_());
+    event_put_(ev);
+    return nccl_fail_(nr, "ncclReduceScatter");
+  }
+  e = cudaMemcpyAsync(host_out, slice, count * sizeof(float), cudaMemcpyDeviceToHost,
+                      comm_stream_());
+  cudaError_t ef = cudaFreeAsync(slice, comm_stream_()); /* after the copy, in stream order */
+  if (e == cudaSuccess) e = ef;
+  if (e != cudaSuccess) {
+    issued_++; /* the NCCL call was queued (shutdown compares the counts) */
+    event_put_(ev);
+    return cuda_fail_(e, "copying the reduce-scatter's result to the host");
+  }
+  req->out = host_out;
+  req->out_count = count;
+  req->scale = scale;
+  return issue_end_(ev, req, COLL_REQ_NCCL_REDUCE_SCATTER_HOST);
+}
+
+/* Host wait for an event without spinning a core: query, then sleep with backoff
+ * (10 us .. 0.5 ms), as coll.c waits for MPI. */
+static cudaError_t event_host_wait_(cudaEvent_t ev) {
+  long ns = 10000;
+  for (;;) {
+    cudaError_t e = cudaEventQuery(ev);
+    if (e != cudaErrorNotReady) return e;
+    if (cudaPeekAtLastError() == cudaErrorNotReady) cudaGetLastError();
+    struct timespec ts = {0, ns};
+    nanosleep(&ts, NULL);
+    if (ns < 500000) ns *= 2;
+  }
+}
+
 int coll_nccl_wait(coll_req *req) {
   if (!req->active) return ST_OK;
   cudaEvent_t ev = (cudaEvent_t)req->event;
   req->active = 0;
   req->event = NULL;
+  if (req->kind == COLL_REQ_NCCL_REDUCE_SCATTER_HOST) {
+    /* the result is in host memory: the host waits (nothing on the device reads it) */
+    cudaError_t he = event_host_wait_(ev);
+    event_put_(ev);
+    if (he != cudaSuccess)
+      return cuda_fail_(he, "waiting for the reduce-scatter's copy to the host");
+    if (req->scale != 1.0f)
+      for (size_t i = 0; i < req->out_count; i++) req->out[i] *= req->scale;
+    ncclResult_t as = ncclSuccess;
+    NCCL_TRY(ncclCommGetAsyncError(comm_, &as), "ncclCommGetAsyncError");
+    if (as != ncclSuccess && as != ncclInProgress) return nccl_fail_(as, "a collective");
+    return ST_OK;
+  }
   cudaError_t e = cudaStreamWaitEvent(compute_(), ev, 0);
   event_put_(ev); /* the wait refers to the record before it: the event may be reused */
   if (e != cudaSuccess)

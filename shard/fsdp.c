@@ -55,6 +55,10 @@ static void opt_wait_unit_(fsdp *f, int u) {
 }
 
 void fsdp_wait_step(fsdp *f) {
+  /* With offload the gathers copy host shards to compute memory asynchronously (on CUDA:
+   * on the communication stream, finished when the compute stream that waited for it is):
+   * whoever writes or frees host shards after this call sees no copy still reading them. */
+  if (f->sh && (f->shard_space == MS_HOST || f->space[PB_FROZEN] == MS_HOST)) f->k->sync();
   struct fsdp_async *a = f->async;
   if (!a || !a->running) return;
   pthread_join(a->thread, NULL);
@@ -124,6 +128,7 @@ int fsdp_create(const tensor_table *tt, const shard_plan *plan, const model_conf
   }
   if (o->offload)
     f->staging = ms_alloc(&f->ms, MS_HOST, MC_STAGING, fbytes_(f->staging_n));
+  f->hstage[0] = f->staging;
   f->grad_fresh = xcalloc((size_t)plan->n_units, 1);
   f->mirror = xcalloc((size_t)4 * plan->n_units * PB_NKINDS, sizeof(float *));
   int overlap = o->overlap_step > 0 ||
@@ -140,12 +145,14 @@ int fsdp_create(const tensor_table *tt, const shard_plan *plan, const model_conf
 
 static void release_(fsdp *f, int u);
 static int rs_complete_(fsdp *f, int keep);
+static void hstage_trim_(fsdp *f);
 
 void fsdp_free(fsdp *f) {
   if (!f->sh) return;
   fsdp_wait_step(f);
   fsdp_pieces_done(f, 0);
   rs_complete_(f, 0);
+  hstage_trim_(f);
   for (int u = 0; u < f->plan->n_units; u++) {
     release_(f, u);
     const plan_unit *pu = &f->plan->units[u];
@@ -258,9 +265,18 @@ static int gather_issue_(fsdp *f, int u) {
   for (int k = 0; k < PB_NKINDS; k++) {
     if (!pu->padded[k]) continue;
     sl->buf[k] = ms_alloc(&f->ms, MS_COMPUTE, MC_GATHER, fbytes_(pu->padded[k]));
-    ms_copy(&f->ms, MS_COMPUTE, sl->buf[k] + (size_t)f->plan->rank * pu->shard[k],
-            f->space[k], f->sh[u].param[k], fbytes_(pu->shard[k]));
-    int rc = coll_iallgather_f32(sl->buf[k], pu->shard[k], &sl->req[k]);
+    int rc;
+    if (f->space[k] == MS_HOST) {
+      /* offloaded shard: the collective copies it in (on CUDA asynchronously, on the
+       * communication stream); the shard stays unchanged until fsdp_step, which syncs */
+      ms_note_copy(&f->ms, MS_COMPUTE, MS_HOST, fbytes_(pu->shard[k]));
+      rc = coll_iallgather_from_host_f32(sl->buf[k], f->sh[u].param[k], pu->shard[k],
+                                         &sl->req[k]);
+    } else {
+      ms_copy(&f->ms, MS_COMPUTE, sl->buf[k] + (size_t)f->plan->rank * pu->shard[k],
+              f->space[k], f->sh[u].param[k], fbytes_(pu->shard[k]));
+      rc = coll_iallgather_f32(sl->buf[k], pu->shard[k], &sl->req[k]);
+    }
     if (rc) return rc;
     f->gathers++;
   }
@@ -340,15 +356,57 @@ static float *grad_alloc_(fsdp *f, int u) {
   return n ? ms_alloc(&f->ms, MS_COMPUTE, MC_GRAD_FULL, fbytes_(n)) : NULL;
 }
 
+/* A host landing buffer for a reduce-scatter that is added into its gradient shard: the
+ * first idle one of hstage (allocated on first use; fsdp.rs holds at most 4 requests). */
+static int hstage_take_(fsdp *f) {
+  for (int i = 0; i < 4; i++) {
+    if (f->hbusy[i]) continue;
+    if (!f->hstage[i])
+      f->hstage[i] = ms_alloc(&f->ms, MS_HOST, MC_STAGING, fbytes_(f->staging_n));
+    f->hbusy[i] = 1;
+    return i;
+  }
+  return -1; /* unreachable: at most 4 requests in flight */
+}
+
+/* Free the extra landing buffers (hstage[0] is `staging`, kept). */
+static void hstage_trim_(fsdp *f) {
+  for (int i = 1; i < 4; i++) {
+    if (f->hbusy[i] || !f->hstage[i]) continue;
+    ms_free(&f->ms, MS_HOST, MC_STAGING, f->hstage[i], fbytes_(f->staging_n));
+    f->hstage[i] = NULL;
+  }
+}
+
 static int rs_issue_(fsdp *f, int u, float *full) {
   if (!full) return ST_OK;
   const plan_unit *pu = &f->plan->units[u];
+  size_t n = pu->shard[PB_TRAIN];
   fsdp_rs *r = &f->rs[f->n_rs++];
   r->unit = u;
   r->full = full;
-  r->out = ms_alloc(&f->ms, MS_COMPUTE, MC_GRAD_FULL, fbytes_(pu->shard[PB_TRAIN]));
+  r->out = NULL;
+  r->host = NULL;
+  r->hidx = -1;
   f->reduce_scatters++;
-  return coll_ireduce_scatter_f32(full, r->out, pu->shard[PB_TRAIN], 1.0f, &r->req);
+  if (f->shard_space == MS_HOST) {
+    /* offload: the result lands in host memory while the next op computes. The first of
+     * the step straight in the gradient shard (lazy zeroing), later ones in a landing
+     * buffer added on completion. The background optimizer may still read the shard. */
+    opt_wait_unit_(f, u);
+    if (f->grad_fresh[u]) {
+      f->grad_fresh[u] = 0;
+      r->host = f->sh[u].grad;
+    } else {
+      r->hidx = hstage_take_(f);
+      if (r->hidx < 0)
+        return st_fail(ST_ERUNTIME, "fsdp: more than 4 reduce-scatters in flight");
+      r->host = f->hstage[r->hidx];
+    }
+    return coll_ireduce_scatter_to_host_f32(full, r->host, n, 1.0f, &r->req);
+  }
+  r->out = ms_alloc(&f->ms, MS_COMPUTE, MC_GRAD_FULL, fbytes_(n));
+  return coll_ireduce_scatter_f32(full, r->out, n, 1.0f, &r->req);
 }
 
 /* Complete all but the newest `keep` reduce-scatters, adding each into its gradient shard. */
@@ -358,19 +416,21 @@ static int rs_complete_(fsdp *f, int keep) {
     fsdp_rs *r = &f->rs[i];
     const plan_unit *pu = &f->plan->units[r->unit];
     size_t n = pu->shard[PB_TRAIN];
-    rc |= coll_wait(&r->req);
-    opt_wait_unit_(f, r->unit); /* the optimizer may still read last step's gradient */
+    rc |= coll_wait(&r->req); /* offload: returns when r->host holds the result */
     float *g = f->sh[r->unit].grad;
+    if (r->host) {
+      ms_note_copy(&f->ms, MS_HOST, MS_COMPUTE, fbytes_(n));
+      if (r->hidx >= 0) {
+        f->hk->add(g, r->host, n);
+        f->hbusy[r->hidx] = 0;
+      }
+      ms_free(&f->ms, MS_COMPUTE, MC_GRAD_FULL, r->full, fbytes_(pu->padded[PB_TRAIN]));
+      continue;
+    }
+    opt_wait_unit_(f, r->unit); /* the optimizer may still read last step's gradient */
     int fresh = f->grad_fresh[r->unit];
     f->grad_fresh[r->unit] = 0;
-    if (f->shard_space == MS_HOST) { /* download; add on the host */
-      if (fresh) {
-        ms_copy(&f->ms, MS_HOST, g, MS_COMPUTE, r->out, fbytes_(n));
-      } else {
-        ms_copy(&f->ms, MS_HOST, f->staging, MS_COMPUTE, r->out, fbytes_(n));
-        f->hk->add(g, f->staging, n);
-      }
-    } else if (fresh) {
+    if (fresh) { /* compute shards (offloaded ones took the branch above) */
       ms_copy(&f->ms, MS_COMPUTE, g, MS_COMPUTE, r->out, fbytes_(n));
     } else {
       f->k->add(g, r->out, n);
@@ -435,6 +495,7 @@ static int run_ops_(fsdp *f, const fsdp_op *ops, int n, model_ctx *ctx, const in
       if (!keep_(f, ops, n, i, op->need[q])) release_(f, op->need[q]);
   }
   int rc2 = rs_complete_(f, 0);
+  hstage_trim_(f);
   for (int u = 0; u < f->plan->n_units; u++) release_(f, u);
   return rc ? rc : rc2;
 }

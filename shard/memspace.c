@@ -75,6 +75,10 @@ void ms_copy(memspace *ms, mem_space dst_s, void *dst, mem_space src_s, const vo
   ms->copied_bytes[dst_s][src_s] += bytes;
 }
 
+void ms_note_copy(memspace *ms, mem_space dst_s, mem_space src_s, uint64_t bytes) {
+  ms->copied_bytes[dst_s][src_s] += bytes;
+}
+
 void ms_note(memspace *ms, mem_space s, mem_cat c, uint64_t bytes) {
   ms->cur_total[s] -= ms->cur[s][c];
   ms->cur[s][c] = 0;

@@ -43,6 +43,9 @@ void *ms_alloc(memspace *ms, mem_space s, mem_cat c, size_t bytes);
 void ms_free(memspace *ms, mem_space s, mem_cat c, void *p, size_t bytes);
 void ms_copy(memspace *ms, mem_space dst_s, void *dst, mem_space src_s, const void *src,
              size_t bytes);
+/* Record a copy of `bytes` that happened elsewhere (inside a collective that moves a host
+ * shard to compute memory or a result back), so copied_bytes stays the whole traffic. */
+void ms_note_copy(memspace *ms, mem_space dst_s, mem_space src_s, uint64_t bytes);
 /* Record memory held elsewhere (activations) under a category. */
 void ms_note(memspace *ms, mem_space s, mem_cat c, uint64_t bytes);
 const char *ms_cat_name(mem_cat c);   /* "param_frozen", ... */

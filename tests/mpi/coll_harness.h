@@ -116,6 +116,91 @@ static void run_(const kernels *k, size_t c1, size_t c2, results *out) {
   free(h2);
 }
 
+/* Host memory for the offload variants: k's pinned host memory (plain RAM when k == NULL). */
+static float *hbuf_(const kernels *k, size_t n) {
+  float *h = k ? k->host_alloc((n ? n : 1) * sizeof(float)) : xcalloc(n ? n : 1, sizeof(float));
+  CHECK(h != NULL);
+  return h;
+}
+static void hfree_(const kernels *k, float *h) {
+  if (k)
+    k->host_free(h);
+  else
+    free(h);
+}
+static float *hcopy_(const float *h, size_t n) {
+  float *c = xcalloc(n ? n : 1, sizeof(float));
+  memcpy(c, h, n * sizeof(float));
+  return c;
+}
+
+/* The same sequence as run_ through the offload variants: every all-gather takes its own
+ * slice from host memory (the buffer's own slice starts at zero, so a gather that sent the
+ * buffer's slice instead would differ), every reduce-scatter lands in host memory. Its
+ * results and counters must equal run_'s bit for bit. */
+static void run_host_(const kernels *k, size_t c1, size_t c2, results *out) {
+  int r = comm_rank(), n = comm_size();
+  size_t n1 = (size_t)n * c1, n2 = (size_t)n * c2;
+  float *s1 = hbuf_(k, c1), *s2 = hbuf_(k, c2);
+  float *z = xcalloc(n2, sizeof(float));
+  float *h1 = xcalloc(n1, sizeof(float)), *h2 = xcalloc(n2, sizeof(float));
+  coll_counters_reset();
+
+  for (size_t i = 0; i < c1; i++) s1[i] = ag_val_(r, i);
+  float *b1 = buf_(k, z, n1);
+  coll_req a = {0}, b = {0};
+  CHECK_EQ_INT(coll_iallgather_from_host_f32(b1, s1, c1, &a), 0);
+  CHECK_EQ_INT(coll_wait(&a), 0);
+  CHECK_EQ_INT(coll_iallgather_from_host_f32(b1, s1, 0, &a), 0);
+  CHECK_EQ_INT(coll_wait(&a), 0);
+  out->ag1 = get_(k, b1, n1); /* get_ synchronises: the slices may change afterwards */
+
+  for (size_t i = 0; i < c1; i++) s1[i] = -ag_val_(r, i);
+  for (size_t i = 0; i < c2; i++) s2[i] = ag_val_(r, i) + 0.5f;
+  free_(k, b1);
+  b1 = buf_(k, z, n1);
+  float *b2 = buf_(k, z, n2);
+  CHECK_EQ_INT(coll_iallgather_from_host_f32(b2, s2, c2, &a), 0);
+  CHECK_EQ_INT(coll_iallgather_from_host_f32(b1, s1, c1, &b), 0);
+  CHECK_EQ_INT(coll_wait(&b), 0);
+  CHECK_EQ_INT(coll_wait(&a), 0);
+  CHECK_EQ_INT(a.active + b.active, 0);
+  out->ag2 = get_(k, b2, n2);
+  out->ag3 = get_(k, b1, n1);
+  free_(k, b1);
+  free_(k, b2);
+
+  for (int q = 0; q < n; q++)
+    for (size_t i = 0; i < c2; i++) h2[(size_t)q * c2 + i] = rs_val_(r, q, i);
+  for (int q = 0; q < n; q++)
+    for (size_t i = 0; i < c1; i++) h1[(size_t)q * c1 + i] = rs_val_(r, q, i);
+  float *in1 = buf_(k, h1, n1), *in2 = buf_(k, h2, n2);
+  float *o1 = hbuf_(k, c1), *o2 = hbuf_(k, c2), *o3 = hbuf_(k, c1);
+  CHECK_EQ_INT(coll_ireduce_scatter_to_host_f32(in1, o1, c1, 1.0f, &a), 0);
+  CHECK_EQ_INT(coll_wait(&a), 0);
+  CHECK_EQ_INT(coll_ireduce_scatter_to_host_f32(in2, o2, c2, 1.0f / (float)n, &a), 0);
+  CHECK_EQ_INT(coll_ireduce_scatter_to_host_f32(in1, o3, c1, 2.0f, &b), 0);
+  (void)coll_test(&a);
+  CHECK_EQ_INT(coll_wait(&a), 0);
+  CHECK_EQ_INT(coll_wait(&b), 0);
+  CHECK_EQ_INT(a.active + b.active, 0);
+  /* coll_wait alone must suffice for host results: no sync before reading them */
+  out->rs1 = hcopy_(o1, c1);
+  out->rs2 = hcopy_(o2, c2);
+  out->rs3 = hcopy_(o3, c1);
+  coll_counters_get(&out->c);
+  free_(k, in1);
+  free_(k, in2);
+  hfree_(k, o1);
+  hfree_(k, o2);
+  hfree_(k, o3);
+  hfree_(k, s1);
+  hfree_(k, s2);
+  free(z);
+  free(h1);
+  free(h2);
+}
+
 static void results_free_(results *x) {
   free(x->ag1);
   free(x->ag2);

@@ -75,6 +75,13 @@ int main(int argc, char **argv) {
   check_closed_(&x, c1, c2, "nccl");
   compare_(&x, &ref, c1, c2, "nccl");
   results_free_(&x);
+  /* the offload variants: host -> device copy and device -> host result on the
+   * communication stream, equal to MPI's bit for bit */
+  results xh = {0};
+  run_host_(k, c1, c2, &xh);
+  check_closed_(&xh, c1, c2, "nccl, host variants");
+  compare_(&xh, &ref, c1, c2, "nccl, host variants");
+  results_free_(&xh);
 
   /* ordering without host synchronisation: upload, issue at once; after coll_wait a kernel
    * on the compute stream (scale by 2) must see the gathered values. Repeated so that a

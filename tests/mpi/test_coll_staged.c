@@ -2,7 +2,8 @@
  * host memory) gives the same results, bit for bit, as COLL_TRANSPORT_MPI on host buffers,
  * and both match closed forms of the rank numbers; blocking and non-blocking calls, two
  * requests in flight, the one-rank copy path (np1), staging that grows, byte counters that count
- * alike. With the "guard" kernel table compute memory is PROT_NONE outside kernels, so any
+ * alike; the offload variants (own slice from host memory, result into host memory) equal
+ * the plain calls bit for bit on every transport. With the "guard" kernel table compute memory is PROT_NONE outside kernels, so any
  * host access to it in mpi/coll crashes the test. Transport agreement: ranks that ask for
  * different transports all get the same clear error (no hang), and an unavailable transport
  * (nccl without a selected GPU) fails on every rank alike. */
@@ -25,6 +26,15 @@ int main(int argc, char **argv) {
   run_(NULL, c1, c2, &ref);
   check_closed_(&ref, c1, c2, "mpi");
 
+  /* the offload variants over MPI on host buffers equal the plain calls bit for bit */
+  {
+    results x = {0};
+    run_host_(NULL, c1, c2, &x);
+    check_closed_(&x, c1, c2, "mpi, host variants");
+    compare_(&x, &ref, c1, c2, "mpi, host variants");
+    results_free_(&x);
+  }
+
   const kernels *tables[] = {kernels_cpu(), kernels_guard()};
   for (size_t t = 0; t < sizeof tables / sizeof *tables; t++) {
     const kernels *k = tables[t];
@@ -34,6 +44,11 @@ int main(int argc, char **argv) {
     run_(k, c1, c2, &x);
     check_closed_(&x, c1, c2, k->name);
     compare_(&x, &ref, c1, c2, k->name);
+    results xh = {0};
+    run_host_(k, c1, c2, &xh);
+    check_closed_(&xh, c1, c2, k->name);
+    compare_(&xh, &ref, c1, c2, k->name);
+    results_free_(&xh);
     /* the int-count limit holds for the staged transport too (before any staging) */
     CHECK_EQ_INT(coll_allgather_f32(NULL, (size_t)INT_MAX + 1), ST_EINPUT);
     CHECK_CONTAINS(st_errmsg(), "exceeds MPI's int count");

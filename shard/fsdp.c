@@ -640,7 +640,8 @@ int fsdp_foreach_piece(fsdp *f, int which,
       float *base = shard_of_(f, u, k, which);
       const plan_unit *pu = &f->plan->units[u];
       if (!base || !pu->shard[k]) continue;
-      if (f->space[k] != MS_HOST) { /* compute shard: hand out a host copy */
+      /* compute shard the host may not read (cuda, guard): hand out a host copy */
+      if (f->space[k] != MS_HOST && !f->k->host_addressable) {
         float **mp = mirror_slot_(f, which, u, k);
         if (!*mp) *mp = ms_alloc(&f->ms, MS_HOST, MC_STAGING, fbytes_(pu->shard[k]));
         ms_copy(&f->ms, MS_HOST, *mp, f->space[k], base, fbytes_(pu->shard[k]));

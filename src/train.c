@@ -338,7 +338,17 @@ static void predict_(const train_ctx *t, uint64_t pred[MC_NCAT]) {
   }
   free(sz);
   free(tr);
-  pred[MC_STAGING] = f->o.offload ? 4 * f->staging_n : 4u << 20;
+  /* host staging: offload's persistent buffer, or the load's 1 Mi-float chunk (freed after
+   * the load); plus, at a checkpoint, host copies of every shard kept in compute memory the
+   * host cannot read (parameters; m and v of trainable ones): fsdp_foreach_piece */
+  uint64_t mirrors = 0;
+  if (!f->k->host_addressable)
+    for (int u = 0; u < f->plan->n_units; u++)
+      for (int k = 0; k < PB_NKINDS; k++)
+        if (f->space[k] != MS_HOST)
+          mirrors += 4 * f->plan->units[u].shard[k] * (k == PB_TRAIN ? 3u : 1u);
+  uint64_t load = (f->space[PB_FROZEN] != MS_HOST || f->space[PB_TRAIN] != MS_HOST) ? 4u << 20 : 0;
+  pred[MC_STAGING] = (f->o.offload ? 4 * f->staging_n : 0) + (load > mirrors ? load : mirrors);
   pred[MC_ACT] = (t->mctx ? model_ctx_bytes(t->mctx) : 0) + (t->ectx ? model_ctx_bytes(t->ectx) : 0);
 }
 
@@ -367,7 +377,7 @@ static json_t *memory_report_(train_ctx *t, int at_end) {
     json_object_set_new(jp, ms_cat_name(c), json_integer((json_int_t)pred[c]));
     char line[512];
     int len = snprintf(line, sizeof line, "  %-16s predicted %s%-11s measured",
-                       ms_cat_name(c), c == MC_GATHER || c == MC_GRAD_FULL ? "<= " : "",
+                       ms_cat_name(c), c == MC_GATHER || c == MC_GRAD_FULL || c == MC_STAGING ? "<= " : "",
                        mem_human(pred[c], h1, sizeof h1));
     for (int r = 0; r < n && len < (int)sizeof line - 24; r++)
       len += snprintf(line + len, sizeof line - (size_t)len, " r%d %s", r,

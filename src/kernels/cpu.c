@@ -416,6 +416,7 @@ static void cpu_scale_(float *x, float s, size_t n) {
 
 static const kernels cpu_table_ = {
     .name = "cpu",
+    .host_addressable = 1,
     .alloc = cpu_alloc_,
     .free = cpu_free_,
     .zero = cpu_zero_,

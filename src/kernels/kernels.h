@@ -22,6 +22,9 @@
 
 typedef struct kernels {
   const char *name; /* "cpu", "cuda", "guard" (tests: cpu with compute memory fenced off) */
+  /* 1 when compute memory is ordinary host memory the host may read and write directly
+   * (cpu): callers may then skip host copies (checkpoint pieces). 0 for cuda and guard. */
+  int host_addressable;
 
   /* Memory the kernels operate on (host for cpu, device for cuda). alloc returns zeroed
    * memory or NULL. */

@@ -40,6 +40,22 @@ g, c = rec(sys.argv[1], "val_loss"), rec(sys.argv[2], "val_loss")
 assert [o["val_loss"] for o in g] == [o["val_loss"] for o in c] and g, "val_loss differs"
 t = rec(sys.argv[1], "transport")
 assert t and t[0]["backend"] == "guard" and t[0]["transport"] == "mpi-staged", t
+# The memory report's prediction holds on both tables: exact categories equal, bounded ones
+# (gather, grad_full, staging) not exceeded. The run checkpoints at step 5, so guard's peak
+# staging includes the host copies of its compute shards (the cpu table needs none).
+for path in sys.argv[1:3]:
+    end = [o for o in map(json.loads, open(path)) if o.get("event") == "memory_end"]
+    assert end, path + ": no memory_end record"
+    pred = end[-1]["predicted"]
+    for r, row in enumerate(end[-1]["ranks"]):
+        for cat, p in pred.items():
+            m = row[cat]
+            if cat in ("gather", "grad_full", "staging"):
+                assert m <= p, f"{path}: rank {r} {cat} measured {m} > predicted {p}"
+            else:
+                assert m == p, f"{path}: rank {r} {cat} measured {m} != predicted {p}"
+        if "/g-" in path:
+            assert row["staging"] == pred["staging"], f"{path}: rank {r} staging {row['staging']} != {pred['staging']}"
 PYEOF
 done
 

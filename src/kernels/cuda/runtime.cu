@@ -41,7 +41,9 @@ double bf16_flop_per_sm_clock_(int major, int minor) {
 double peak_bf16_(const cudaDeviceProp &p, int clock_khz) {
   const char *n = p.name;
   if (strstr(n, "H100") || strstr(n, "H200") || strstr(n, "H800") || strstr(n, "GH200"))
-    return strstr(n, "PCIe") ? 756e12 : 989e12;
+    // SXM 989 TFLOP/s; PCIe (H100) 756; NVL (H100 NVL, H200 NVL) 835 (datasheets' dense
+    // figures, half the "with sparsity" numbers)
+    return strstr(n, "PCIe") ? 756e12 : strstr(n, "NVL") ? 835e12 : 989e12;
   if (strstr(n, "A100") || strstr(n, "A800")) return 312e12;
   if (strstr(n, "L40S")) return 362e12;
   double per = bf16_flop_per_sm_clock_(p.major, p.minor);

@@ -128,7 +128,6 @@ int fsdp_create(const tensor_table *tt, const shard_plan *plan, const model_conf
   }
   if (o->offload)
     f->staging = ms_alloc(&f->ms, MS_HOST, MC_STAGING, fbytes_(f->staging_n));
-  f->hstage[0] = f->staging;
   f->grad_fresh = xcalloc((size_t)plan->n_units, 1);
   f->mirror = xcalloc((size_t)4 * plan->n_units * PB_NKINDS, sizeof(float *));
   int overlap = o->overlap_step > 0 ||
@@ -145,14 +144,12 @@ int fsdp_create(const tensor_table *tt, const shard_plan *plan, const model_conf
 
 static void release_(fsdp *f, int u);
 static int rs_complete_(fsdp *f, int keep);
-static void hstage_trim_(fsdp *f);
 
 void fsdp_free(fsdp *f) {
   if (!f->sh) return;
   fsdp_wait_step(f);
   fsdp_pieces_done(f, 0);
   rs_complete_(f, 0);
-  hstage_trim_(f);
   for (int u = 0; u < f->plan->n_units; u++) {
     release_(f, u);
     const plan_unit *pu = &f->plan->units[u];
@@ -356,53 +353,36 @@ static float *grad_alloc_(fsdp *f, int u) {
   return n ? ms_alloc(&f->ms, MS_COMPUTE, MC_GRAD_FULL, fbytes_(n)) : NULL;
 }
 
-/* A host landing buffer for a reduce-scatter that is added into its gradient shard: the
- * first idle one of hstage (allocated on first use; fsdp.rs holds at most 4 requests). */
-static int hstage_take_(fsdp *f) {
-  for (int i = 0; i < 4; i++) {
-    if (f->hbusy[i]) continue;
-    if (!f->hstage[i])
-      f->hstage[i] = ms_alloc(&f->ms, MS_HOST, MC_STAGING, fbytes_(f->staging_n));
-    f->hbusy[i] = 1;
-    return i;
-  }
-  return -1; /* unreachable: at most 4 requests in flight */
-}
-
-/* Free the extra landing buffers (hstage[0] is `staging`, kept). */
-static void hstage_trim_(fsdp *f) {
-  for (int i = 1; i < 4; i++) {
-    if (f->hbusy[i] || !f->hstage[i]) continue;
-    ms_free(&f->ms, MS_HOST, MC_STAGING, f->hstage[i], fbytes_(f->staging_n));
-    f->hstage[i] = NULL;
-  }
-}
-
 static int rs_issue_(fsdp *f, int u, float *full) {
   if (!full) return ST_OK;
   const plan_unit *pu = &f->plan->units[u];
   size_t n = pu->shard[PB_TRAIN];
+  int offload = f->shard_space == MS_HOST, staged = offload && !f->grad_fresh[u];
+  if (staged && f->staging_busy) {
+    /* One host landing buffer: complete the request holding it first. It belongs to an
+     * earlier op (or, tied, to this op's head gradient), and this op's kernels are queued
+     * already, so the device keeps computing while the host waits. */
+    int i = 0;
+    while (!f->rs[i].staged) i++;
+    int rc = rs_complete_(f, f->n_rs - (i + 1));
+    if (rc) return rc;
+  }
   fsdp_rs *r = &f->rs[f->n_rs++];
   r->unit = u;
   r->full = full;
   r->out = NULL;
   r->host = NULL;
-  r->hidx = -1;
+  r->staged = 0;
   f->reduce_scatters++;
-  if (f->shard_space == MS_HOST) {
-    /* offload: the result lands in host memory while the next op computes. The first of
-     * the step straight in the gradient shard (lazy zeroing), later ones in a landing
-     * buffer added on completion. The background optimizer may still read the shard. */
+  if (offload) {
+    /* offload: the result lands in host memory while the next op computes: the first of
+     * the step straight in the gradient shard (lazy zeroing), later ones (accumulation) in
+     * `staging`, added on completion. The background optimizer may still read the shard. */
     opt_wait_unit_(f, u);
-    if (f->grad_fresh[u]) {
-      f->grad_fresh[u] = 0;
-      r->host = f->sh[u].grad;
-    } else {
-      r->hidx = hstage_take_(f);
-      if (r->hidx < 0)
-        return st_fail(ST_ERUNTIME, "fsdp: more than 4 reduce-scatters in flight");
-      r->host = f->hstage[r->hidx];
-    }
+    f->grad_fresh[u] = 0;
+    r->staged = staged;
+    r->host = staged ? f->staging : f->sh[u].grad;
+    if (staged) f->staging_busy = 1;
     return coll_ireduce_scatter_to_host_f32(full, r->host, n, 1.0f, &r->req);
   }
   r->out = ms_alloc(&f->ms, MS_COMPUTE, MC_GRAD_FULL, fbytes_(n));
@@ -420,9 +400,9 @@ static int rs_complete_(fsdp *f, int keep) {
     float *g = f->sh[r->unit].grad;
     if (r->host) {
       ms_note_copy(&f->ms, MS_HOST, MS_COMPUTE, fbytes_(n));
-      if (r->hidx >= 0) {
+      if (r->staged) {
         f->hk->add(g, r->host, n);
-        f->hbusy[r->hidx] = 0;
+        f->staging_busy = 0;
       }
       ms_free(&f->ms, MS_COMPUTE, MC_GRAD_FULL, r->full, fbytes_(pu->padded[PB_TRAIN]));
       continue;
@@ -487,15 +467,17 @@ static int run_ops_(fsdp *f, const fsdp_op *ops, int n, model_ctx *ctx, const in
     for (int q = 0; q < op->nneed && !rc; q++) rc = gather_issue_(f, op->need[q]);
     for (int q = 0; q < op->nneed && !rc; q++) rc = gather_wait_(f, op->need[q]);
     if (!rc) rc = prefetch_(f, ops, n, i + 1);
-    int before = f->n_rs;
+    uint64_t issued = f->reduce_scatters;
     if (!rc) rc = compute_(f, op, ctx, tokens, targets, scale, loss_sum, n_counted);
-    /* keep this op's reduce-scatters in flight; finish the previous op's */
-    if (!rc) rc = rs_complete_(f, f->n_rs - before);
+    /* keep this op's reduce-scatters in flight; finish the previous op's (compute_ may have
+     * finished some already: offload's landing buffer) */
+    int mine = (int)(f->reduce_scatters - issued);
+    if (mine > f->n_rs) mine = f->n_rs;
+    if (!rc) rc = rs_complete_(f, mine);
     for (int q = 0; q < op->nneed; q++)
       if (!keep_(f, ops, n, i, op->need[q])) release_(f, op->need[q]);
   }
   int rc2 = rs_complete_(f, 0);
-  hstage_trim_(f);
   for (int u = 0; u < f->plan->n_units; u++) release_(f, u);
   return rc ? rc : rc2;
 }

@@ -91,8 +91,8 @@ typedef struct {
   float *full; /* [padded[PB_TRAIN]] compute: the summed-over-the-unit gradient */
   float *out;  /* [shard[PB_TRAIN]] compute: reduce-scatter result (NULL with offload) */
   float *host; /* offload: [shard[PB_TRAIN]] host: where the result lands (the gradient
-                * shard itself, or hstage[hidx] when it is added on completion) */
-  int hidx;    /* index into fsdp.hstage, or -1 */
+                * shard itself, or fsdp.staging when it is added on completion) */
+  int staged;  /* host is fsdp.staging */
 } fsdp_rs;
 
 struct fsdp_async; /* the background optimizer step (fsdp.c) */
@@ -119,11 +119,7 @@ typedef struct {
   int n_rs;
   float *staging; /* host, [max shard[PB_TRAIN]] (offload: reduce-scatter results) */
   size_t staging_n;
-  /* offload: host landing buffers of reduce-scatters that are added into a gradient shard
-   * (accumulation), one per request in flight; hstage[0] is `staging`, the others are
-   * allocated when two such requests overlap and freed at the end of the pass */
-  float *hstage[4];
-  unsigned char hbusy[4];
+  int staging_busy; /* offload: a reduce-scatter in flight lands in `staging` */
   uint64_t gathers, reduce_scatters; /* counts of unit-buffer collectives issued */
   unsigned char *grad_fresh; /* [n_units] 1: gradient shard logically zero (lazy zeroing) */
   float **mirror;            /* [4 * n_units * PB_NKINDS] host copies of compute shards */

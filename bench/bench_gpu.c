@@ -240,7 +240,7 @@ int main(int argc, char **argv) {
    * the GPU, the CUDA table, NCCL for the unit collectives */
   if ((rc = comm_init(&argc, &argv))) return st_report(rc);
   coll_transport tr = COLL_TRANSPORT_MPI;
-  rc = kernels_select(is_cpu ? BACKEND_CPU : BACKEND_CUDA, is_cpu ? 0 : (int)bf16,
+  rc = kernels_select("--backend", is_cpu ? BACKEND_CPU : BACKEND_CUDA, is_cpu ? 0 : (int)bf16,
                       comm_local_rank(), &K, &tr);
   if (!rc) rc = coll_set_transport(tr, K);
   if (rc && tr == COLL_TRANSPORT_NCCL) { /* e.g. a build whose NCCL transport is missing */

@@ -21,7 +21,7 @@ static int eval_run_(const char *model_dir, const char *data_path, long max_toke
                      long batch, int json, int backend) {
   const kernels *k = NULL;
   coll_transport tr;
-  int rc = kernels_select(backend, 0, comm_local_rank(), &k, &tr);
+  int rc = kernels_select("--backend", backend, 0, comm_local_rank(), &k, &tr);
   if (rc) return rc;
   if (!json) log_info("%s", kernels_select_description());
   model_weights mw;

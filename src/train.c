@@ -107,8 +107,8 @@ int train_setup(train_ctx *t, const job_config *job) {
   /* 1b. the kernel table (training.backend; SPECTRAIN_KERNELS=guard for tests) on the GPU
    * of this node-local rank, and the collectives' transport, agreed by every rank */
   coll_transport tr = COLL_TRANSPORT_MPI;
-  rc = kernels_select((int)job->training.backend, job->training.bf16, comm_local_rank(), &t->k,
-                      &tr);
+  rc = kernels_select("training.backend", (int)job->training.backend, job->training.bf16,
+                      comm_local_rank(), &t->k, &tr);
   if (rc) rc = st_fail_ctx(rc, "%s: ", job->source_path);
   else log_info("%s", kernels_select_description());
   rc = agree_(rc, "choosing the kernels (training.backend)");

@@ -18,17 +18,17 @@ static int no_bf16_(const char *table, const char *why) {
                  table, why ? " because " : "", why ? why : "");
 }
 
-static int cuda_(int bf16, int local_rank, const char *asked, const kernels **out,
-                 coll_transport *transport) {
+static int cuda_(const char *key, int bf16, int local_rank, const char *asked,
+                 const kernels **out, coll_transport *transport) {
   char why[256] = "";
   int dev = gpu_select_device(local_rank, why, (int)sizeof why);
   if (dev < 0)
-    return st_fail(ST_EINPUT, "training.backend: %s: cannot use a GPU for local rank %d: %s",
-                   asked, local_rank, why);
+    return st_fail(ST_EINPUT, "%s: %s: cannot use a GPU for local rank %d: %s", key, asked,
+                   local_rank, why);
   const kernels *k = kernels_cuda(bf16, why, (int)sizeof why);
   if (!k)
-    return st_fail(ST_EINPUT, "training.backend: %s: the CUDA kernels are not available on "
-                   "device %d (%s): %s", asked, dev, gpu_device_name(), why);
+    return st_fail(ST_EINPUT, "%s: %s: the CUDA kernels are not available on device %d (%s): %s",
+                   key, asked, dev, gpu_device_name(), why);
   *out = k;
   *transport = COLL_TRANSPORT_NCCL;
   snprintf(desc_, sizeof desc_, "kernels: cuda on device %d (%s), local rank %d, %s matrix products, NCCL "
@@ -36,8 +36,9 @@ static int cuda_(int bf16, int local_rank, const char *asked, const kernels **ou
   return ST_OK;
 }
 
-int kernels_select(int backend, int bf16, int local_rank, const kernels **out,
+int kernels_select(const char *key, int backend, int bf16, int local_rank, const kernels **out,
                    coll_transport *transport) {
+  if (!key) key = "training.backend";
   *out = NULL;
   *transport = COLL_TRANSPORT_MPI;
   const char *env = getenv("SPECTRAIN_KERNELS");
@@ -54,27 +55,26 @@ int kernels_select(int backend, int bf16, int local_rank, const kernels **out,
   }
   switch (backend) {
   case BACKEND_CPU:
-    if (bf16) return no_bf16_("cpu", "training.backend is cpu");
+    if (bf16) return no_bf16_("cpu", "training.backend is cpu"); /* bf16: only jobs set it */
     *out = kernels_cpu();
-    snprintf(desc_, sizeof desc_, "kernels: cpu (training.backend: cpu)");
+    snprintf(desc_, sizeof desc_, "kernels: cpu (%s: cpu)", key);
     return ST_OK;
   case BACKEND_CUDA:
-    return cuda_(bf16, local_rank, "cuda", out, transport);
+    return cuda_(key, bf16, local_rank, "cuda", out, transport);
   case BACKEND_AUTO: {
     char why[256] = "";
     int n = gpu_device_count(why, (int)sizeof why);
-    if (n > 0) return cuda_(bf16, local_rank, "auto (a GPU was found)", out, transport);
+    if (n > 0) return cuda_(key, bf16, local_rank, "auto (a GPU was found)", out, transport);
     if (bf16) {
       char msg[320];
       snprintf(msg, sizeof msg, "training.backend is auto and no GPU is usable (%s)", why);
       return no_bf16_("cpu", msg);
     }
     *out = kernels_cpu();
-    snprintf(desc_, sizeof desc_, "kernels: cpu (training.backend: auto; no GPU: %s)", why);
+    snprintf(desc_, sizeof desc_, "kernels: cpu (%s: auto; no GPU: %s)", key, why);
     return ST_OK;
   }
   default:
-    return st_fail(ST_EINPUT, "training.backend: expected cpu, cuda or auto, found %d",
-                   backend);
+    return st_fail(ST_EINPUT, "%s: expected cpu, cuda or auto, found %d", key, backend);
   }
 }

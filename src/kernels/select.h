@@ -6,19 +6,21 @@
 #include "kernels/kernels.h"
 #include "mpi/coll.h"
 
-/* Resolve the backend (BACKEND_CPU, BACKEND_CUDA or BACKEND_AUTO of config.h):
+/* Resolve the backend (BACKEND_CPU, BACKEND_CUDA or BACKEND_AUTO of config.h), set by the
+ * setting `key` (named in errors and the description: "training.backend" for jobs (NULL
+ * means that), "--backend" for eval's option):
  *   SPECTRAIN_KERNELS=guard in the environment (developers' test backend) overrides it:
  *     the guard table, transport MPI_STAGED;
  *   cpu  -> kernels_cpu(), transport MPI;
  *   cuda -> gpu_select_device(local_rank) + kernels_cuda(bf16), transport NCCL; or an
- *     ST_EINPUT error that names training.backend and the reason (no CUDA build, no
+ *     ST_EINPUT error that names `key` and the reason (no CUDA build, no
  *     device, cuBLAS failed);
  *   auto -> cuda when gpu_device_count() > 0, else cpu.
  * bf16 needs cuda: with cpu (or guard, or auto without a GPU) it is an ST_EINPUT error
  * naming training.bf16. Logs nothing (eval's --json output stays clean):
  * kernels_select_description() says what was chosen and why, for the caller to log. Local: every rank resolves on its own;
  * coll_set_transport(*transport, *out) then proves that all ranks agree. */
-int kernels_select(int backend, int bf16, int local_rank, const kernels **out,
+int kernels_select(const char *key, int backend, int bf16, int local_rank, const kernels **out,
                    coll_transport *transport);
 
 /* One line on the last successful kernels_select: "kernels: cuda on device 0 (...) ...". */

@@ -176,17 +176,31 @@ int coll_set_transport(coll_transport t, const kernels *k) {
 #endif
 }
 
+/* Blocking MPI collectives on host buffers (the staged paths): all-gather in place of
+ * nranks * count floats; reduce-scatter (sum) of nranks * count floats into out[count]. */
+static int host_allgather_(float *buf, size_t count) {
+  MPI_Request q;
+  int rc = mpi_check_(MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, (int)count,
+                                     MPI_FLOAT, MPI_COMM_WORLD, &q),
+                      "MPI_Iallgather");
+  return rc ? rc : mpi_check_(wait_(&q), "MPI_Wait");
+}
+
+static int host_reduce_scatter_(const float *in, float *out, size_t count) {
+  MPI_Request q;
+  int rc = mpi_check_(MPI_Ireduce_scatter_block(in, out, (int)count, MPI_FLOAT, MPI_SUM,
+                                                MPI_COMM_WORLD, &q),
+                      "MPI_Ireduce_scatter_block");
+  return rc ? rc : mpi_check_(wait_(&q), "MPI_Wait");
+}
+
 /* MPI staged through host memory. Every call completes before it returns. */
 static int staged_allgather_(float *buf, size_t count, int n, int r) {
   float *st = stage_((size_t)n * count);
   if (!st) return ST_ERUNTIME;
   size_t own = (size_t)r * count;
   tk_->download(st + own, buf + own, count * sizeof(float));
-  MPI_Request q;
-  int rc = mpi_check_(MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, st, (int)count,
-                                     MPI_FLOAT, MPI_COMM_WORLD, &q),
-                      "MPI_Iallgather");
-  if (!rc) rc = mpi_check_(wait_(&q), "MPI_Wait");
+  int rc = host_allgather_(st, count);
   if (rc) return rc;
   tk_->upload(buf, st, (size_t)n * count * sizeof(float));
   return ST_OK;
@@ -205,11 +219,7 @@ static int staged_reduce_scatter_(const float *in, float *out, size_t count, flo
   } else {
     tk_->download(st, in, full * sizeof(float));
     res = st + full;
-    MPI_Request q;
-    int rc = mpi_check_(MPI_Ireduce_scatter_block(st, res, (int)count, MPI_FLOAT, MPI_SUM,
-                                                  MPI_COMM_WORLD, &q),
-                        "MPI_Ireduce_scatter_block");
-    if (!rc) rc = mpi_check_(wait_(&q), "MPI_Wait");
+    int rc = host_reduce_scatter_(st, res, count);
     if (rc) return rc;
   }
   scale_(res, count, scale);
@@ -314,11 +324,7 @@ int coll_iallgather_from_host_f32(float *buf, const float *host_slice, size_t co
     float *st = stage_((size_t)n * count);
     if (!st) return ST_ERUNTIME;
     memcpy(st + own, host_slice, bytes); /* no download of the own slice */
-    MPI_Request q;
-    rc = mpi_check_(MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, st, (int)count,
-                                   MPI_FLOAT, MPI_COMM_WORLD, &q),
-                    "MPI_Iallgather");
-    if (!rc) rc = mpi_check_(wait_(&q), "MPI_Wait");
+    rc = host_allgather_(st, count);
     if (rc) return rc;
     tk_->upload(buf, st, (size_t)n * bytes);
     return ST_OK;
@@ -358,11 +364,7 @@ int coll_ireduce_scatter_to_host_f32(const float *in, float *host_out, size_t co
     float *st = stage_(full);
     if (!st) return ST_ERUNTIME;
     tk_->download(st, in, full * sizeof(float));
-    MPI_Request q;
-    rc = mpi_check_(MPI_Ireduce_scatter_block(st, host_out, (int)count, MPI_FLOAT, MPI_SUM,
-                                              MPI_COMM_WORLD, &q),
-                    "MPI_Ireduce_scatter_block");
-    if (!rc) rc = mpi_check_(wait_(&q), "MPI_Wait");
+    rc = host_reduce_scatter_(st, host_out, count);
     if (rc) return rc;
   }
   scale_(host_out, count, scale);

@@ -5,6 +5,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "model/adamw_elem.h"
+
 static const char *const lr_names_[] = {"constant", "constant_with_warmup", "linear", "cosine"};
 
 int lr_schedule_parse(const char *name, lr_schedule *out) {
@@ -39,21 +41,9 @@ double lr_at_step(lr_schedule s, long step, long max_steps, long warmup_steps, d
 
 void adamw_step(float *param, const float *grad, float *m, float *v, size_t n, float lr,
                 float beta1, float beta2, float eps, float weight_decay, long step) {
-  double bc1 = 1.0 - pow(beta1, (double)step);
-  double bc2 = 1.0 - pow(beta2, (double)step);
-  float step_size = (float)(lr / bc1);
-  float bc2_sqrt = (float)sqrt(bc2);
-  float decay = 1.0f - lr * weight_decay;
+  adamw_coef c = adamw_coef_make(lr, beta1, beta2, eps, weight_decay, step);
 #pragma omp parallel for simd schedule(static)
-  for (size_t i = 0; i < n; i++) {
-    float g = grad[i];
-    float mi = beta1 * m[i] + (1.0f - beta1) * g;
-    float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
-    m[i] = mi;
-    v[i] = vi;
-    float p = param[i] * decay;
-    param[i] = p - step_size * (mi / (sqrtf(vi) / bc2_sqrt + eps));
-  }
+  for (size_t i = 0; i < n; i++) adamw_elem(&param[i], grad[i], &m[i], &v[i], c);
 }
 
 double grad_sum_squares(const float *g, size_t n) {

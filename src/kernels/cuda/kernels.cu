@@ -20,6 +20,7 @@ extern "C" {
 #include "kernels/gpu.h"
 #include "kernels/kernels.h"
 }
+#include "model/adamw_elem.h"
 
 namespace {
 
@@ -740,28 +741,14 @@ double sum_squares_(const float *x, size_t n) {
 
 // ---- AdamW (model/optim.h: adamw_step) -----------------------------------------------------
 __global__ void k_adamw_(float *param, const float *grad, float *m, float *v, size_t n,
-                         float beta1, float beta2, float eps, float step_size, float bc2_sqrt,
-                         float decay) {
-  GRID_STRIDE(i, n) {
-    float g = grad[i];
-    float mi = beta1 * m[i] + (1.0f - beta1) * g;
-    float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
-    m[i] = mi;
-    v[i] = vi;
-    float p = param[i] * decay;
-    param[i] = p - step_size * (mi / (sqrtf(vi) / bc2_sqrt + eps));
-  }
+                         adamw_coef c) {
+  GRID_STRIDE(i, n) adamw_elem(&param[i], grad[i], &m[i], &v[i], c);
 }
 void adamw_(float *param, const float *grad, float *m, float *v, size_t n, float lr,
             float beta1, float beta2, float eps, float weight_decay, long step) {
   if (!n) return;
-  double bc1 = 1.0 - pow(beta1, (double)step);
-  double bc2 = 1.0 - pow(beta2, (double)step);
-  float step_size = (float)(lr / bc1);
-  float bc2_sqrt = (float)sqrt(bc2);
-  float decay = 1.0f - lr * weight_decay;
-  k_adamw_<<<blocks_for_(n, THREADS), THREADS, 0, st_()>>>(param, grad, m, v, n, beta1, beta2,
-                                                             eps, step_size, bc2_sqrt, decay);
+  adamw_coef c = adamw_coef_make(lr, beta1, beta2, eps, weight_decay, step);
+  k_adamw_<<<blocks_for_(n, THREADS), THREADS, 0, st_()>>>(param, grad, m, v, n, c);
   CUDA_LAUNCH_CHECK("k_adamw_");
 }
 

@@ -16,10 +16,46 @@
 #include "util/hash.h"
 #include "util/mem.h"
 
+/* Whether lm_head is tied to the embedding, as transformers decides it from config.json:
+ * tie_word_embeddings when given, else the config class's default (False for the Llama-family
+ * classes spectrain trains, True for PretrainedConfig, i.e. other model types). No
+ * config.json (a bare safetensors file or directory): not tied. A config.json that is not a
+ * JSON object is an input error (Spectrum could not load the model either). */
+static int tied_lm_head_(const char *model_path, int *tied) {
+  *tied = 0;
+  struct stat st;
+  if (stat(model_path, &st) != 0 || !S_ISDIR(st.st_mode)) return ST_OK;
+  char *path = xasprintf("%s/config.json", model_path);
+  int rc = ST_OK;
+  if (access(path, F_OK) == 0) {
+    json_error_t e;
+    json_t *j = json_load_file(path, 0, &e);
+    if (!json_is_object(j)) {
+      rc = st_fail(ST_EINPUT, "%s: expected the model's config (a JSON object): %s", path,
+                   j ? "found another JSON value" : e.text);
+    } else {
+      json_t *v = json_object_get(j, "tie_word_embeddings");
+      const char *type = json_string_value(json_object_get(j, "model_type"));
+      static const char *untied_default[] = {"llama", "mistral", "qwen2", "qwen3"};
+      int dflt = 1;
+      for (size_t i = 0; type && i < sizeof untied_default / sizeof *untied_default; i++)
+        if (strcmp(type, untied_default[i]) == 0) dflt = 0;
+      if (v && !json_is_boolean(v))
+        rc = st_fail(ST_EINPUT, "%s: key 'tie_word_embeddings': expected true or false", path);
+      *tied = v ? json_is_true(v) : dflt;
+    }
+    json_decref(j);
+  }
+  free(path);
+  return rc;
+}
+
 /* Fingerprint of the model files: names, sizes, mtimes and the safetensors headers, plus
- * the type restriction (kept in a side file: the results JSON must stay Spectrum's). */
-static uint64_t fingerprint_(const sft_model *m, const analyze_opts *o) {
+ * the type restriction and the tied head (kept in a side file: the results JSON must stay
+ * Spectrum's). */
+static uint64_t fingerprint_(const sft_model *m, const analyze_opts *o, int tied) {
   uint64_t h = HASH64_INIT;
+  h = hash64_u64(h, (uint64_t)tied);
   for (int i = 0; i < m->nfiles; i++) {
     const char *base = strrchr(m->paths[i], '/');
     h = hash64_str(h, base ? base + 1 : m->paths[i]);
@@ -69,6 +105,23 @@ static int write_fingerprint_(const char *path, const char *hex, const analyze_o
   return rc;
 }
 
+/* Rank 0: the modules whose SNR is NaN (data with NaN/Inf — the rank that read it named the
+ * element —, or a shape Spectrum's arithmetic cannot reduce), which are never selected. */
+static void note_nan_(const snr_table *t) {
+  int n = 0;
+  char list[512] = "";
+  size_t o = 0;
+  for (int i = 0; i < t->n; i++) {
+    if (!isnan(t->m[i].snr)) continue;
+    if (n++ < 4 && o < sizeof list)
+      o += (size_t)snprintf(list + o, sizeof list - o, "%s%s", n > 1 ? ", " : "", t->m[i].module);
+  }
+  if (n)
+    log_info("analyze: %d module(s) have SNR NaN (non-finite values or a shape Spectrum cannot "
+             "reduce), reported as NaN and never selected: %s%s",
+             n, list, n > 4 ? ", ..." : "");
+}
+
 /* Rank 0 writes every file; the others wait for its status. */
 static int write_files_(const analyze_opts *o, analyze_result *r, const char *slug, const char *fp_path,
                         const char *hex) {
@@ -103,11 +156,17 @@ int spectrum_analyze(const analyze_opts *o, analyze_result *r) {
       return st_fail(ST_EINPUT, "--top-percent: expected a number from 0 to 100, found %g",
                      o->percents[k]);
   sft_model m;
-  int rc = sft_open(o->model_path, &m);
-  rc = comm_max_status(rc);
-  if (rc) return rc == ST_OK ? ST_ERUNTIME : rc;
-  snr_input *in = scan_inputs(&m);
-  rc = snr_table_build(in, m.n, o->types, o->n_types, &r->table);
+  int tied = 0;
+  int orc = sft_open(o->model_path, &m); /* closes m itself on failure */
+  int rc = orc ? orc : tied_lm_head_(o->model_path, &tied);
+  int all = comm_max_status(rc);
+  if (all) {
+    if (!orc) sft_close(&m);
+    return rc ? rc : st_fail(all, "another rank could not open %s (see its error)", o->model_path);
+  }
+  int n_in = 0;
+  snr_input *in = scan_inputs(&m, tied, &n_in);
+  rc = snr_table_build(in, n_in, o->types, o->n_types, &r->table);
   free(in);
   if (!rc && r->table.n == 0)
     rc = st_fail(ST_EINPUT, "%s: no tensor named '*.weight': nothing to scan", o->model_path);
@@ -127,7 +186,7 @@ int spectrum_analyze(const analyze_opts *o, analyze_result *r) {
     r->yaml_paths[k] = xasprintf("%s/snr_results_%s_unfrozenparameters_%spercent.yaml", out, slug,
                                  snr_format_percent(o->percents[k], pct));
 
-  uint64_t fp = fingerprint_(&m, o);
+  uint64_t fp = fingerprint_(&m, o, tied);
   char hex[40], old[40] = "";
   snprintf(hex, sizeof hex, "%016llx", (unsigned long long)fp);
   rc = comm_agree_u64(fp, "the model files (sizes, mtimes, headers)");
@@ -169,6 +228,7 @@ int spectrum_analyze(const analyze_opts *o, analyze_result *r) {
     }
   }
   sft_close(&m);
+  if (!rc) note_nan_(&r->table);
   /* the selection every rank will use, proved identical */
   for (int k = 0; k < o->n_percents && !rc; k++)
     rc = comm_agree_u64(snr_selection_hash(&r->table, o->percents[k]), "the Spectrum selection");

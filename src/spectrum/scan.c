@@ -10,19 +10,49 @@
 #include "mpi/comm.h"
 #include "mpi/grid.h"
 #include "util/err.h"
+#include "util/finite.h"
 #include "util/hash.h"
 #include "util/mem.h"
 
 enum { FILL_NONFINITE_ = 100 }; /* a fill status meaning "NaN/Inf in W": skip, SNR is NaN */
 
-snr_input *scan_inputs(const sft_model *m) {
-  snr_input *in = xcalloc((size_t)(m->n > 0 ? m->n : 1), sizeof *in);
+static const char lm_head_[] = "lm_head.weight", embed_[] = "model.embed_tokens.weight";
+
+snr_input *scan_inputs(const sft_model *m, int tied, int *n) {
+  snr_input *in = xcalloc((size_t)m->n + 1, sizeof *in);
+  const sft_tensor *emb = tied ? sft_find(m, embed_) : NULL;
+  *n = 0;
   for (int i = 0; i < m->n; i++) {
-    in[i].tensor = m->t[i].name;
-    in[i].ndim = m->t[i].ndim;
-    for (int d = 0; d < m->t[i].ndim && d < 8; d++) in[i].shape[d] = m->t[i].shape[d];
+    snr_input *x = &in[(*n)++];
+    x->tensor = m->t[i].name;
+    x->ndim = m->t[i].ndim;
+    for (int d = 0; d < m->t[i].ndim && d < 8; d++) x->shape[d] = m->t[i].shape[d];
+  }
+  if (emb && !sft_find(m, lm_head_)) { /* the tied head: a module whose weight is the embedding */
+    snr_input *x = &in[(*n)++];
+    x->tensor = lm_head_;
+    x->data_tensor = emb->name;
+    x->ndim = emb->ndim;
+    for (int d = 0; d < emb->ndim && d < 8; d++) x->shape[d] = emb->shape[d];
   }
   return in;
+}
+
+/* The stored tensor a module reads (its own, or the embedding of a tied head). */
+static const sft_tensor *data_of_(const sft_model *m, const snr_module *e) {
+  return sft_find(m, e->data_tensor);
+}
+
+/* Spectrum stores NaN for a weight holding NaN/Inf (svdvals fails on it and the module is
+ * skipped with its error): say which element, on the rank that read it. */
+static void warn_nonfinite_(const sft_model *m, const snr_module *e, const sft_tensor *t,
+                            uint64_t flat, double v) {
+  char at[160], via[200] = "";
+  finite_index_str(flat, t->ndim, t->shape, at, sizeof at);
+  if (strcmp(e->tensor, t->name) != 0) snprintf(via, sizeof via, " (tied: the data of '%s')", t->name);
+  log_warn("%s: tensor '%s'%s: element %s (%s) is %s: its SNR is NaN (as Spectrum stores it); "
+           "it is listed in the results and never selected",
+           m->paths[t->file], e->tensor, via, at, sft_dtype_name(t->dtype), finite_name(v));
 }
 
 uint64_t scan_table_hash(const snr_table *t) {
@@ -56,6 +86,7 @@ int scan_parse_bytes(const char *s, uint64_t *out) {
 }
 
 static double cost_(const snr_module *e) {
+  if (e->nan_by_shape) return 0;
   double mn = (double)(e->rows < e->cols ? e->rows : e->cols);
   double mx = (double)(e->rows < e->cols ? e->cols : e->rows);
   return mn * mn * mx + (double)e->numel;
@@ -129,27 +160,33 @@ static uint64_t default_limit_(void) {
 typedef struct {
   const sft_model *m;
   const sft_tensor *t;
+  const snr_module *e;
   int64_t cols; /* of W (row-major); A = W^T is what ScaLAPACK sees */
 } fill_ctx_;
 
 static int fill_(void *vctx, int64_t j, int64_t i0, int64_t len, double *dst) {
   fill_ctx_ *c = vctx;
-  int rc = sft_read_f64(c->m, c->t, (uint64_t)(j * c->cols + i0), (uint64_t)len, dst);
+  uint64_t first = (uint64_t)(j * c->cols + i0);
+  int rc = sft_read_f64(c->m, c->t, first, (uint64_t)len, dst);
   if (rc) return rc;
-  for (int64_t k = 0; k < len; k++)
-    if (!isfinite(dst[k])) return FILL_NONFINITE_;
+  uint64_t bad = finite_first_bad_f64(dst, (uint64_t)len);
+  if (bad < (uint64_t)len) {
+    warn_nonfinite_(c->m, c->e, c->t, first + bad, dst[bad]);
+    return FILL_NONFINITE_;
+  }
   return ST_OK;
 }
 
 static int single_(const sft_model *m, const snr_module *e, double *snr) {
-  if (e->numel == 0 || e->ndim == 0) {
-    *snr = NAN;
-    return ST_OK;
-  }
-  const sft_tensor *t = &m->t[e->input_index];
+  *snr = NAN;
+  if (e->nan_by_shape) return ST_OK; /* 0-d, empty, or k-D Spectrum cannot reduce: NaN */
+  const sft_tensor *t = data_of_(m, e);
+  if (!t) return st_fail(ST_ERUNTIME, "tensor '%s': '%s' is not in the model", e->tensor, e->data_tensor);
   double *w = xmalloc((size_t)e->numel * sizeof *w);
   int rc = sft_read_f64(m, t, 0, e->numel, w);
-  if (!rc) rc = snr_of_matrix(w, e->rows, e->cols, snr);
+  uint64_t bad = rc ? e->numel : finite_first_bad_f64(w, e->numel);
+  if (bad < e->numel) warn_nonfinite_(m, e, t, bad, w[bad]);
+  else if (!rc) rc = snr_of_batch(w, e->batch, e->rows, e->cols, snr);
   free(w);
   if (rc) st_fail_ctx(rc, "tensor '%s': ", e->tensor);
   return rc;
@@ -161,19 +198,20 @@ static int single_(const sft_model *m, const snr_module *e, double *snr) {
 static int gpu_single_(const sft_model *m, const snr_module *e, double *snr, int *gpu_rc, char *why,
                        int why_len) {
   *gpu_rc = GPU_SVD_OK;
-  const sft_tensor *t = &m->t[e->input_index];
+  const sft_tensor *t = data_of_(m, e);
   float *w = xmalloc((size_t)e->numel * sizeof *w);
   int rc = sft_read_f32(m, t, 0, e->numel, w);
   if (rc) {
     free(w);
     return st_fail_ctx(rc, "tensor '%s': ", e->tensor);
   }
-  for (uint64_t i = 0; i < e->numel; i++)
-    if (!isfinite(w[i])) { /* §2: NaN, as snr_of_matrix says */
-      free(w);
-      *snr = NAN;
-      return ST_OK;
-    }
+  uint64_t bad = finite_first_bad_f32(w, e->numel);
+  if (bad < e->numel) { /* §2: NaN, as snr_of_matrix says */
+    warn_nonfinite_(m, e, t, bad, w[bad]);
+    free(w);
+    *snr = NAN;
+    return ST_OK;
+  }
   int64_t k = e->rows < e->cols ? e->rows : e->cols;
   double *s = xmalloc((size_t)k * sizeof *s);
   *gpu_rc = gpu_svdvals(w, e->rows, e->cols, s, why, why_len);
@@ -184,7 +222,7 @@ static int gpu_single_(const sft_model *m, const snr_module *e, double *snr, int
 }
 
 static int grid_(const sft_model *m, comm_group *g, const snr_module *e, double *snr) {
-  fill_ctx_ c = {m, &m->t[e->input_index], e->cols};
+  fill_ctx_ c = {m, data_of_(m, e), e, e->cols};
   int64_t k = e->rows < e->cols ? e->rows : e->cols;
   double *s = xcalloc((size_t)k, sizeof *s);
   int rc = grid_svd_values(g, e->cols, e->rows, fill_, &c, s, NULL);
@@ -267,7 +305,8 @@ static int schedule_build_(const snr_table *t, const double *cost, const scan_di
   for (int i = 0; i < n; i++) {
     const snr_module *e = &t->m[i];
     int g = 0;
-    s->where[i] = scan_place(d, e->rows, e->cols, &g);
+    /* no data to decompose (NaN by shape), or a batch of vectors (norms): this rank's CPU */
+    s->where[i] = e->nan_by_shape || e->batch > 1 ? SCAN_ON_CPU : scan_place(d, e->rows, e->cols, &g);
     if (s->where[i] == SCAN_ON_NONE) {
       char a[32], b[32];
       return st_fail(ST_EINPUT,
@@ -379,7 +418,8 @@ int scan_run(const sft_model *m, snr_table *t, const scan_opts *o, scan_stats *s
    * norms only): CUDA is not even initialised */
   int probe = solver == SCAN_SOLVER_GPU;
   for (int i = 0; i < t->n && solver == SCAN_SOLVER_AUTO && !probe; i++)
-    probe = t->m[i].rows > 1 && t->m[i].rows >= disp.gpu_min_dim && t->m[i].cols >= disp.gpu_min_dim;
+    probe = !t->m[i].nan_by_shape && t->m[i].batch == 1 && t->m[i].rows > 1 &&
+            t->m[i].rows >= disp.gpu_min_dim && t->m[i].cols >= disp.gpu_min_dim;
   rc = gpu_probe_(probe ? solver : SCAN_SOLVER_CPU, &disp);
   if (rc) return rc;
   stats.gpu_max_elems = disp.gpu_ok ? disp.gpu_max_elems : 0;

@@ -71,10 +71,15 @@ int scan_place(const scan_dispatch *d, int64_t rows, int64_t cols, int *group_si
 uint64_t scan_single_bytes(int64_t rows, int64_t cols);
 
 /* Fill t->m[i].snr for every module of t (built from m's tensors in m's order, see
- * scan_inputs). Collective over the world. */
+ * scan_inputs). A weight holding NaN/Inf gets NaN and a warning naming the element on the rank
+ * that read it. Collective over the world. */
 int scan_run(const sft_model *m, snr_table *t, const scan_opts *o, scan_stats *st);
-/* The snr_input array of a model's tensors (same order as m->t); free() it. */
-snr_input *scan_inputs(const sft_model *m);
+/* The snr_input array of a model's tensors (m->t's order; *n of them); free() it. tied
+ * (config.json's tie_word_embeddings): lm_head is a module whose weight is
+ * model.embed_tokens.weight, as Spectrum's model.named_modules() has it, appended when the
+ * files do not store lm_head.weight (a stored one is scanned as stored: transformers 5 keeps
+ * it when it differs from the embedding). */
+snr_input *scan_inputs(const sft_model *m, int tied, int *n);
 /* Hash of the SNR values (bit patterns), for agreement across ranks. */
 uint64_t scan_table_hash(const snr_table *t);
 /* Parse "512M", "4G", "65536", "20K" into bytes. 0 or -1. */

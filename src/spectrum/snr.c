@@ -54,22 +54,28 @@ double snr_from_singular_values(const double *s, int64_t k, int64_t rows, int64_
   return signal / noise / s[0];
 }
 
-int snr_of_matrix(double *w, int64_t rows, int64_t cols, double *snr) {
-  uint64_t numel = (uint64_t)rows * (uint64_t)cols;
-  if (rows <= 0 || cols <= 0) {
-    *snr = NAN;
-    return ST_OK;
-  }
+int snr_of_batch(double *w, int64_t batch, int64_t rows, int64_t cols, double *snr) {
+  *snr = NAN;
+  if (batch <= 0 || rows <= 0 || cols <= 0) return ST_OK; /* empty: S[0] does not exist */
+  uint64_t per = (uint64_t)rows * (uint64_t)cols, numel = per * (uint64_t)batch;
   for (uint64_t i = 0; i < numel; i++)
-    if (!isfinite(w[i])) {
-      *snr = NAN;
-      return ST_OK;
+    if (!isfinite(w[i])) return ST_OK; /* svdvals fails (or returns NaN): Spectrum stores NaN */
+  int64_t k = rows < cols ? rows : cols;
+  if (k == 1) {
+    /* each matrix is a vector (a 1-D weight is 1 x d): its one singular value is its norm,
+     * and they go through §2 like any other values (an all-zero vector gives Infinity) */
+    double *s = xmalloc((size_t)batch * sizeof *s);
+    for (int64_t b = 0; b < batch; b++) {
+      double ss = 0;
+      const double *v = w + (uint64_t)b * per;
+      for (uint64_t i = 0; i < per; i++) ss += v[i] * v[i];
+      s[b] = sqrt(ss);
     }
-  if (rows == 1) { /* 1-D weights (norms): one singular value, always 1.0 */
-    *snr = 1.0;
+    *snr = snr_from_singular_values(s, batch, rows, cols);
+    free(s);
     return ST_OK;
   }
-  int64_t k = rows < cols ? rows : cols;
+  if (batch != 1) return ST_OK; /* S[0] is a row of k values: .item() fails, NaN */
   double *s = xmalloc((size_t)k * sizeof *s);
   /* Row-major rows x cols is column-major cols x rows (the transpose): same values. */
   lapack_int info = LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'N', (lapack_int)cols, (lapack_int)rows, w,
@@ -82,6 +88,10 @@ int snr_of_matrix(double *w, int64_t rows, int64_t cols, double *snr) {
   *snr = snr_from_singular_values(s, k, rows, cols);
   free(s);
   return ST_OK;
+}
+
+int snr_of_matrix(double *w, int64_t rows, int64_t cols, double *snr) {
+  return snr_of_batch(w, 1, rows, cols, snr);
 }
 
 /* ---- §1: modules and types ---------------------------------------------------------- */
@@ -151,6 +161,28 @@ static int cmp_type_(const void *x, const void *y) {
 
 static const char *weight_suffix_ = ".weight";
 
+/* How Spectrum hands the weight to torch.linalg.svdvals: 1-D unsqueezed to 1 x d, 2-D as
+ * is, k-D as a batch of shape[k-2] x shape[k-1] matrices. It then divides by S[0], which
+ * for k-D is a (shape[1], ..., shape[k-3], min) block: .item() on it raises unless that is
+ * a single number, and Spectrum stores NaN. 0-d and empty weights give NaN as well. */
+static void shape_as_spectrum_(snr_module *m, int ndim, const int64_t *shape) {
+  m->batch = 1;
+  m->rows = m->cols = 0;
+  m->nan_by_shape = ndim == 0 || m->numel == 0;
+  if (ndim == 1) {
+    m->rows = 1;
+    m->cols = shape[0];
+  } else if (ndim >= 2) {
+    m->rows = shape[ndim - 2];
+    m->cols = shape[ndim - 1];
+    uint64_t inner = 1; /* elements of S[0] besides the min(rows, cols) values */
+    for (int d = 0; d < ndim - 2; d++) m->batch *= shape[d];
+    for (int d = 1; d < ndim - 2; d++) inner *= (uint64_t)shape[d];
+    int64_t k = m->rows < m->cols ? m->rows : m->cols;
+    if (ndim > 2 && (inner != 1 || k != 1)) m->nan_by_shape = 1;
+  }
+}
+
 int snr_table_build(const snr_input *in, int n, const char *const *only_types, int n_only,
                     snr_table *t) {
   memset(t, 0, sizeof *t);
@@ -163,6 +195,7 @@ int snr_table_build(const snr_input *in, int n, const char *const *only_types, i
     if (len <= ls || strcmp(in[i].tensor + len - ls, weight_suffix_) != 0) continue;
     snr_module *m = &all[nall++];
     m->tensor = xstrdup(in[i].tensor);
+    m->data_tensor = xstrdup(in[i].data_tensor ? in[i].data_tensor : in[i].tensor);
     m->module = xstrdup(in[i].tensor);
     m->module[len - ls] = 0;
     m->ndim = in[i].ndim;
@@ -171,19 +204,7 @@ int snr_table_build(const snr_input *in, int n, const char *const *only_types, i
     uint64_t numel = 1;
     for (int d = 0; d < in[i].ndim; d++) numel *= (uint64_t)in[i].shape[d];
     m->numel = numel;
-    if (in[i].ndim == 0) {
-      m->rows = m->cols = 0; /* 0-d: NaN by §2 */
-    } else if (in[i].ndim == 1) {
-      m->rows = 1;
-      m->cols = in[i].shape[0];
-    } else {
-      m->rows = in[i].shape[0];
-      m->cols = in[i].shape[0] ? (int64_t)(numel / (uint64_t)in[i].shape[0]) : 0;
-      if (in[i].shape[0] == 0) {
-        m->cols = 1;
-        for (int d = 1; d < in[i].ndim; d++) m->cols *= in[i].shape[d];
-      }
-    }
+    shape_as_spectrum_(m, in[i].ndim, in[i].shape);
   }
   qsort(all, (size_t)nall, sizeof *all, cmp_model_order_);
 
@@ -255,7 +276,7 @@ int snr_table_build(const snr_input *in, int n, const char *const *only_types, i
   for (int k = 0; k < norder; k++) {
     snr_module *m = &t->m[t->n++];
     *m = all[order[k]];
-    all[order[k]].module = all[order[k]].tensor = NULL;
+    all[order[k]].module = all[order[k]].tensor = all[order[k]].data_tensor = NULL;
     m->type = xstrdup(assigned[order[k]]);
     int seen = 0;
     for (int j = 0; j < t->ntypes && !seen; j++) seen = strcmp(t->types[j], m->type) == 0;
@@ -264,6 +285,7 @@ int snr_table_build(const snr_input *in, int n, const char *const *only_types, i
   for (int i = 0; i < nall; i++) {
     free(all[i].module);
     free(all[i].tensor);
+    free(all[i].data_tensor);
   }
   for (int i = 0; i < ntypes; i++) free(types[i]);
   free(types);
@@ -279,6 +301,7 @@ void snr_table_free(snr_table *t) {
   for (int i = 0; i < t->n; i++) {
     free(t->m[i].module);
     free(t->m[i].tensor);
+    free(t->m[i].data_tensor);
     free(t->m[i].type);
   }
   for (int i = 0; i < t->ntypes; i++) free(t->types[i]);
@@ -316,13 +339,19 @@ int snr_keep_count(int count, double top_percent) {
   return (int)floor((double)count * top_percent / 100.0);
 }
 
+int snr_type_keep(const snr_table *t, const int *idx, int n, double top_percent) {
+  int keep = snr_keep_count(n, top_percent);
+  while (keep > 0 && isnan(t->m[idx[keep - 1]].snr)) keep--; /* NaN sorts last */
+  return keep;
+}
+
 int snr_is_selected(const snr_table *t, int i, double top_percent) {
   int *idx = xmalloc((size_t)(t->n > 0 ? t->n : 1) * sizeof *idx);
   int sel = 0;
   for (int ti = 0; ti < t->ntypes; ti++) {
     if (strcmp(t->types[ti], t->m[i].type) != 0) continue;
     int n = snr_type_order(t, ti, idx);
-    int keep = snr_keep_count(n, top_percent);
+    int keep = snr_type_keep(t, idx, n, top_percent);
     for (int k = 0; k < keep; k++) sel |= idx[k] == i;
   }
   free(idx);
@@ -335,7 +364,7 @@ uint64_t snr_selection_hash(const snr_table *t, double top_percent) {
   for (int ti = 0; ti < t->ntypes; ti++) {
     h = hash64_str(h, t->types[ti]);
     int n = snr_type_order(t, ti, idx);
-    int keep = snr_keep_count(n, top_percent);
+    int keep = snr_type_keep(t, idx, n, top_percent);
     for (int k = 0; k < keep; k++) h = hash64_str(h, t->m[idx[k]].module);
   }
   free(idx);
@@ -472,7 +501,7 @@ void snr_write_yaml(const snr_table *t, double top_percent, FILE *f) {
   for (int ti = 0; ti < t->ntypes; ti++) {
     fprintf(f, "# %s layers\n", t->types[ti]);
     int n = snr_type_order(t, ti, idx);
-    int keep = snr_keep_count(n, top_percent);
+    int keep = snr_type_keep(t, idx, n, top_percent);
     for (int k = 0; k < keep; k++) fprintf(f, "- %s\n", t->m[idx[k]].module);
   }
   free(idx);

@@ -8,11 +8,24 @@
 #include <stdint.h>
 #include <stdio.h>
 
-/* §2 from singular values s[0..k) in descending order of a rows x cols matrix. */
+/* §2 from the singular values s[0..k) of a rows x cols matrix (or, batched, of k such
+ * matrices: see snr_of_batch). The quantiles, threshold, signal and noise use all k values;
+ * the result is divided by s[0] exactly as Spectrum divides by S[0] (its largest value for
+ * one matrix). Spectrum's degenerate cases follow from the arithmetic: nothing above the
+ * threshold -> signal 0; nothing at or below it -> noise 1.0; noise summing to 0 -> +Infinity
+ * (also when s[0] is 0: an all-zero weight). k <= 0 -> NaN. */
 double snr_from_singular_values(const double *s, int64_t k, int64_t rows, int64_t cols);
-/* §2 for a dense row-major rows x cols matrix (overwritten: LAPACK works in place).
- * Handles the edge cases: NaN/Inf or empty -> NaN, one row (1-D) -> 1.0. Returns ST_*. */
+/* §2 for a dense row-major rows x cols matrix (overwritten: LAPACK works in place). A 1-D
+ * weight is a 1 x d matrix: its one singular value is its Euclidean norm, so the value is
+ * 1.0, or +Infinity when the vector is all zeros (Spectrum's arithmetic; no shortcut).
+ * NaN/Inf anywhere or an empty matrix -> NaN. Returns ST_*. */
 int snr_of_matrix(double *w, int64_t rows, int64_t cols, double *snr);
+/* §2 for `batch` row-major rows x cols matrices one after the other (a weight with more
+ * than two dimensions, which Spectrum hands to torch.linalg.svdvals as a batch). batch 1 is
+ * snr_of_matrix. batch > 1 is only defined (by Spectrum: S[0] must be one number) when
+ * min(rows, cols) == 1: the singular values are the norms of the vectors, in batch order;
+ * otherwise NaN. Returns ST_*. */
+int snr_of_batch(double *w, int64_t batch, int64_t rows, int64_t cols, double *snr);
 
 /* §1: the module type of a module name ("model.layers.7.mlp.down_proj" -> "mlp.down_proj").
  * Returns a malloc'd string. */
@@ -25,14 +38,24 @@ typedef struct {
   const char *tensor; /* "model.layers.0.mlp.down_proj.weight" */
   int ndim;
   int64_t shape[8];
+  /* NULL: the weight's data is `tensor` itself. Else the stored tensor that holds it: a tied
+   * lm_head ("lm_head.weight") is a module of its own whose weight is the embedding
+   * ("model.embed_tokens.weight"), as in Spectrum's model.named_modules(). */
+  const char *data_tensor;
 } snr_input;
 
 typedef struct {
   char *module; /* tensor name without ".weight" */
   char *tensor;
+  char *data_tensor; /* the stored tensor read for it (== tensor unless tied) */
   char *type;   /* after §1's substring re-assignment */
   int ndim;
-  int64_t rows, cols; /* as a matrix: 1-D (d) -> 1 x d; k-D -> shape[0] x (rest) */
+  /* One matrix as Spectrum hands it to svdvals: 1-D (d) -> 1 x d; 2-D as is; k-D: batch =
+   * shape[0] x ... x shape[k-3] matrices of shape[k-2] x shape[k-1]. */
+  int64_t rows, cols, batch;
+  /* 1 when Spectrum's arithmetic gives NaN whatever the data (0-d, empty, or more than two
+   * dimensions with S[0] not a single number): nothing is read */
+  int nan_by_shape;
   uint64_t numel;
   double snr;
   int input_index; /* position in the snr_input array it came from */
@@ -56,6 +79,11 @@ void snr_table_free(snr_table *t);
 int snr_type_order(const snr_table *t, int ti, int *out);
 /* §3: how many of a type with `count` modules are kept at top_percent. */
 int snr_keep_count(int count, double top_percent);
+/* How many of a type's modules in snr_type_order order (idx[0..n)) are selected at
+ * top_percent: snr_keep_count(n), but never a module whose SNR is NaN (a weight holding
+ * NaN/Inf, or one Spectrum cannot scan). Spectrum's Python sort puts NaN anywhere (every
+ * comparison with NaN is false), so it may select one; we never do. */
+int snr_type_keep(const snr_table *t, const int *idx, int n, double top_percent);
 /* A fingerprint of the selection at top_percent (module names selected), for agreement. */
 uint64_t snr_selection_hash(const snr_table *t, double top_percent);
 /* 1 when module i is selected at top_percent. */

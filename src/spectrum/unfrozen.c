@@ -113,16 +113,27 @@ int unfrozen_match(unfrozen_set *s, const char *param_name) {
   return any;
 }
 
-int unfrozen_warn_unmatched(const unfrozen_set *s) {
+/* tied: the model's lm_head is its embedding. Python's named_parameters() lists a shared
+ * parameter once, under its first name (model.embed_tokens.weight), so an entry naming
+ * lm_head.weight (Spectrum's "^lm_head.weight$", always in its YAMLs) matches nothing there
+ * either: expected, and said once (log_info: rank 0) rather than warned on every rank. */
+static int report_unmatched_(const unfrozen_set *s, int tied) {
   int n = 0;
-  for (int i = 0; i < s->n; i++)
-    if (s->p[i].n_matched == 0) {
+  for (int i = 0; i < s->n; i++) {
+    if (s->p[i].n_matched) continue;
+    n++;
+    if (tied && regexec(&s->p[i].re, "lm_head.weight", 0, NULL, 0) == 0)
+      log_info("%s:%d: unfrozen_parameters entry '%s' names the tied lm_head: it is "
+               "model.embed_tokens.weight (trained when an entry matches that name)",
+               s->path, s->p[i].line, s->p[i].pattern);
+    else
       log_warn("%s:%d: unfrozen_parameters entry '%s' matches no parameter of this model",
                s->path, s->p[i].line, s->p[i].pattern);
-      n++;
-    }
+  }
   return n;
 }
+
+int unfrozen_warn_unmatched(const unfrozen_set *s) { return report_unmatched_(s, 0); }
 
 int unfrozen_apply(const char *yaml_path, tensor_table *tt, int *n_trainable) {
   unfrozen_set s;
@@ -133,7 +144,9 @@ int unfrozen_apply(const char *yaml_path, tensor_table *tt, int *n_trainable) {
     tt->t[i].trainable = unfrozen_match(&s, tt->t[i].name);
     n += tt->t[i].trainable;
   }
-  unfrozen_warn_unmatched(&s);
+  int tied = tensor_table_find(tt, "lm_head.weight") < 0 &&
+             tensor_table_find(tt, "model.embed_tokens.weight") >= 0;
+  report_unmatched_(&s, tied);
   unfrozen_free(&s);
   if (n_trainable) *n_trainable = n;
   return ST_OK;

@@ -38,7 +38,9 @@ int unfrozen_warn_unmatched(const unfrozen_set *s);
 
 /* Load yaml_path and set every tensor_table entry's `trainable` (1 matched, 0 frozen);
  * *n_trainable (may be NULL) gets the number of trainable tensors. Unmatched patterns are
- * warnings naming the pattern and its line. */
+ * warnings naming the pattern and its line, except, in a model with tied embeddings (the
+ * table has no lm_head.weight), one naming lm_head.weight: that is one info line saying it
+ * is the embedding (Python's trainers see no lm_head parameter there either). */
 int unfrozen_apply(const char *yaml_path, tensor_table *tt, int *n_trainable);
 
 #endif

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # spectrain analyze against the numpy reference (tests/fixtures/spectrum, made by
 # gen_spectrum_fixtures.py): SNR within rtol 1e-4, identical selection, byte-identical YAML
-# at N = 10, 25, 50, on 1, 2 and 4 ranks; the ScaLAPACK grid path (forced by a small
-# --rank-mem-limit) at 2 and 4 ranks; the cache; the heatmap renders.
+# at N = 10, 25, 50, on 1, 2 and 4 ranks; tied embeddings (the lm_head module) and Spectrum's
+# degenerate cases (all-zero, single-element, k-D, NaN/Inf weights: NaN named, never
+# selected) on 1 and 2 ranks; the ScaLAPACK grid path (forced by a small --rank-mem-limit)
+# at 2 and 4 ranks; the cache; the heatmap renders.
 set -euo pipefail
 F="$FIXTURES/spectrum"
 T="$TEST_TMP/spectrum_analyze.$$"
@@ -20,6 +22,27 @@ for np in 1 2 4; do
       --top-percent 10 25 50 --out "$out" --no-heatmap > "$out.log"
     $PY "$F/compare.py" "$F/expected/$model" "$out" $model 10 25 50 || fail=1
   done
+  [[ $np == 4 ]] && continue
+  for model in tiny-tied tiny-tied-stored; do
+    out="$T/$model.np$np"
+    run $MPIEXEC -n $np "$SPECTRAIN" analyze --model "$F/$model" --model-name $model \
+      --top-percent 10 25 50 100 --out "$out" --no-heatmap > "$out.log"
+    $PY "$F/compare.py" "$F/expected/$model" "$out" $model 10 25 50 100 || fail=1
+  done
+  grep -q "^# lm_head layers" "$T/tiny-tied.np$np/snr_results_tiny-tied_unfrozenparameters_50percent.yaml" ||
+    { echo "FAIL: the tied model's YAML has no lm_head section"; fail=1; }
+  out="$T/degenerate.np$np"
+  run $MPIEXEC -n $np "$SPECTRAIN" analyze --model "$F/degenerate" --model-name degenerate \
+    --top-percent 50 100 --out "$out" > "$out.log" 2> "$out.err"
+  $PY "$F/compare.py" "$F/expected/degenerate" "$out" degenerate 50 100 || fail=1
+  # every non-finite weight is named with its first bad element, by the rank that read it
+  for want in "'model.embed_tokens.weight': element \[4, 5\] (BF16) is NaN" \
+      "'nan_matrix.weight': element \[1, 2\] (F32) is NaN" \
+      "'inf_matrix_f16.weight': element \[0, 2\] (F16) is +Inf" \
+      "'model.layers.5.input_layernorm.weight': element \[0\] (F16) is -Inf"; do
+    grep -q "$want" "$out.err" || { echo "FAIL: np $np: no warning matching: $want"; cat "$out.err"; fail=1; }
+  done
+  grep -q "11 module(s) have SNR NaN" "$out.log" || { echo "FAIL: no NaN summary"; fail=1; }
 done
 
 # Grid path: down_proj (32 x 48) does not fit 16100 bytes on one rank, fits a 2-rank grid.

@@ -2,7 +2,10 @@
 # A job that asks for spectrum.top_percent (no YAML) runs the Spectrum scan inside `train`
 # on 2 ranks, writes Spectrum's files into output_dir, records which YAML it used, trains
 # exactly the modules that YAML names (checked against the numpy reference's YAML for the
-# same model), and a second run reuses the cached scan.
+# same model), and a second run reuses the cached scan. A tied model (Qwen3 fixture): the
+# scan lists the tied lm_head as Spectrum does (byte-identical YAML with its `# lm_head
+# layers` section), and training says once, on rank 0, that ^lm_head.weight$ is the
+# embedding instead of warning on every rank that it matches nothing.
 source "$(dirname "$0")/lib/train_common.sh"
 W=$TEST_TMP/spectrum_train_select
 rm -rf "$W"
@@ -28,5 +31,17 @@ cmp "$Y" "$W/ref/snr_results_org-llama-fixture_unfrozenparameters_25percent.yaml
 run_train 1 "$W/job.yaml" --resume none --set training.max_steps=1 --set spectrum.top_percent=25 \
   --set spectrum.model_name=org/llama_fixture > "$W/log2" 2>&1 || { echo "FAIL: second train exited $?"; cat "$W/log2"; exit 1; }
 grep -q "reusing the cached scan" "$W/log2" || { echo "FAIL: cache not reused"; cat "$W/log2"; fail=1; }
+# tied embeddings
+write_job "$W/tied.yaml" "$W/tied" "$FIXTURES/model/qwen3" "$W/data"
+run_train 2 "$W/tied.yaml" --set training.max_steps=1 --set spectrum.top_percent=50 \
+  --set spectrum.model_name=tied > "$W/tlog" 2>&1 || { echo "FAIL: tied train exited $?"; cat "$W/tlog"; exit 1; }
+TY="$W/tied/snr_results_tied_unfrozenparameters_50percent.yaml"
+$PY "$FIXTURES/spectrum/spectrum_ref.py" "$FIXTURES/model/qwen3" tied "$W/tref" 50
+cmp "$TY" "$W/tref/snr_results_tied_unfrozenparameters_50percent.yaml" || { echo "FAIL: tied YAML differs from the reference"; diff "$TY" "$W/tref/snr_results_tied_unfrozenparameters_50percent.yaml"; fail=1; }
+grep -q "^# lm_head layers" "$TY" || { echo "FAIL: no lm_head section in $TY"; fail=1; }
+grep -q '"lm_head"' "$W/tied/model_snr_results/snr_results_tied.json" || { echo "FAIL: lm_head not in the results"; fail=1; }
+if grep -q "lm_head.* matches no parameter" "$W/tlog"; then echo "FAIL: tied lm_head warned about"; fail=1; fi
+n=$(grep -c "names the tied lm_head" "$W/tlog" || true)
+[[ $n == 1 ]] || { echo "FAIL: the tied lm_head note appears $n times (expected once, rank 0)"; fail=1; }
 rm -rf "$W"
 exit $fail

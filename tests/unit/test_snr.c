@@ -95,6 +95,43 @@ int main(void) {
   CHECK(isnan(v));
   CHECK_EQ_INT(snr_of_matrix(NULL, 0, 4, &v), 0);
   CHECK(isnan(v));
+  /* Spectrum's degenerate cases, from its arithmetic (spectrum_ref.snr, which
+   * spectrum_torch_check.py checks against torch): a 1-D weight is a 1 x d matrix whose one
+   * singular value is its norm: 1.0, but Infinity when that norm is 0 (noise sums to 0) */
+  double z4[4] = {0};
+  CHECK_EQ_INT(snr_of_matrix(z4, 1, 4, &v), 0);
+  CHECK(isinf(v) && v > 0);
+  double one0[1] = {0}, one3[1] = {-3};
+  CHECK_EQ_INT(snr_of_matrix(one0, 1, 1, &v), 0); /* one element, 0 (1-D or 1 x 1) */
+  CHECK(isinf(v) && v > 0);
+  CHECK_EQ_INT(snr_of_matrix(one3, 1, 1, &v), 0);
+  CHECK(v == 1.0);
+  double col0[4] = {0}, col[4] = {1, 2, 3, 4};
+  CHECK_EQ_INT(snr_of_matrix(col0, 4, 1, &v), 0); /* d x 1 */
+  CHECK(isinf(v) && v > 0);
+  CHECK_EQ_INT(snr_of_matrix(col, 4, 1, &v), 0);
+  CHECK(v == 1.0);
+  double cst[4] = {1e-40, 1e-40, 1e-40, 1e-40}; /* tiny but not zero: 1.0 */
+  CHECK_EQ_INT(snr_of_matrix(cst, 1, 4, &v), 0);
+  CHECK(v == 1.0);
+  double r1[6] = {0, 0, 0, 0, 7, 0}; /* rank 1 with an exactly zero second value */
+  CHECK_EQ_INT(snr_of_matrix(r1, 2, 3, &v), 0);
+  CHECK(isinf(v) && v > 0);
+  double nan1[3] = {1, NAN, 2};
+  CHECK_EQ_INT(snr_of_matrix(nan1, 1, 3, &v), 0);
+  CHECK(isnan(v));
+  nan1[1] = -INFINITY;
+  CHECK_EQ_INT(snr_of_matrix(nan1, 1, 3, &v), 0);
+  CHECK(isnan(v));
+  /* k-D: a batch of vectors (3 x 1 x 4) has one value per vector, its norm (3, 5, 1), and
+   * Spectrum divides by S[0], the FIRST one: 8 / 1 / 3, not 8 / 5 */
+  double bv[12] = {1, 2, 2, 0, 0, 0, 3, 4, 1, 0, 0, 0};
+  CHECK_EQ_INT(snr_of_batch(bv, 3, 1, 4, &v), 0);
+  CHECK_CLOSE(v, 2.6666666666666665, 1e-15, 0);
+  double bm[24] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 1, 2, 3, 4, 5, 6, 7, 8, 9, 1, 2, 3, 4, 5, 6};
+  CHECK_EQ_INT(snr_of_batch(bm, 2, 3, 4, &v), 0); /* S[0] is three numbers: NaN */
+  CHECK(isnan(v));
+
   /* all singular values above the threshold: noise counts as 1.0 */
   double flat[2] = {3, 3};
   CHECK_CLOSE(snr_from_singular_values(flat, 2, 2, 2), 6.0 / 1.0 / 3.0, 1e-15, 0);
@@ -108,13 +145,13 @@ int main(void) {
 
   /* §1 table: BERT names where "output.dense" is inside "attention.output.dense". */
   snr_input in[] = {
-      {"encoder.layer.10.output.dense.weight", 2, {4, 6}},
-      {"encoder.layer.2.output.dense.weight", 2, {4, 6}},
-      {"encoder.layer.2.attention.output.dense.weight", 2, {4, 4}},
-      {"encoder.layer.2.attention.output.dense.bias", 1, {4}},
-      {"encoder.layer.10.attention.output.dense.weight", 2, {4, 4}},
-      {"embeddings.LayerNorm.weight", 1, {4}},
-      {"weight", 1, {4}},
+      {"encoder.layer.10.output.dense.weight", 2, {4, 6}, NULL},
+      {"encoder.layer.2.output.dense.weight", 2, {4, 6}, NULL},
+      {"encoder.layer.2.attention.output.dense.weight", 2, {4, 4}, NULL},
+      {"encoder.layer.2.attention.output.dense.bias", 1, {4}, NULL},
+      {"encoder.layer.10.attention.output.dense.weight", 2, {4, 4}, NULL},
+      {"embeddings.LayerNorm.weight", 1, {4}, NULL},
+      {"weight", 1, {4}, NULL},
   };
   snr_table t;
   CHECK_EQ_INT(snr_table_build(in, 7, NULL, 0, &t), 0);
@@ -217,6 +254,47 @@ int main(void) {
   CHECK_EQ_INT(snr_table_build(in, 7, wrong, 1, &t), ST_EINPUT);
   CHECK_CONTAINS(st_errmsg(), "output.dens");
   CHECK_CONTAINS(st_errmsg(), "attention.output.dense");
+
+  /* shapes as Spectrum hands them to svdvals; data_tensor (a tied head reads the embedding) */
+  snr_input kd[] = {
+      {"a.batch_vec.weight", 3, {3, 1, 4}, NULL},  {"a.batch_mat.weight", 3, {2, 3, 4}, NULL},
+      {"a.conv.weight", 4, {4, 3, 2, 2}, NULL},    {"a.conv_rows.weight", 4, {2, 1, 1, 3}, NULL},
+      {"a.scalar.weight", 0, {0}, NULL},           {"a.empty.weight", 2, {0, 4}, NULL},
+      {"lm_head.weight", 2, {6, 4}, "model.embed_tokens.weight"},
+  };
+  CHECK_EQ_INT(snr_table_build(kd, 7, NULL, 0, &t), 0);
+  for (int i = 0; i < t.n; i++) {
+    const snr_module *e = &t.m[i];
+    if (!strcmp(e->module, "a.batch_vec"))
+      CHECK(e->batch == 3 && e->rows == 1 && e->cols == 4 && !e->nan_by_shape);
+    else if (!strcmp(e->module, "a.conv_rows"))
+      CHECK(e->batch == 2 && e->rows == 1 && e->cols == 3 && !e->nan_by_shape);
+    else if (!strcmp(e->module, "lm_head"))
+      CHECK(!strcmp(e->data_tensor, "model.embed_tokens.weight") && e->rows == 6 && !e->nan_by_shape);
+    else
+      CHECK_MSG(e->nan_by_shape, "%s", e->module);
+    if (strcmp(e->module, "lm_head")) CHECK_STR_EQ(e->data_tensor, e->tensor);
+  }
+  snr_table_free(&t);
+
+  /* a NaN is never selected, even at 100 % (Spectrum's sort could put it first) */
+  snr_input nn[] = {{"model.layers.0.n.weight", 1, {4}, NULL},
+                    {"model.layers.1.n.weight", 1, {4}, NULL},
+                    {"model.layers.2.n.weight", 1, {4}, NULL}};
+  CHECK_EQ_INT(snr_table_build(nn, 3, NULL, 0, &t), 0);
+  if (t.n == 3) {
+    t.m[0].snr = NAN;
+    t.m[1].snr = 1.0;
+    t.m[2].snr = INFINITY;
+    int idx[3];
+    CHECK_EQ_INT(snr_type_order(&t, 0, idx), 3);
+    CHECK(idx[0] == 2 && idx[1] == 1 && idx[2] == 0);
+    CHECK_EQ_INT(snr_type_keep(&t, idx, 3, 100), 2);
+    CHECK_EQ_INT(snr_type_keep(&t, idx, 3, 67), 2);
+    CHECK_EQ_INT(snr_type_keep(&t, idx, 3, 34), 1);
+    CHECK(!snr_is_selected(&t, 0, 100) && snr_is_selected(&t, 1, 100));
+  }
+  snr_table_free(&t);
 
   char *slug = snr_slug("Qwen/Qwen3_8B");
   CHECK_STR_EQ(slug, "Qwen-Qwen3-8B");

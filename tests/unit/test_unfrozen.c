@@ -34,34 +34,42 @@ static const char *names_[] = {
 };
 #define NNAMES ((int)(sizeof names_ / sizeof names_[0]))
 
-/* Apply a YAML to the name list above; returns a string of 0/1 per name. */
-static int apply_(const char *yaml, char *bits, int *n_train) {
+/* Apply a YAML to the name list above (from names_[first]: 1 = a tied model, no lm_head);
+ * returns a string of 0/1 per name. */
+static int apply_from_(int first, const char *yaml, char *bits, int *n_train) {
   tensor_desc t[NNAMES];
   memset(t, 0, sizeof t);
-  for (int i = 0; i < NNAMES; i++) {
-    snprintf(t[i].name, sizeof t[i].name, "%s", names_[i]);
+  int n = NNAMES - first;
+  for (int i = 0; i < n; i++) {
+    snprintf(t[i].name, sizeof t[i].name, "%s", names_[first + i]);
     t[i].trainable = 1;
   }
-  tensor_table tt = {NNAMES, t, 0};
+  tensor_table tt = {n, t, 0};
   int rc = unfrozen_apply(yaml, &tt, n_train);
-  for (int i = 0; i < NNAMES; i++) bits[i] = (char)('0' + t[i].trainable);
-  bits[NNAMES] = 0;
+  for (int i = 0; i < n; i++) bits[i] = (char)('0' + t[i].trainable);
+  bits[n] = 0;
   return rc;
 }
+static int apply_(const char *yaml, char *bits, int *n_train) {
+  return apply_from_(0, yaml, bits, n_train);
+}
 
-/* Run f with stderr captured into buf. */
+/* Run f with stderr (fd 2, or fd 1 for stdout) captured into buf. */
+static int cap_fd_ = 2;
 static void capture_begin_(int *saved) {
   fflush(stderr);
-  *saved = dup(2);
+  fflush(stdout);
+  *saved = dup(cap_fd_);
   char p[600];
   snprintf(p, sizeof p, "%s/stderr.txt", dir_);
   int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  dup2(fd, 2);
+  dup2(fd, cap_fd_);
   close(fd);
 }
 static void capture_end_(int saved, char *buf, size_t len) {
   fflush(stderr);
-  dup2(saved, 2);
+  fflush(stdout);
+  dup2(saved, cap_fd_);
   close(saved);
   char p[600];
   snprintf(p, sizeof p, "%s/stderr.txt", dir_);
@@ -119,6 +127,25 @@ int main(void) {
   CHECK_CONTAINS(err, "anchor.yaml:2");
   CHECK_CONTAINS(err, "'layers.0'");
   CHECK(strstr(err, "model.norm") == NULL);
+
+  /* Tied embeddings (no lm_head.weight in the table): Spectrum's "^lm_head.weight$" matches
+   * nothing, as in Python (named_parameters lists the shared matrix once, as the
+   * embedding): no warning, one info line saying it is the embedding; other unmatched
+   * entries are still warned about. */
+  y = write_("tied.yaml", "unfrozen_parameters:\n- ^lm_head.weight$\n- model.layers.10.mlp\n"
+                          "- model.layers.99.mlp\n");
+  capture_begin_(&saved);
+  CHECK_EQ_INT(apply_from_(1, y, bits, &n), 0);
+  capture_end_(saved, err, sizeof err);
+  CHECK_STR_EQ(bits, "0000010000");
+  CHECK(strstr(err, "lm_head") == NULL);
+  CHECK_CONTAINS(err, "tied.yaml:4");
+  cap_fd_ = 1;
+  capture_begin_(&saved);
+  CHECK_EQ_INT(apply_from_(1, y, bits, &n), 0);
+  capture_end_(saved, err, sizeof err);
+  cap_fd_ = 2;
+  CHECK_CONTAINS(err, "tied.yaml:2: unfrozen_parameters entry '^lm_head.weight$' names the tied lm_head");
 
   /* A trainer config holding the key among others (axolotl style); quoted entries. */
   y = write_("axolotl.yaml", "base_model: x\nlearning_rate: 0.0002\nunfrozen_parameters:\n"

@@ -61,7 +61,7 @@ int cmd_train(int argc, char **argv) {
       "Checkpoints: OUTPUT_DIR/ckpt-STEP.h5 every training.save_steps steps, at the end and on "
       "a stop request. A run resumes from the newest "
       "checkpoint whose checksums verify (--resume auto), on any number of ranks; "
-      "docs/checkpoint-format.md describes the files."};
+      "docs/checkpoints.md describes the files."};
   opt_list sets = {0};
   const char *resume = NULL;
   opt_spec specs[] = {

@@ -22,7 +22,7 @@
 #include "kernels/select.h"
 #include "model/model.h"
 #include "model/optim.h"
-#include "model/weights.h"
+#include "io/weights.h"
 #include "util/err.h"
 #include "util/mem.h"
 #include "util/opt.h"

@@ -1,4 +1,4 @@
-#include "train.h"
+#include "train/train.h"
 
 #include <errno.h>
 #include <math.h>
@@ -8,8 +8,8 @@
 #include <sys/stat.h>
 
 #include "io/safetensors.h"
-#include "kernels/select.h"
-#include "metrics.h"
+#include "train/backend.h"
+#include "train/metrics.h"
 #include "model/optim.h"
 #include "mpi/coll.h"
 #include "mpi/comm.h"

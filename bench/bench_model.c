@@ -18,11 +18,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "config.h"
-#include "kernels/select.h"
+#include "io/weights.h"
+#include "job/job.h"
 #include "model/model.h"
 #include "model/optim.h"
-#include "io/weights.h"
+#include "train/backend.h"
 #include "util/err.h"
 #include "util/mem.h"
 #include "util/opt.h"

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
-#include "model/optim.h"
+#include "kernels/adamw.h"
 
 /* OpenBLAS extensions: attention runs many small products, one per (sequence, head), in
  * parallel OpenMP threads, each with single-threaded BLAS. */

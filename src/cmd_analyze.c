@@ -13,7 +13,8 @@ int cmd_analyze(int argc, char **argv) {
   int rescan = 0, no_heatmap = 0, quiet = 0;
   opt_spec specs[] = {
       {"model", OPT_STR, "DIR", "model directory (safetensors, with or without an index) or one "
-                                ".safetensors file; config.json is not needed", &model},
+                                ".safetensors file; config.json is not needed (when present, its tie_word_embeddings "
+                                "makes lm_head a module of its own, as in Spectrum)", &model},
       {"model-name", OPT_STR, "NAME", "names the files (slug: '/' and '_' become '-'), e.g. "
                                       "Qwen/Qwen3-8B", &name},
       {"top-percent", OPT_NARGS, "N", "write one unfrozen-parameters YAML per N (0-100)", &pcts},

@@ -39,10 +39,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
+#include "job/job.h"
 #include "kernels/gpu.h"
 #include "kernels/kernels.h"
-#include "kernels/select.h"
+#include "train/backend.h"
 #include "model/model.h"
 #include "model/tensors.h"
 #include "mpi/coll.h"

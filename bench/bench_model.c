@@ -1,20 +1,28 @@
 /* Single-rank training speed of the model on the CPU: forward, backward and optimizer time
- * per step, tokens/s and achieved GFLOP/s against the machine's measured sgemm GFLOP/s,
- * for full training and for only the top fraction of blocks trainable. bench/
- * run_model_bench.sh runs this and bench/peer_torch_model.py (the same model in PyTorch)
- * in one go and prints the ratios.
+ * per step, tokens/s and achieved GFLOP/s against the GEMM roofline measured in the same
+ * run (the kernel table's own gemm on a large square product), for full training and for
+ * only the top fraction of blocks trainable. bench/run_model_bench.sh runs this and
+ * bench/peer_torch_model.py (the same model in PyTorch) in one go and prints the ratios.
  *
- * Output lines "RESULT spectrain MODE fwd_ms bwd_ms opt_ms step_ms tokens_per_s gflops". */
-#include <cblas.h>
+ * --precision picks the kernel table through kernels_select (as training.bf16 does): fp32 is
+ * the CPU table; bf16 is whatever this build's CPU backend gives for training.bf16. A build
+ * whose CPU backend refuses bf16 prints "RESULT unsupported PRECISION reason" and exits 0,
+ * so that the harness can say "not supported by this build".
+ *
+ * Output lines:
+ *   RESULT gemm spectrain PRECISION N gflops_wall gflops_per_cpu_second
+ *   RESULT spectrain PRECISION MODE fwd_ms bwd_ms opt_ms step_ms tokens_per_s gflops cpu_ms */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "io/weights.h"
+#include "job/job.h"
 #include "model/model.h"
 #include "model/optim.h"
-#include "model/weights.h"
+#include "train/backend.h"
 #include "util/err.h"
 #include "util/mem.h"
 #include "util/opt.h"
@@ -50,27 +58,39 @@ static double train_flops_(const model_config *c, int B, int T, int top_blocks, 
   return fwd + top_blocks * (2.0 * mats + 2.0 * attn) + head;
 }
 
-/* sgemm GFLOP/s of the fastest of `reps` products, by wall time and per CPU-second. */
-static void sgemm_gflops_(int n, int reps, double *wall, double *cpu) {
-  float *a = malloc(sizeof(float) * n * n), *b = malloc(sizeof(float) * n * n),
-        *c = calloc((size_t)n * n, sizeof(float));
-  for (int i = 0; i < n * n; i++) a[i] = (float)(i % 7) * 0.1f, b[i] = (float)(i % 5) * 0.1f;
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1, a, n, b, n, 0, c, n);
+/* GEMM GFLOP/s of the kernel table's gemm (C = A B^T, n x n x n, as the model's linear
+ * layers call it): the fastest of `reps` products, by wall time and per CPU-second. */
+static int gemm_gflops_(const kernels *K, int n, int reps, double *wall, double *cpu) {
+  size_t nn = (size_t)n * n;
+  float *ha = malloc(sizeof(float) * nn), *hb = malloc(sizeof(float) * nn);
+  float *a = K->alloc(sizeof(float) * nn), *b = K->alloc(sizeof(float) * nn),
+        *c = K->alloc(sizeof(float) * nn);
+  if (!ha || !hb || !a || !b || !c) {
+    free(ha), free(hb), K->free(a), K->free(b), K->free(c);
+    return st_fail(ST_ERUNTIME, "bench_model: out of memory for the %d^3 roofline GEMM", n);
+  }
+  for (size_t i = 0; i < nn; i++) ha[i] = (float)(i % 7) * 0.1f, hb[i] = (float)(i % 5) * 0.1f;
+  K->upload(a, ha, sizeof(float) * nn);
+  K->upload(b, hb, sizeof(float) * nn);
+  K->gemm(0, 1, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+  K->sync();
   double bw = 1e30, bc = 1e30;
   for (int r = 0; r < reps; r++) {
     double c0 = cpu_time_s_(), t0 = time_now_s();
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1, a, n, b, n, 0, c, n);
+    K->gemm(0, 1, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+    K->sync();
     double t = time_now_s() - t0, tc = cpu_time_s_() - c0;
     bw = t < bw ? t : bw;
     bc = tc < bc ? tc : bc;
   }
-  free(a), free(b), free(c);
+  free(ha), free(hb), K->free(a), K->free(b), K->free(c);
   *wall = 2.0 * n * n * (double)n / bw / 1e9;
   *cpu = 2.0 * n * n * (double)n / bc / 1e9;
+  return 0;
 }
 
-static int run_(const model_config *cfg, int B, int T, int steps, int warm, double top_frac,
-                double sgemm, const char *mode) {
+static int run_(const kernels *K, const char *prec, const model_config *cfg, int B, int T,
+                int steps, int warm, double top_frac, double roof, const char *mode) {
   model_weights mw;
   int rc = model_weights_init_random(cfg, 1234, 0.02, &mw);
   if (rc) return rc;
@@ -85,11 +105,10 @@ static int run_(const model_config *cfg, int B, int T, int steps, int warm, doub
   model_opts o = {.batch = B, .seq_len = T, .grad_checkpointing = 0,
                   .lowest_grad_unit = model_lowest_grad_unit(&mw.tt)};
   model_ctx *ctx;
-  if ((rc = model_ctx_create(cfg, kernels_cpu(), &o, &ctx))) {
+  if ((rc = model_ctx_create(cfg, K, &o, &ctx))) {
     model_weights_free(&mw);
     return rc;
   }
-  const kernels *K = kernels_cpu();
   float *m = calloc(mw.numel, sizeof *m), *v = calloc(mw.numel, sizeof *v);
   int32_t *tok = malloc(sizeof(int32_t) * B * T), *tgt = malloc(sizeof(int32_t) * B * T);
   rng_t r;
@@ -126,18 +145,21 @@ static int run_(const model_config *cfg, int B, int T, int steps, int warm, doub
       best.fwd = t1 - t0, best.bwd = t2 - t1, best.opt = t3 - t2;
     }
     if (s >= warm && c3 - c0 < best_cpu) best_cpu = c3 - c0;
-    if (s == 0) fprintf(stderr, "spectrain %s: first-step loss %.4f\n", mode, ls / cnt);
+    if (s == 0) fprintf(stderr, "spectrain %s %s: first-step loss %.4f\n", prec, mode, ls / cnt);
   }
   if (!rc) {
     double f = best.fwd, b = best.bwd, op = best.opt, st = f + b + op;
     double flops = train_flops_(cfg, B, T, top, full);
-    printf("RESULT spectrain %s %.2f %.2f %.2f %.2f %.1f %.2f %.2f\n", mode, 1e3 * f, 1e3 * b,
-           1e3 * op, 1e3 * st, B * T / st, flops / st / 1e9, 1e3 * best_cpu);
-    printf("  spectrain %-6s fwd %8.1f ms  bwd %8.1f ms  opt %6.1f ms  step %8.1f ms  "
-           "%8.0f tokens/s  %6.1f GFLOP/s (%.0f%% of sgemm)  cpu %.1f ms = %.1f GFLOP/s per "
-           "CPU-second  activations %s\n",
-           mode, 1e3 * f, 1e3 * b, 1e3 * op, 1e3 * st, B * T / st, flops / st / 1e9,
-           100 * flops / st / 1e9 / sgemm, 1e3 * best_cpu, flops / best_cpu / 1e9,
+    printf("RESULT spectrain %s %s %.2f %.2f %.2f %.2f %.1f %.2f %.2f\n", prec, mode, 1e3 * f,
+           1e3 * b, 1e3 * op, 1e3 * st, B * T / st, flops / st / 1e9, 1e3 * best_cpu);
+    char pct[48] = "";
+    if (roof > 0)
+      snprintf(pct, sizeof pct, " (%.0f%% of the GEMM roofline)", 100 * flops / st / 1e9 / roof);
+    printf("  spectrain %s %-4s fwd %8.1f ms  bwd %8.1f ms  opt %6.1f ms  step %8.1f ms  "
+           "%8.0f tokens/s  %6.1f GFLOP/s%s  cpu %.1f ms = %.1f GFLOP/s per CPU-second  "
+           "activations %s\n",
+           prec, mode, 1e3 * f, 1e3 * b, 1e3 * op, 1e3 * st, B * T / st, flops / st / 1e9, pct,
+           1e3 * best_cpu, flops / best_cpu / 1e9,
            mem_human(model_ctx_bytes(ctx), (char[32]){0}, 32));
   }
   free(m), free(v), free(tok), free(tgt);
@@ -147,9 +169,15 @@ static int run_(const model_config *cfg, int B, int T, int steps, int warm, doub
 }
 
 int main(int argc, char **argv) {
-  static const opt_cmd cmd = {"bench_model", "", 0, 0,
-                              "training step time of the model on the CPU (one rank)", NULL};
+  static const opt_cmd cmd = {
+      "bench_model", "", 0, 0, "training step time of the model on the CPU (one rank)",
+      "Prints RESULT lines for bench/run_model_bench.sh. --precision bf16 asks this build's "
+      "CPU backend for training.bf16; a build that refuses it prints \"RESULT unsupported "
+      "bf16 REASON\" and exits 0."};
   long L = 8, C = 256, F = 704, H = 8, KV = 4, V = 256, B = 4, T = 256, steps = 5, warm = 1;
+  long roof_n = 2048;
+  int tied = 0;
+  const char *prec = "fp32";
   double top = 0.25;
   opt_spec specs[] = {
       {"layers", OPT_INT, "L", "blocks (default 8)", &L},
@@ -158,18 +186,37 @@ int main(int argc, char **argv) {
       {"heads", OPT_INT, "H", "attention heads (default 8)", &H},
       {"kv-heads", OPT_INT, "KV", "key/value heads (default 4)", &KV},
       {"vocab", OPT_INT, "V", "vocabulary (default 256)", &V},
+      {"tied", OPT_FLAG, NULL, "tie lm_head to the embedding (default: separate)", &tied},
       {"batch", OPT_INT, "B", "sequences per step (default 4)", &B},
       {"seq", OPT_INT, "T", "tokens per sequence (default 256)", &T},
-      {"steps", OPT_INT, "N", "timed steps; the fastest counts (default 5)", &steps},
+      {"steps", OPT_INT, "N", "timed steps; the fastest counts (default 5; 0: the roofline "
+                              "only)", &steps},
       {"warmup", OPT_INT, "N", "untimed steps first (default 1)", &warm},
       {"top-frac", OPT_DOUBLE, "X", "fraction of top blocks trainable in the partial run "
                                     "(default 0.25)", &top},
+      {"precision", OPT_STR, "P", "fp32 or bf16 (training.bf16 on the cpu backend; default "
+                                  "fp32)", &prec},
+      {"roofline", OPT_INT, "N", "size of the square roofline GEMM (default 2048; 0: skip)",
+       &roof_n},
   };
   int np;
   char **pos;
   int rc = opt_parse(&cmd, specs, (int)(sizeof specs / sizeof specs[0]), argc, argv, &np, &pos);
   if (rc) return rc == OPT_HELP_SHOWN ? 0 : st_report(rc);
   free(pos);
+  int bf16 = strcmp(prec, "bf16") == 0;
+  if (!bf16 && strcmp(prec, "fp32") != 0)
+    return st_report(st_fail(ST_EINPUT, "bench_model: --precision: expected fp32 or bf16, "
+                                        "found '%s'", prec));
+  const kernels *K;
+  coll_transport transport;
+  if ((rc = kernels_select("bench_model", BACKEND_CPU, bf16, 0, &K, &transport))) {
+    if (!bf16) return st_report(rc);
+    printf("RESULT unsupported bf16 %s\n", st_errmsg());
+    printf("  spectrain bf16: not supported by this build (%s)\n", st_errmsg());
+    st_clear_error();
+    return 0;
+  }
   model_config c;
   memset(&c, 0, sizeof c);
   snprintf(c.model_type, sizeof c.model_type, "llama");
@@ -177,14 +224,22 @@ int main(int argc, char **argv) {
   c.num_attention_heads = (int)H, c.num_key_value_heads = (int)KV, c.head_dim = (int)(C / H);
   c.vocab_size = (int)V, c.max_position_embeddings = (int)T, c.rms_norm_eps = 1e-5;
   c.rope_theta = 10000.0, c.bos_token_id = c.eos_token_id = -1;
-  double g, gc;
-  sgemm_gflops_(1024, 10, &g, &gc);
-  printf("RESULT sgemm %.2f %.2f\n", g, gc);
-  printf("  sgemm 1024^3: %.1f GFLOP/s, %.1f GFLOP per CPU-second (OpenBLAS %s kernels)\n", g,
-         gc, openblas_get_corename());
-  printf("  model: L=%ld C=%ld F=%ld H=%ld KV=%ld V=%ld, batch %ld x %ld tokens, %.2f GFLOP "
-         "forward\n", L, C, F, H, KV, V, B, T, model_forward_flops(&c, (int)B, (int)T) / 1e9);
-  if ((rc = run_(&c, (int)B, (int)T, (int)steps, (int)warm, 1.0, g, "full"))) return st_report(rc);
-  if ((rc = run_(&c, (int)B, (int)T, (int)steps, (int)warm, top, g, "top"))) return st_report(rc);
+  c.tie_word_embeddings = tied;
+  double g = 0, gc = 0;
+  if (roof_n > 0) {
+    if ((rc = gemm_gflops_(K, (int)roof_n, 5, &g, &gc))) return st_report(rc);
+    printf("RESULT gemm spectrain %s %ld %.2f %.2f\n", prec, roof_n, g, gc);
+    printf("  spectrain %s gemm %ld^3: %.1f GFLOP/s, %.1f GFLOP per CPU-second (%s; OpenBLAS "
+           "%s kernels)\n", prec, roof_n, g, gc, kernels_select_description(),
+           openblas_get_corename());
+  }
+  printf("  model: L=%ld C=%ld F=%ld H=%ld KV=%ld V=%ld%s, batch %ld x %ld tokens, %.2f GFLOP "
+         "forward\n", L, C, F, H, KV, V, tied ? " tied" : "", B, T,
+         model_forward_flops(&c, (int)B, (int)T) / 1e9);
+  if (steps <= 0) return 0; /* the roofline only */
+  if ((rc = run_(K, prec, &c, (int)B, (int)T, (int)steps, (int)warm, 1.0, g, "full")))
+    return st_report(rc);
+  if ((rc = run_(K, prec, &c, (int)B, (int)T, (int)steps, (int)warm, top, g, "top")))
+    return st_report(rc);
   return 0;
 }

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "kernels/kernels.h"
+#include "mpi/coll_req.h"
 
 typedef enum {
   COLL_ALLGATHER = 0,      /* parameter gathers */
@@ -29,17 +30,6 @@ typedef struct {
   uint64_t calls[COLL_NCAT];
   uint64_t bytes[COLL_NCAT]; /* logical bytes: the full buffer size (count * nranks * 4) */
 } coll_counters;
-
-/* A pending non-blocking collective. Zero-initialise; after coll_wait it is idle again. */
-typedef struct {
-  int active;
-  int kind; /* internal */
-  uint64_t mpi_req[2]; /* storage for an MPI_Request (only mpi/ includes mpi.h) */
-  float *out;    /* reduce-scatter: the slice to scale after completion */
-  size_t out_count;
-  float scale;
-  void *event;   /* NCCL: the cudaEvent_t recorded on the communication stream after it */
-} coll_req;
 
 /* How the collectives on unit buffers (all-gathers, reduce-scatters: compute memory) move
  * data. The allreduces below always work on host memory over MPI.
@@ -63,7 +53,8 @@ coll_transport coll_get_transport(void);
 const char *coll_transport_name(coll_transport t); /* "mpi", "mpi-staged", "nccl" */
 /* Release what the transport holds (host staging, the NCCL communicator) and go back to
  * COLL_TRANSPORT_MPI. Collective when the transport is NCCL (ncclCommDestroy); every
- * request must be complete. comm_finalize calls it; safe to call more than once. */
+ * request must be complete. The command runner (src/main.c) calls it before comm_finalize;
+ * safe to call more than once. */
 void coll_shutdown(void);
 
 /* All-gather in place: `buf` holds nranks * count floats, this rank's own slice already at

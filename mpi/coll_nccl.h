@@ -5,7 +5,7 @@
 #include <stddef.h>
 
 #include "kernels/kernels.h"
-#include "mpi/coll.h"
+#include "mpi/coll_req.h"
 
 enum {
   COLL_REQ_NCCL_ALLGATHER = 3,

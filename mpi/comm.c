@@ -4,7 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mpi/coll.h"
 #include "util/err.h"
 
 static int rank_ = 0, size_ = 1, local_rank_ = 0, inited_ = 0;
@@ -73,9 +72,6 @@ int comm_init(int *argc, char ***argv) {
 }
 
 void comm_finalize(void) {
-  /* The collectives' transport first: an NCCL communicator is destroyed while MPI (and every
-   * rank) is still there. */
-  if (inited_) coll_shutdown();
   if (inited_) MPI_Finalize();
   inited_ = 0;
 }

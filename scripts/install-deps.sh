@@ -4,6 +4,8 @@
 #   scripts/install-deps.sh          build + run dependencies
 #   scripts/install-deps.sh --test   also what the test suite needs (Python reference, fuzzing,
 #                                    and a one-machine Slurm cluster for the sbatch tests)
+#   scripts/install-deps.sh --bench  also python3-venv, with which bench/run_model_bench.sh
+#                                    makes its PyTorch peer's venv (torch from PyPI)
 #   scripts/install-deps.sh --slurm  also Slurm (slurmctld, slurmd, client) and munge, for
 #                                    slurm/local-cluster.sh; nothing is started at install
 set -euo pipefail
@@ -18,7 +20,8 @@ for arg in "$@"; do
   case "$arg" in
     --test) want+=(clang libclang-rt-14-dev python3-numpy librsvg2-bin chromium "${slurm[@]}") ;;
     --slurm) want+=("${slurm[@]}") ;;
-    *) echo "install-deps: unknown option '$arg' (expected --test or --slurm)" >&2; exit 2 ;;
+    --bench) want+=(python3-venv) ;;
+    *) echo "install-deps: unknown option '$arg' (expected --test, --slurm or --bench)" >&2; exit 2 ;;
   esac
 done
 missing=()

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 
 #include "commands.h"
-#include "config.h"
+#include "job/job.h"
 #include "io/data.h"
 #include "mpi/comm.h"
 #include "util/err.h"

@@ -7,11 +7,11 @@
 #include <string.h>
 
 #include "commands.h"
-#include "config.h"
+#include "job/job.h"
 #include "io/data.h"
-#include "kernels/select.h"
+#include "train/backend.h"
 #include "model/model.h"
-#include "model/weights.h"
+#include "io/weights.h"
 #include "mpi/comm.h"
 #include "util/err.h"
 #include "util/mem.h"

@@ -245,7 +245,7 @@ int cmd_inspect(int argc, char **argv) {
       "show the architecture, tensors and parameter counts of a model directory or checkpoint",
       "PATH is a Hugging Face model directory (config.json + model.safetensors or a sharded\n"
       "index), a single .safetensors file, or a checkpoint (ckpt-STEP.h5: step, tokens seen,\n"
-      "data position, trainable set, bytes per group; layout in docs/checkpoint-format.md).\nThe directory is checked as training would check\n"
+      "data position, trainable set, bytes per group; layout in docs/checkpoints.md).\nThe directory is checked as training would check\n"
       "it: every tensor config.json implies must be present with its shape. Parameter counts\n"
       "are grouped by module type as Spectrum groups them (the name after the layer number)."};
   int tensors = 0, as_json = 0;

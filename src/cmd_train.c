@@ -5,11 +5,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "ckpt/train_ckpt.h"
 #include "commands.h"
-#include "config.h"
+#include "job/job.h"
 #include "mpi/comm.h"
-#include "train.h"
+#include "train/train.h"
+#include "train/train_ckpt.h"
 #include "util/err.h"
 #include "util/opt.h"
 #include "util/signals.h"
@@ -40,7 +40,12 @@ static int ensure_model_(const job_config *job) {
 }
 
 /* The loop's stop hook: USR1/TERM on any rank stops every rank after the same step. */
-static int stop_agreed_(void *arg) { return signals_stop_agreed(); }
+/* Every rank at the same step boundary: 1 on every rank when any rank has a stop request
+ * (one integer allreduce; free on one rank). */
+static int stop_agreed_(void *arg) {
+  signals_test_delay();
+  return comm_max_status(stop_requested() ? 1 : 0) != 0;
+}
 
 int cmd_train(int argc, char **argv) {
   static const opt_cmd cmd = {
@@ -56,7 +61,7 @@ int cmd_train(int argc, char **argv) {
       "Checkpoints: OUTPUT_DIR/ckpt-STEP.h5 every training.save_steps steps, at the end and on "
       "a stop request. A run resumes from the newest "
       "checkpoint whose checksums verify (--resume auto), on any number of ranks; "
-      "docs/checkpoint-format.md describes the files."};
+      "docs/checkpoints.md describes the files."};
   opt_list sets = {0};
   const char *resume = NULL;
   opt_spec specs[] = {

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "commands.h"
+#include "mpi/coll.h"
 #include "mpi/comm.h"
 #include "util/err.h"
 
@@ -41,6 +42,9 @@ int main(int argc, char **argv) {
   if (rc > 0 && st_error_pending()) st_report(rc);
   /* A status that differs between ranks must not leave ranks waiting in a collective:
    * commands agree on errors themselves before collectives; here every rank just exits. */
+  /* The collectives' transport first: an NCCL communicator is destroyed while MPI (and every
+   * rank) is still there. */
+  coll_shutdown();
   comm_finalize();
   return rc < 0 ? ST_OK : rc;
 }

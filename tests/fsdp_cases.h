@@ -6,7 +6,7 @@
 
 #include "model/model.h"
 #include "model/optim.h"
-#include "model/weights.h"
+#include "io/weights.h"
 #include "mpi/coll.h"
 #include "mpi/comm.h"
 #include "shard/fsdp.h"

@@ -27,7 +27,7 @@
 #define SPECTRAIN_IO_DATA_H
 #include <stdint.h>
 
-#include "config.h"
+#include "job/job.h"
 
 #define DATA_IGNORE_INDEX (-100)
 #define DATA_TEXT_VOCAB 256

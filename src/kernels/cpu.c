@@ -12,7 +12,7 @@
 
 #include "kernels/cpu_internal.h"
 #include "kernels/kernels.h"
-#include "model/optim.h"
+#include "kernels/adamw.h"
 
 /* OpenBLAS extensions: attention runs many small products, one per (sequence, head), in
  * parallel OpenMP threads, each with single-threaded BLAS. */

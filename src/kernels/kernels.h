@@ -126,7 +126,7 @@ typedef struct kernels {
   double (*sum_squares)(const float *x, size_t n);
   /* x *= s */
   void (*scale)(float *x, float s, size_t n);
-  /* One AdamW step on a flat range (see model/optim.h for the math and arguments). */
+  /* One AdamW step on a flat range (see kernels/adamw.h for the math and arguments). */
   void (*adamw)(float *param, const float *grad, float *m, float *v, size_t n, float lr,
                 float beta1, float beta2, float eps, float weight_decay, long step);
 

@@ -5,7 +5,6 @@
 #include <math.h>
 #include <string.h>
 
-#include "model/adamw_elem.h"
 
 static const char *const lr_names_[] = {"constant", "constant_with_warmup", "linear", "cosine"};
 
@@ -37,20 +36,6 @@ double lr_at_step(lr_schedule s, long step, long max_steps, long warmup_steps, d
     if (f < 0) f = 0;
   }
   return base_lr * f;
-}
-
-void adamw_step(float *param, const float *grad, float *m, float *v, size_t n, float lr,
-                float beta1, float beta2, float eps, float weight_decay, long step) {
-  adamw_coef c = adamw_coef_make(lr, beta1, beta2, eps, weight_decay, step);
-#pragma omp parallel for simd schedule(static)
-  for (size_t i = 0; i < n; i++) adamw_elem(&param[i], grad[i], &m[i], &v[i], c);
-}
-
-double grad_sum_squares(const float *g, size_t n) {
-  double s = 0;
-#pragma omp parallel for simd schedule(static) reduction(+ : s)
-  for (size_t i = 0; i < n; i++) s += (double)g[i] * g[i];
-  return s;
 }
 
 double grad_clip_coef(double total_norm, double max_norm) {

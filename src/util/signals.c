@@ -6,7 +6,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "mpi/comm.h"
 #include "util/err.h"
 
 /* Written only by the handler (first signal wins), read by the loop. */
@@ -57,10 +56,9 @@ const char *stop_signal_name(void) {
   }
 }
 
-int signals_stop_agreed(void) {
+void signals_test_delay(void) {
   if (step_delay_ms_ > 0) {
     struct timespec ts = {step_delay_ms_ / 1000, (step_delay_ms_ % 1000) * 1000000L};
     nanosleep(&ts, NULL);
   }
-  return comm_max_status(stop_requested() ? 1 : 0) != 0;
 }

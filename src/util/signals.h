@@ -3,8 +3,8 @@
  * Slurm asks a job to stop with SIGUSR1 (`sbatch --signal=B:USR1@SECONDS`, forwarded to the
  * ranks by slurm/train.sbatch) some seconds before its time limit, and with SIGTERM when it is
  * cancelled, preempted or out of time (then SIGKILL KillWait seconds later). The handlers only
- * set a flag (async-signal-safe); the training loop calls signals_stop_agreed() once per step
- * boundary: one allreduce, so every rank stops after the same step, writes one checkpoint
+ * set a flag (async-signal-safe); the training command agrees on it once per step boundary
+ * (cmd_train.c: one allreduce of stop_requested()), so every rank stops after the same step, writes one checkpoint
  * collectively and exits with ST_STOPPED ("stopped early, requeue me"); the batch script then
  * requeues the job, and the restarted job resumes from that checkpoint (`--resume auto`). */
 #ifndef SPECTRAIN_UTIL_SIGNALS_H
@@ -21,11 +21,9 @@ int stop_requested(void);
 int stop_signal(void);
 /* "USR1", "TERM", or "none". */
 const char *stop_signal_name(void);
-/* Collective (every rank calls it at the same step boundary): 1 on every rank when any rank
- * has a stop request, else 0 on every rank. One integer allreduce; free on one rank.
- * Test hook: with SPECTRAIN_TEST_STEP_DELAY_MS=N in the environment at signals_install(),
- * each call first sleeps N ms, so that the Slurm preemption test can signal a tiny job while
- * it is still training. */
-int signals_stop_agreed(void);
+/* Test hook, called at each step boundary before the stop agreement: with
+ * SPECTRAIN_TEST_STEP_DELAY_MS=N in the environment at signals_install() it sleeps N ms, so
+ * that the Slurm preemption test can signal a tiny job while it is still training. */
+void signals_test_delay(void);
 
 #endif

@@ -5,7 +5,7 @@ set -uo pipefail
 t="$TEST_TMP/check_job"
 rm -rf "$t" && mkdir -p "$t"
 fail=0
-head -c 20000 "$SRC_DIR/README.md" > "$t/train.txt"
+cat "$SRC_DIR"/README.md "$SRC_DIR"/docs/*.md | head -c 20000 > "$t/train.txt"
 cat > "$t/job.yaml" <<YAML
 output_dir: $t/out
 model: {path: $t/model}

@@ -12,7 +12,7 @@ fail=0
 PY=/usr/bin/python3
 "$SPECTRAIN" init --out "$t/model" --preset tiny-llama --seed 3 --set hidden_size=64 \
   --set intermediate_size=96 --set num_hidden_layers=2 >/dev/null || { echo "init failed"; exit 1; }
-head -c 40000 "$SRC_DIR/README.md" > "$t/train.txt"
+cat "$SRC_DIR"/README.md "$SRC_DIR"/docs/*.md | head -c 40000 > "$t/train.txt"
 cat "$SRC_DIR"/docs/*.md | head -c 40000 >> "$t/train.txt"
 printf 'unfrozen_parameters:\n- lm_head\n- model.layers.1.mlp.down_proj\n- model.layers.0.self_attn.q_proj\n- model.layers.1.input_layernorm\n' > "$t/unfrozen.yaml"
 job() { # job OUTPUT_DIR

@@ -6,7 +6,7 @@ set -uo pipefail
 t="$TEST_TMP/init_preset"
 rm -rf "$t" && mkdir -p "$t"
 fail=0
-head -c 30000 "$SRC_DIR/README.md" > "$t/train.txt"
+cat "$SRC_DIR"/README.md "$SRC_DIR"/docs/*.md | head -c 30000 > "$t/train.txt"
 cat > "$t/job.yaml" <<YAML
 output_dir: $t/run
 model:

@@ -1,4 +1,4 @@
-/* libFuzzer harness for the job-file parser (src/config.c over libyaml). The input is YAML
+/* libFuzzer harness for the job-file parser (src/job/job.c over libyaml). The input is YAML
  * text, optionally preceded by one line "--set PATH=VALUE". Whatever the bytes, loading must
  * return cleanly (no crash, leak or UB under ASan + UBSan) with a message on failure; when
  * it accepts a job, the canonical YAML it writes must load back to the same job (same
@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
+#include "job/job.h"
 #include "util/err.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

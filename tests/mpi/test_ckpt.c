@@ -1,4 +1,4 @@
-/* Checkpoints (src/ckpt, mpi/ckpt_h5.c) at 1, 2 and 4 ranks, on a synthetic model whose
+/* Checkpoints (src/ckpt) at 1, 2 and 4 ranks, on a synthetic model whose
  * tensors hold values that are a pure function of (step, tensor, kind, flat index): every
  * read is compared byte for byte with that function, not with anything we wrote.
  *

@@ -87,6 +87,7 @@ int main(int argc, char **argv) {
 
   results_free_(&ref);
   int fails = comm_max_status(test_failures_ ? 1 : 0);
+  coll_shutdown();
   comm_finalize();
   if (fails && !test_failures_) fprintf(stderr, "another rank failed\n");
   return fails ? 1 : test_done();

@@ -3,7 +3,7 @@
  * that R ranks assemble from their slices equals the one a single process reads. */
 #include <stdint.h>
 
-#include "config.h"
+#include "job/job.h"
 #include "io/data.h"
 #include "mpi/comm.h"
 #include "test.h"

@@ -1,5 +1,6 @@
 /* The agreed stop: a signal that reaches only one rank (the last) stops every rank at the
- * same step boundary: signals_stop_agreed() is 1 on all ranks from then on, 0 before. */
+ * same step boundary: the agreement the trainer makes there (cmd_train.c: an allreduce of
+ * stop_requested()) is 1 on all ranks from then on, 0 before. */
 #include <signal.h>
 
 #include "mpi/comm.h"
@@ -13,7 +14,7 @@ int main(int argc, char **argv) {
   int stopped_at = -1;
   for (int step = 0; step < 6; step++) {
     if (step == 3 && r == n - 1) raise(SIGUSR1);
-    if (signals_stop_agreed()) {
+    if (comm_max_status(stop_requested()) != 0) {
       stopped_at = step;
       break;
     }

@@ -2,7 +2,7 @@
 #include <dirent.h>
 #include <math.h>
 
-#include "config.h"
+#include "job/job.h"
 #include "test.h"
 #include "util/err.h"
 
@@ -420,7 +420,7 @@ static void test_docs_sync_(void) {
     fclose(f);
     int same = n == gen_len && memcmp(doc, gen, gen_len) == 0;
     CHECK_MSG(same,
-              "%s is out of step with the schema in src/config.c: regenerate it with "
+              "%s is out of step with the schema in src/job/job.c: regenerate it with "
               "'spectrain check --print-job-reference > docs/job-file.md'",
               path);
     free(doc);

@@ -9,7 +9,7 @@
 
 #include "io/safetensors.h"
 #include "model/model.h"
-#include "model/weights.h"
+#include "io/weights.h"
 #include "test.h"
 #include "util/err.h"
 

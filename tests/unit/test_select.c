@@ -4,9 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
+#include "job/job.h"
 #include "kernels/gpu.h"
-#include "kernels/select.h"
+#include "train/backend.h"
 #include "test.h"
 #include "util/err.h"
 

@@ -21,7 +21,7 @@ extern "C" {
 #include "kernels/gpu.h"
 #include "kernels/kernels.h"
 }
-#include "model/adamw_elem.h"
+#include "kernels/adamw_elem.h"
 
 namespace {
 
@@ -740,7 +740,7 @@ double sum_squares_(const float *x, size_t n) {
   return acc_host_->total;
 }
 
-// ---- AdamW (model/optim.h: adamw_step) -----------------------------------------------------
+// ---- AdamW (kernels/adamw.h: adamw_step) -----------------------------------------------------
 __global__ void k_adamw_(float *param, const float *grad, float *m, float *v, size_t n,
                          adamw_coef c) {
   GRID_STRIDE(i, n) adamw_elem(&param[i], grad[i], &m[i], &v[i], c);

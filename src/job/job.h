@@ -1,6 +1,6 @@
 /* Job files: one YAML file (libyaml) describes a job.
  *
- * One schema table (src/config.c, job_schema()) drives everything about a key: parsing,
+ * One schema table (src/job/job.c, job_schema()) drives everything about a key: parsing,
  * its default, type and range checks, `--set path=value` overrides (typed by the same
  * table) and the reference documentation docs/job-file.md (job_print_reference; a test
  * fails when the committed file differs). Keys under `training:` use the names Hugging
@@ -8,8 +8,8 @@
  *
  * Relative paths in a job file are taken relative to the current working directory (as
  * TRL does), not to the job file's folder. */
-#ifndef SPECTRAIN_CONFIG_H
-#define SPECTRAIN_CONFIG_H
+#ifndef SPECTRAIN_JOB_JOB_H
+#define SPECTRAIN_JOB_JOB_H
 #include <stdint.h>
 #include <stdio.h>
 

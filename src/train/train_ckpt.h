@@ -2,11 +2,11 @@
  * save_steps steps, at the end and on an agreed stop request, and restore before the first
  * step; plus choosing what to resume from (--resume auto|none|PATH) before training starts,
  * because the checkpoint's job may replace the given one (checkpoint.take_from_checkpoint). */
-#ifndef SPECTRAIN_CKPT_TRAIN_CKPT_H
-#define SPECTRAIN_CKPT_TRAIN_CKPT_H
+#ifndef SPECTRAIN_TRAIN_TRAIN_CKPT_H
+#define SPECTRAIN_TRAIN_TRAIN_CKPT_H
 #include "ckpt/ckpt.h"
-#include "config.h"
-#include "train.h"
+#include "job/job.h"
+#include "train/train.h"
 
 typedef struct {
   const job_config *job; /* the job to train with: the given one or the checkpoint's */

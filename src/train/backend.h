@@ -1,7 +1,7 @@
 /* Which kernel table a run uses (training.backend, SPECTRAIN_KERNELS), and how the sharded
  * trainer's collectives move its compute memory. */
-#ifndef SPECTRAIN_KERNELS_SELECT_H
-#define SPECTRAIN_KERNELS_SELECT_H
+#ifndef SPECTRAIN_TRAIN_BACKEND_H
+#define SPECTRAIN_TRAIN_BACKEND_H
 
 #include "kernels/kernels.h"
 #include "mpi/coll.h"

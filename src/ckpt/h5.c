@@ -1,10 +1,9 @@
-/* The HDF5 side of checkpoints (interface: src/ckpt/ckpt.h, layout:
- * docs/checkpoint-format.md).
+/* Checkpoint files in HDF5 (interface: ckpt/h5.h, layout: docs/checkpoints.md).
  *
- * Why this file lives in mpi/: the parallel HDF5 header (hdf5.h -> H5public.h) includes
- * mpi.h, and only mpi/ may include mpi.h. Everything that touches HDF5 is here; the
- * rank-independent logic (slice lists, checksums, resume selection, job checks, inspect
- * and export) is in src/ckpt/ckpt.c and uses the functions below.
+ * The one file outside mpi/ that includes mpi.h: the parallel HDF5 header (hdf5.h ->
+ * H5public.h) includes it, and the MPI-IO file driver takes the communicator. Everything
+ * that touches HDF5 is here; it uses only the format helpers below it (ckpt/format.h), and
+ * resume selection, job checks, inspect and export (ckpt/ckpt.c, export.c) sit above it.
  *
  * Collective discipline: with the MPI-IO driver every rank makes the same sequence of
  * HDF5 metadata calls (create/open/close, attributes) with the same arguments, and calls
@@ -24,15 +23,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "ckpt/ckpt.h"
+#include "ckpt/h5.h"
 #include "mpi/comm.h"
 #include "util/err.h"
 #include "util/fs.h"
 #include "util/mem.h"
-
-static const char *group_[CKPT_NKINDS] = {"/params", "/master", "/optim/m", "/optim/v"};
-
-const char *ckpt_kind_group(ckpt_kind k) { return k < CKPT_NKINDS ? group_[k] : "?"; }
 
 static void h5_quiet_(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
@@ -194,7 +189,7 @@ static int group_slices_(const tensor_table *tt, const ckpt_slice *s, int ns, gr
       else if (s[i].kind != CKPT_PARAM && !t->trainable)
         rc = st_fail(ST_EINPUT, "checkpoint slice: %s of frozen tensor '%s' (only trainable "
                      "tensors have a master copy and AdamW moments)",
-                     group_[s[i].kind], t->name);
+                     ckpt_kind_group(s[i].kind), t->name);
       else if (s[i].count && !s[i].data)
         rc = st_fail(ST_EINPUT, "checkpoint slice of '%s': NULL data", t->name);
     }
@@ -209,7 +204,7 @@ static int group_slices_(const tensor_table *tt, const ckpt_slice *s, int ns, gr
           g->ord[i - 1]->tensor == g->ord[i]->tensor &&
           g->ord[i - 1]->begin + g->ord[i - 1]->count > g->ord[i]->begin)
         rc = st_fail(ST_EINPUT, "checkpoint slices of %s/%s overlap at element %llu",
-                     group_[g->ord[i]->kind], tt->t[g->ord[i]->tensor].name,
+                     ckpt_kind_group(g->ord[i]->kind), tt->t[g->ord[i]->tensor].name,
                      (unsigned long long)g->ord[i]->begin);
     }
     for (int d = 0; d < nd; d++) g->start[d + 1] += g->start[d];
@@ -403,16 +398,6 @@ static int meta_read_(hid_t file, ckpt_meta *m, hid_t dxpl) {
   return rc;
 }
 
-void ckpt_meta_free(ckpt_meta *m) {
-  free(m->job_text);
-  free(m->job_sets);
-  free(m->config_json);
-  free(m->snr_json);
-  for (int i = 0; i < m->n_trainable; i++) free(m->trainable[i]);
-  free(m->trainable);
-  memset(m, 0, sizeof *m);
-}
-
 /* ---- save ------------------------------------------------------------------------------ */
 
 static int fsync_path_(const char *path) {
@@ -472,7 +457,7 @@ static int write_file_(const char *tmp, const tensor_table *tt, const ckpt_meta 
   for (int k = 0; k < CKPT_NKINDS; k++)
     grp[k] = k == CKPT_MASTER && !m->have_master
                  ? -1
-                 : H5Gcreate2(file, group_[k], H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+                 : H5Gcreate2(file, ckpt_kind_group(k), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
   close_(&optim, H5Gclose);
   hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
   H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER); /* every element is written: no fill pass */
@@ -490,7 +475,7 @@ static int write_file_(const char *tmp, const tensor_table *tt, const ckpt_meta 
                                          H5P_DEFAULT);
       H5Sclose(fs);
       if (ds < 0) {
-        if (!rc) rc = st_fail(ST_ERUNTIME, "HDF5: cannot create %s/%s", group_[k], t->name);
+        if (!rc) rc = st_fail(ST_ERUNTIME, "HDF5: cannot create %s/%s", ckpt_kind_group(k), t->name);
         continue; /* every rank fails the create alike: no collective is skipped unevenly */
       }
       int r = attr_write_(ds, "checksum", H5T_NATIVE_UINT64, 1, &cs[d]);
@@ -511,8 +496,6 @@ static int write_file_(const char *tmp, const tensor_table *tt, const ckpt_meta 
   if (H5Fclose(file) < 0 && !rc) rc = st_fail(ST_ERUNTIME, "HDF5 close of %s failed", tmp);
   return rc;
 }
-
-int ckpt_list(const char *dir, uint64_t **steps, char ***paths, int *n);
 
 /* After a commit (rank 0): remove leftovers of interrupted saves and the oldest
  * checkpoints beyond the limit. The new one always stays, also when an older run left
@@ -562,7 +545,7 @@ int ckpt_save(const char *dir, const tensor_table *tt, const ckpt_meta *meta,
         rc = st_fail(ST_EINPUT,
                      "checkpoint %s: %s/%s: the ranks' slices cover %llu elements, expected %llu "
                      "(each element exactly once%s)",
-                     st->path, group_[k], t->name, (unsigned long long)got,
+                     st->path, ckpt_kind_group(k), t->name, (unsigned long long)got,
                      (unsigned long long)want,
                      k == CKPT_MASTER && !meta->have_master ? "; have_master is 0" : "");
     }
@@ -678,7 +661,7 @@ int ckpt_load(const char *path, const tensor_table *tt, const ckpt_slice *s, int
   int lrc = 0;
   for (int k = 0; k < CKPT_NKINDS && !rc; k++) {
     /* Without a master copy in the file, master slices are filled from /params. */
-    const char *grp = group_[k == CKPT_MASTER && !have_master ? CKPT_PARAM : k];
+    const char *grp = ckpt_kind_group(k == CKPT_MASTER && !have_master ? CKPT_PARAM : k);
     for (int i = 0; i < tt->n && !rc; i++) {
       int d = k * tt->n + i;
       if (!need[d]) continue;
@@ -715,10 +698,10 @@ int ckpt_verify(const char *path) {
   if (rc) st_fail_ctx(rc, "checkpoint %s: ", path);
   float *buf = NULL;
   for (int k = 0; k < CKPT_NKINDS && !rc; k++) {
-    hid_t grp = H5Lexists(f, group_[k], H5P_DEFAULT) > 0 ? H5Gopen2(f, group_[k], H5P_DEFAULT) : -1;
+    hid_t grp = H5Lexists(f, ckpt_kind_group(k), H5P_DEFAULT) > 0 ? H5Gopen2(f, ckpt_kind_group(k), H5P_DEFAULT) : -1;
     if (grp < 0) {
       if (k == CKPT_PARAM || k == CKPT_M || k == CKPT_V) /* /optim/m, /optim/v always exist */
-        rc = st_fail(ST_EINPUT, "checkpoint %s: group %s missing", path, group_[k]);
+        rc = st_fail(ST_EINPUT, "checkpoint %s: group %s missing", path, ckpt_kind_group(k));
       continue;
     }
     for (int i = 0; i < n && !rc; i++) {
@@ -730,7 +713,7 @@ int ckpt_verify(const char *path) {
       hid_t ds = H5Dopen2(grp, names[i], H5P_DEFAULT);
       hid_t sp = ds < 0 ? -1 : H5Dget_space(ds);
       tensor_desc t = {0};
-      snprintf(t.name, sizeof t.name, "%s/%s", group_[k], names[i]);
+      snprintf(t.name, sizeof t.name, "%s/%s", ckpt_kind_group(k), names[i]);
       hsize_t dims[2] = {0, 1};
       t.ndim = sp < 0 ? -1 : H5Sget_simple_extent_dims(sp, dims, NULL);
       close_(&sp, H5Sclose);
@@ -806,8 +789,8 @@ int ckpt_reader_open(const char *path, ckpt_reader **rp, ckpt_meta *meta, ckpt_e
   ckpt_entry *e = xcalloc((size_t)(CKPT_NKINDS * n + 1), sizeof *e);
   int ne = 0;
   for (int k = 0; k < CKPT_NKINDS && !rc; k++) {
-    if (H5Lexists(f, group_[k], H5P_DEFAULT) <= 0) continue;
-    hid_t g = H5Gopen2(f, group_[k], H5P_DEFAULT);
+    if (H5Lexists(f, ckpt_kind_group(k), H5P_DEFAULT) <= 0) continue;
+    hid_t g = H5Gopen2(f, ckpt_kind_group(k), H5P_DEFAULT);
     for (int i = 0; i < n && !rc; i++) {
       if (H5Lexists(g, names[i], H5P_DEFAULT) <= 0) continue;
       hid_t ds = H5Dopen2(g, names[i], H5P_DEFAULT);
@@ -823,7 +806,7 @@ int ckpt_reader_open(const char *path, ckpt_reader **rp, ckpt_meta *meta, ckpt_e
       x->numel = dims[0] * (nd == 2 ? dims[1] : 1);
       if (nd < 1 || nd > 2 || attr_read_(ds, "checksum", H5T_NATIVE_UINT64, 1, &x->checksum))
         rc = st_fail(ST_EINPUT, "checkpoint %s: %s/%s unreadable or without checksum", path,
-                     group_[k], names[i]);
+                     ckpt_kind_group(k), names[i]);
       close_(&sp, H5Sclose);
       close_(&ds, H5Dclose);
       ne++;
@@ -846,7 +829,7 @@ int ckpt_reader_open(const char *path, ckpt_reader **rp, ckpt_meta *meta, ckpt_e
 }
 
 int ckpt_reader_read(ckpt_reader *r, const ckpt_entry *e, float *out) {
-  char *name = xasprintf("%s/%s", group_[e->kind], e->name);
+  char *name = xasprintf("%s/%s", ckpt_kind_group(e->kind), e->name);
   hid_t ds = H5Dopen2(r->file, name, H5P_DEFAULT);
   herr_t x = ds < 0 ? -1 : H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out);
   close_(&ds, H5Dclose);

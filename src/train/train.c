@@ -1,4 +1,4 @@
-#include "train.h"
+#include "train/train.h"
 
 #include <errno.h>
 #include <math.h>
@@ -8,8 +8,8 @@
 #include <sys/stat.h>
 
 #include "io/safetensors.h"
-#include "kernels/select.h"
-#include "metrics.h"
+#include "train/backend.h"
+#include "train/metrics.h"
 #include "model/optim.h"
 #include "mpi/coll.h"
 #include "mpi/comm.h"
@@ -304,7 +304,7 @@ int train_export_hf(train_ctx *t, const char *dir) {
 
 /* ---- memory report -------------------------------------------------------------------- */
 
-/* The formula (README "Sharded training (FSDP)"), per rank, in bytes. */
+/* The formula (docs/sharding.md, "Memory per rank"), per rank, in bytes. */
 static void predict_(const train_ctx *t, uint64_t pred[MC_NCAT]) {
   const shard_plan *p = &t->plan;
   const fsdp *f = &t->fs;

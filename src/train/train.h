@@ -11,11 +11,11 @@
  *
  * Hooks (checkpointing, stop requests) are function pointers the caller fills; everything a
  * checkpoint must save besides the shards is in train_state. */
-#ifndef SPECTRAIN_TRAIN_H
-#define SPECTRAIN_TRAIN_H
+#ifndef SPECTRAIN_TRAIN_TRAIN_H
+#define SPECTRAIN_TRAIN_TRAIN_H
 #include <stdint.h>
 
-#include "config.h"
+#include "job/job.h"
 #include "io/data.h"
 #include "kernels/kernels.h"
 #include "model/config.h"

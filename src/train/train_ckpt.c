@@ -1,4 +1,4 @@
-#include "ckpt/train_ckpt.h"
+#include "train/train_ckpt.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -1,10 +1,10 @@
-#include "kernels/select.h"
+#include "train/backend.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
+#include "job/job.h"
 #include "kernels/gpu.h"
 #include "util/err.h"
 

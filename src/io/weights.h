@@ -2,8 +2,8 @@
  * one flat float buffer in tensor-table order, optional gradients for the trainable
  * tensors, and the unit_views the model functions take. The sharded trainer does not use
  * this (shard/ owns parameter memory there). */
-#ifndef SPECTRAIN_MODEL_WEIGHTS_H
-#define SPECTRAIN_MODEL_WEIGHTS_H
+#ifndef SPECTRAIN_IO_WEIGHTS_H
+#define SPECTRAIN_IO_WEIGHTS_H
 #include <stddef.h>
 #include <stdint.h>
 

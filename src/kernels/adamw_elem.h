@@ -1,8 +1,8 @@
-/* One AdamW update of one element, shared by the CPU loop (model/optim.c: adamw_step) and the
+/* One AdamW update of one element, shared by the CPU loop (kernels/adamw.c: adamw_step) and the
  * CUDA kernel (kernels/cuda/kernels.cu), so both compute the same expression in the same
- * order. The math is model/optim.h's. */
-#ifndef SPECTRAIN_MODEL_ADAMW_ELEM_H
-#define SPECTRAIN_MODEL_ADAMW_ELEM_H
+ * order. The math is in kernels/adamw.h. */
+#ifndef SPECTRAIN_KERNELS_ADAMW_ELEM_H
+#define SPECTRAIN_KERNELS_ADAMW_ELEM_H
 #include <math.h>
 
 #ifdef __CUDACC__

@@ -1,7 +1,7 @@
 /* The JSON-lines metrics file (OUTPUT_DIR/metrics.jsonl): one object per line, written and
  * flushed by rank 0 only (other ranks hold a closed writer and every call is a no-op). */
-#ifndef SPECTRAIN_METRICS_H
-#define SPECTRAIN_METRICS_H
+#ifndef SPECTRAIN_TRAIN_METRICS_H
+#define SPECTRAIN_TRAIN_METRICS_H
 #include <jansson.h>
 
 typedef struct {

@@ -1,5 +1,5 @@
 /* Whole-model parameters in one process (see weights.h). */
-#include "model/weights.h"
+#include "io/weights.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,0 +1,121 @@
+/* Checkpoint format helpers that touch no file library (ckpt/format.h): slice lists, the
+ * rank-count independent checksum, the metadata record and the checkpoint names in a
+ * directory. */
+#include "ckpt/format.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/err.h"
+#include "util/mem.h"
+
+static const char *group_[CKPT_NKINDS] = {"/params", "/master", "/optim/m", "/optim/v"};
+
+const char *ckpt_kind_group(ckpt_kind k) { return k < CKPT_NKINDS ? group_[k] : "?"; }
+
+/* ---- metadata ---------------------------------------------------------------------------- */
+
+void ckpt_meta_free(ckpt_meta *m) {
+  free(m->job_text);
+  free(m->job_sets);
+  free(m->config_json);
+  free(m->snr_json);
+  for (int i = 0; i < m->n_trainable; i++) free(m->trainable[i]);
+  free(m->trainable);
+  memset(m, 0, sizeof *m);
+}
+
+/* ---- slices ---------------------------------------------------------------------------- */
+
+void ckpt_slices_add(ckpt_slices *l, int tensor, ckpt_kind kind, uint64_t begin,
+                     uint64_t count, float *data) {
+  if (count == 0) return;
+  if (l->n == l->cap) {
+    l->cap = l->cap ? 2 * l->cap : 16;
+    l->s = xrealloc(l->s, (size_t)l->cap * sizeof *l->s);
+  }
+  l->s[l->n++] = (ckpt_slice){tensor, kind, begin, count, data};
+}
+
+void ckpt_slices_add_flat(ckpt_slices *l, const tensor_table *tt, ckpt_kind kind,
+                          const int *ids, const uint64_t *off, int ntensors, uint64_t lo,
+                          uint64_t n, float *data) {
+  uint64_t hi = lo + n;
+  for (int k = 0; k < ntensors; k++) {
+    uint64_t tb = off[k], te = off[k] + tt->t[ids[k]].numel; /* tensor's buffer range */
+    uint64_t b = tb > lo ? tb : lo, e = te < hi ? te : hi;
+    if (b < e) ckpt_slices_add(l, ids[k], kind, b - tb, e - b, data + (b - lo));
+  }
+}
+
+void ckpt_slices_free(ckpt_slices *l) {
+  free(l->s);
+  memset(l, 0, sizeof *l);
+}
+
+/* ---- checksum ---------------------------------------------------------------------------- */
+
+static inline uint64_t mix64_(uint64_t z) { /* splitmix64's finalizer: a bijection */
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+/* term(i, x) = mix(x ^ key(i)) is a bijection of the bit pattern x for each position i, so
+ * changing any one element always changes the sum; the sum (mod 2^64) does not depend on
+ * how the elements are split between ranks or in which order the parts are added. */
+uint64_t ckpt_hash_range(uint64_t begin, uint64_t count, const float *x) {
+  uint64_t h = 0;
+  for (uint64_t j = 0; j < count; j++) {
+    uint32_t bits;
+    memcpy(&bits, &x[j], sizeof bits);
+    h += mix64_((uint64_t)bits ^ ((begin + j) * 0x9e3779b97f4a7c15ULL + 0x632be59bd9b4e019ULL));
+  }
+  return h;
+}
+
+/* ---- the checkpoints in a directory ------------------------------------------------------ */
+
+static int parse_name_(const char *name, uint64_t *step) {
+  unsigned long long s;
+  int used = 0;
+  if (sscanf(name, "ckpt-%llu.h5%n", &s, &used) != 1 || name[used] != '\0') return 0;
+  if (name[5] < '0' || name[5] > '9') return 0;
+  *step = s;
+  return 1;
+}
+
+int ckpt_list(const char *dir, uint64_t **steps, char ***paths, int *n) {
+  *steps = NULL;
+  *paths = NULL;
+  *n = 0;
+  DIR *d = opendir(dir);
+  if (!d) return 0; /* no directory: no checkpoints */
+  int cap = 0;
+  struct dirent *de;
+  while ((de = readdir(d))) {
+    uint64_t s;
+    if (!parse_name_(de->d_name, &s)) continue;
+    if (*n == cap) {
+      cap = cap ? 2 * cap : 8;
+      *steps = xrealloc(*steps, (size_t)cap * sizeof **steps);
+      *paths = xrealloc(*paths, (size_t)cap * sizeof **paths);
+    }
+    (*steps)[*n] = s;
+    (*paths)[*n] = xasprintf("%s/%s", dir, de->d_name);
+    (*n)++;
+  }
+  closedir(d);
+  for (int i = 1; i < *n; i++) /* newest first (insertion sort: few files) */
+    for (int j = i; j > 0 && (*steps)[j - 1] < (*steps)[j]; j--) {
+      uint64_t ts = (*steps)[j];
+      (*steps)[j] = (*steps)[j - 1];
+      (*steps)[j - 1] = ts;
+      char *tp = (*paths)[j];
+      (*paths)[j] = (*paths)[j - 1];
+      (*paths)[j - 1] = tp;
+    }
+  return 0;
+}

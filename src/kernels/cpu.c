@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/cpu_internal.h"
+#include "kernels/cpu_bf16.h"
 #include "kernels/kernels.h"
 #include "kernels/adamw.h"
 

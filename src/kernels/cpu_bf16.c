@@ -29,7 +29,7 @@
 #endif
 
 #include "kernels/bf16.h"
-#include "kernels/cpu_internal.h"
+#include "kernels/cpu_bf16.h"
 #include "util/err.h"
 
 /* ---- conversions and elementwise ----------------------------------------------------- */

@@ -1,6 +1,6 @@
 /* The CPU table's bf16 entries (kernels/cpu_bf16.c), for kernels/cpu.c's table. */
-#ifndef SPECTRAIN_KERNELS_CPU_INTERNAL_H
-#define SPECTRAIN_KERNELS_CPU_INTERNAL_H
+#ifndef SPECTRAIN_KERNELS_CPU_BF16_H
+#define SPECTRAIN_KERNELS_CPU_BF16_H
 #include <stddef.h>
 #include <stdint.h>
 

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "io/safetensors_internal.h"
+#include "kernels/bf16.h"
 #include "util/err.h"
 
 /* ---- dtypes --------------------------------------------------------------------------- */
@@ -54,14 +55,8 @@ static float bits_f32_(uint32_t u) {
   return f;
 }
 
-float sft_bf16_to_f32(uint16_t h) { return bits_f32_((uint32_t)h << 16); }
-
-uint16_t sft_f32_to_bf16(float f) {
-  uint32_t u = f32_bits_(f);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* quiet NaN */
-  u += 0x7fffu + ((u >> 16) & 1u); /* round to nearest, ties to even */
-  return (uint16_t)(u >> 16);
-}
+float sft_bf16_to_f32(uint16_t h) { return bf16_to_f32(h); }
+uint16_t sft_f32_to_bf16(float f) { return bf16_from_f32(f); } /* kernels/bf16.h */
 
 /* Exponent and mantissa shifted into float position, then scaled by 2^112 (rebias 15 ->
  * 127); the multiply also normalises subnormal halves exactly. Inf/NaN land at >= 2^16 and

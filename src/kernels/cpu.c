@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/cpu_bf16.h"
 #include "kernels/kernels.h"
 #include "kernels/adamw.h"
 
@@ -446,6 +447,11 @@ static const kernels cpu_table_ = {
     .sum_squares = cpu_sum_squares_,
     .scale = cpu_scale_,
     .adamw = adamw_step,
+    .to_bf16 = cpu_to_bf16,
+    .to_f32 = cpu_to_f32,
+    .add_bf16 = cpu_add_bf16,
+    .gemm_bf16 = cpu_gemm_bf16,
+    .embed_forward_bf16 = cpu_embed_forward_bf16,
 };
 
 const kernels *kernels_cpu(void) { return &cpu_table_; }

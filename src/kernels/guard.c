@@ -215,6 +215,26 @@ static void g_adamw_(float *param, const float *grad, float *m, float *v, size_t
   GUARD_VOID(CPU_->adamw(param, grad, m, v, n, lr, beta1, beta2, eps, wd, step), param, grad, m, v);
 }
 
+static void g_to_bf16_(bf16_t *dst, const float *src, size_t n) {
+  GUARD_VOID(CPU_->to_bf16(dst, src, n), dst, src);
+}
+static void g_to_f32_(float *dst, const bf16_t *src, size_t n) {
+  GUARD_VOID(CPU_->to_f32(dst, src, n), dst, src);
+}
+static void g_add_bf16_(float *y, const bf16_t *x, size_t n) {
+  GUARD_VOID(CPU_->add_bf16(y, x, n), y, x);
+}
+static void g_gemm_bf16_(int ta, int tb, int M, int N, int K, float alpha, const bf16_t *A,
+                         int lda, const bf16_t *B, int ldb, float beta, void *C, int cbf16,
+                         int ldc) {
+  GUARD_VOID(CPU_->gemm_bf16(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, cbf16, ldc), A, B,
+             C);
+}
+static void g_embed_forward_bf16_(float *out, const int32_t *tokens, const bf16_t *emb, int N,
+                                  int C) {
+  GUARD_VOID(CPU_->embed_forward_bf16(out, tokens, emb, N, C), out, tokens, emb);
+}
+
 static const kernels guard_table_ = {
     .name = "guard",
     .alloc = g_alloc_,
@@ -246,6 +266,11 @@ static const kernels guard_table_ = {
     .sum_squares = g_sum_squares_,
     .scale = g_scale_,
     .adamw = g_adamw_,
+    .to_bf16 = g_to_bf16_,
+    .to_f32 = g_to_f32_,
+    .add_bf16 = g_add_bf16_,
+    .gemm_bf16 = g_gemm_bf16_,
+    .embed_forward_bf16 = g_embed_forward_bf16_,
 };
 
 const kernels *kernels_guard(void) { return &guard_table_; }

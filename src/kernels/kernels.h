@@ -12,13 +12,21 @@
  * contiguous column blocks: q (N, H*D) holds head h in columns [h*D, (h+1)*D).
  * Backward kernels ACCUMULATE (+=) into weight gradients and say per argument whether
  * input gradients are written (=) or accumulated (+=). A NULL weight-gradient pointer
- * means "frozen: skip that work". */
+ * means "frozen: skip that work".
+ *
+ * bf16 (training.bf16, docs/model.md "Precision"): bf16_t values are the upper half of an
+ * IEEE float32 (torch.bfloat16, safetensors BF16). The entries that take or return bf16_t
+ * are listed together at the end of the table; every other entry is fp32 only. The model
+ * keeps weights and most saved activations in bf16 and computes its matrix products with
+ * gemm_bf16 (fp32 accumulation), everything else in fp32 after to_f32. */
 #ifndef SPECTRAIN_KERNELS_KERNELS_H
 #define SPECTRAIN_KERNELS_KERNELS_H
 #include <stddef.h>
 #include <stdint.h>
 
 #define MODEL_IGNORE_INDEX (-100) /* targets equal to this are not counted in the loss */
+
+typedef uint16_t bf16_t; /* bfloat16 bits: sign, 8 exponent bits, 7 mantissa bits */
 
 typedef struct kernels {
   const char *name; /* "cpu", "cuda", "guard" (tests: cpu with compute memory fenced off) */
@@ -121,10 +129,36 @@ typedef struct kernels {
   /* One AdamW step on a flat range (see kernels/adamw.h for the math and arguments). */
   void (*adamw)(float *param, const float *grad, float *m, float *v, size_t n, float lr,
                 float beta1, float beta2, float eps, float weight_decay, long step);
+
+  /* ---- bf16 ---------------------------------------------------------------------------- */
+  /* dst = src rounded to the nearest bf16, ties to even (NaN stays NaN, quiet); dst and src
+   * must not overlap. */
+  void (*to_bf16)(bf16_t *dst, const float *src, size_t n);
+  /* dst = src (exact); dst and src must not overlap. */
+  void (*to_f32)(float *dst, const bf16_t *src, size_t n);
+  /* y += x (x widened to fp32) */
+  void (*add_bf16)(float *y, const bf16_t *x, size_t n);
+  /* As gemm, with A and B in bf16 and the products summed in fp32. C is fp32 (c_bf16 = 0;
+   * any beta) or bf16 (c_bf16 = 1: the fp32 result rounded to nearest even; beta must be
+   * 0). cpu: oneDNN matmul (AMX or AVX512-BF16 where the CPU has them; kernels_cpu_isa());
+   * cuda: cuBLAS with CUDA_R_16BF operands and fp32 compute. */
+  void (*gemm_bf16)(int trans_a, int trans_b, int M, int N, int K, float alpha,
+                    const bf16_t *A, int lda, const bf16_t *B, int ldb, float beta, void *C,
+                    int c_bf16, int ldc);
+  /* out (N, C) = emb[tokens[n]] widened to fp32 (emb (V, C) bf16) */
+  void (*embed_forward_bf16)(float *out, const int32_t *tokens, const bf16_t *emb, int N,
+                             int C);
 } kernels;
 
-/* The CPU kernel table (OpenBLAS sgemm + OpenMP loops). */
+/* The CPU kernel table (OpenBLAS sgemm + OpenMP loops; bf16 products on oneDNN). */
 const kernels *kernels_cpu(void);
+
+/* What the CPU bf16 products run on, for the first log lines of a bf16 run: one line such
+ * as "bf16 products: oneDNN 2.6.3 matmul brg:avx512_core_amx_bf16 (CPU: AMX-BF16 (tile data
+ * granted by the kernel), AVX512-BF16), 2 threads". *fast (may be NULL) is 1 when oneDNN
+ * runs them on the CPU's bf16 instructions (AMX, AVX512-BF16); 0 when the CPU has none and
+ * the operands are widened to fp32 for OpenBLAS sgemm instead (the line says so). */
+const char *kernels_cpu_bf16_description(int *fast);
 
 /* The test backend "guard": the CPU kernels, but compute memory is mapped PROT_NONE except
  * while a kernel (or upload/download/copy) runs, so any host code that dereferences compute

@@ -12,7 +12,8 @@ A module is a file name without its extension (src/ckpt/h5.c and src/ckpt/h5.h a
 module, and so is X_internal.h). Libraries' headers are restricted too: <mpi.h> only in mpi/
 and src/ckpt/h5.c (the parallel HDF5 header includes it), <nccl.h> only in mpi/ (and the
 version probe in src/kernels/cuda/device.cu), <hdf5.h> only in src/ckpt/h5.c, CUDA headers
-only in src/kernels/cuda/ and the NCCL transport mpi/coll_nccl.c.
+only in src/kernels/cuda/ and the NCCL transport mpi/coll_nccl.c, oneDNN's only in
+src/kernels/cpu_bf16.c.
 
 Exit 0 when clean, 1 with one line per problem. Run by ctest as lint.layers."""
 import argparse
@@ -41,6 +42,7 @@ SYSTEM_HEADERS = [  # (header regex, path prefixes allowed to include it)
     (r"nccl\.h", ["mpi/", "src/kernels/cuda/device.cu"]),  # device.cu: the version probe
     (r"hdf5\.h|H5.*\.h", ["src/ckpt/h5.c"]),
     (r"cuda.*\.h|cublas.*\.h|cusolver.*\.h|curand.*\.h", ["src/kernels/cuda/", "mpi/coll_nccl.c"]),
+    (r"oneapi/dnnl/.*\.h|dnnl.*\.h", ["src/kernels/cpu_bf16.c"]),
 ]
 SOURCE_EXT = (".c", ".h", ".cu")
 INCLUDE_RE = re.compile(r'^\s*#\s*include\s*([<"])([^>"]+)[>"]', re.M)

@@ -6,7 +6,9 @@
  *
  * T = cpu (the harness itself, through upload/download), T = guard (compute memory fenced
  * off from the host), and, where a GPU is found, T = cuda in fp32 (tight tolerance) and in
- * bf16 (matrix products on bf16 tensor cores: looser tolerance on products). Without a GPU
+ * bf16 (matrix products on bf16 tensor cores: looser tolerance on products). The bf16
+ * entries (to_bf16, to_f32, add_bf16, gemm_bf16, embed_forward_bf16) are compared with the
+ * CPU table's (oneDNN) on every backend: rounding bit for bit. Without a GPU
  * the CUDA parts print SKIP lines; the test still fails if any CPU part fails. */
 #include <stdint.h>
 #include <stdio.h>
@@ -852,6 +854,90 @@ static void fd_cross_entropy_(const backend *b) {
   free(c.logits);
 }
 
+/* ---- bf16 entries --------------------------------------------------------------------------- */
+static bf16_t *hbf_(const float *x, size_t n) { /* host rounding (the CPU table's) */
+  bf16_t *h = malloc((n ? n : 1) * sizeof *h);
+  R->to_bf16(h, x, n);
+  return h;
+}
+static void t_bf16_(const backend *b) {
+  const kernels *T = b->T;
+  size_t n = 3001;
+  float *x = hrand_(n, -3, 3);
+  x[0] = 0.0f, x[1] = -0.0f, x[2] = 1.00390625f /* tie: 1 + 2^-8 */, x[3] = 1e-40f;
+  bf16_t *want = hbf_(x, n);
+  float *x_d = upf_(T, x, n);
+  bf16_t *h_d = T->alloc(n * sizeof(bf16_t));
+  T->to_bf16(h_d, x_d, n);
+  bf16_t *got = malloc(n * sizeof *got);
+  T->download(got, h_d, n * sizeof *got);
+  size_t bad = 0;
+  for (size_t i = 0; i < n; i++) bad += got[i] != want[i];
+  CHECK_MSG(bad == 0, "%s to_bf16: %zu of %zu differ from the CPU rounding", b->label, bad, n);
+  float *back_d = T->alloc(n * sizeof(float)), *wantf = malloc(n * sizeof *wantf);
+  T->to_f32(back_d, h_d, n);
+  R->to_f32(wantf, want, n);
+  close_dev_(b, "to_f32", back_d, wantf, n, 0);
+  float *y = hrand_(n, -1, 1), *y_d = upf_(T, y, n);
+  T->add_bf16(y_d, h_d, n);
+  R->add_bf16(y, want, n);
+  close_dev_(b, "add_bf16", y_d, y, n, 0);
+  /* embedding lookup from a bf16 table */
+  int N = 11, C = 9, V = 6;
+  int32_t tok[11] = {5, 0, 0, 3, 2, 1, 5, 4, 4, 0, 2};
+  float *emb = hrand_((size_t)V * C, -1, 1), *ref = malloc((size_t)N * C * sizeof *ref);
+  bf16_t *embh = hbf_(emb, (size_t)V * C);
+  R->embed_forward_bf16(ref, tok, embh, N, C);
+  int32_t *tok_d = up_(T, tok, sizeof tok);
+  bf16_t *emb_d = up_(T, embh, (size_t)V * C * sizeof(bf16_t));
+  float *out_d = T->alloc((size_t)N * C * sizeof(float));
+  T->embed_forward_bf16(out_d, tok_d, emb_d, N, C);
+  close_dev_(b, "embed_forward_bf16", out_d, ref, (size_t)N * C, 0);
+  /* products: fp32 and bf16 C, every transpose, padded strides, beta, K = 0 */
+  static const int cases[][8] = {/* ta tb M N K pad cbf16 beta*10 */
+                                 {0, 1, 37, 19, 23, 0, 0, 0},  {0, 0, 37, 19, 23, 3, 0, 3},
+                                 {1, 0, 5, 130, 301, 1, 0, 10}, {1, 1, 33, 17, 64, 2, 0, 10},
+                                 {0, 1, 64, 96, 128, 0, 1, 0},  {1, 0, 40, 24, 70, 1, 1, 0},
+                                 {0, 0, 6, 7, 0, 2, 0, 5},      {0, 1, 6, 7, 0, 0, 1, 0}};
+  for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+    int ta = cases[c][0], tb = cases[c][1], M = cases[c][2], Nn = cases[c][3], Kd = cases[c][4];
+    int pad = cases[c][5], cb = cases[c][6];
+    float beta = (float)cases[c][7] / 10.0f, alpha = 0.7f;
+    int ar = ta ? Kd : M, ac = ta ? M : Kd, br = tb ? Nn : Kd, bc = tb ? Kd : Nn;
+    int lda = ac + pad, ldb = bc + pad, ldc = Nn + pad;
+    size_t na = (size_t)ar * lda, nb = (size_t)br * ldb, nc = (size_t)M * ldc;
+    float *A = hrand_(na, -1, 1), *B = hrand_(nb, -1, 1), *Cf = hrand_(nc, -1, 1);
+    bf16_t *Ah = hbf_(A, na), *Bh = hbf_(B, nb), *Ch = hbf_(Cf, nc);
+    float *Cref = hdup_(Cf, nc);
+    bf16_t *Chref = malloc((nc ? nc : 1) * sizeof *Chref);
+    if (nc) memcpy(Chref, Ch, nc * sizeof *Ch);
+    R->gemm_bf16(ta, tb, M, Nn, Kd, alpha, Ah, lda, Bh, ldb, beta, cb ? (void *)Chref : (void *)Cref,
+                 cb, ldc);
+    bf16_t *A_d = up_(T, Ah, na * 2), *B_d = up_(T, Bh, nb * 2);
+    void *C_d = cb ? up_(T, Ch, nc * 2) : (void *)upf_(T, Cf, nc);
+    T->gemm_bf16(ta, tb, M, Nn, Kd, alpha, A_d, lda, B_d, ldb, beta, C_d, cb, ldc);
+    char what[96];
+    snprintf(what, sizeof what, "gemm_bf16 ta=%d tb=%d M=%d N=%d K=%d c_bf16=%d", ta, tb, M, Nn,
+             Kd, cb);
+    if (cb) { /* one bf16 step apart at most (the fp32 sums may differ in the last bits) */
+      bf16_t *g = malloc((nc ? nc : 1) * sizeof *g);
+      if (nc) T->download(g, C_d, nc * sizeof *g);
+      float *gf = malloc((nc ? nc : 1) * sizeof *gf), *wf = malloc((nc ? nc : 1) * sizeof *wf);
+      R->to_f32(gf, g, nc);
+      R->to_f32(wf, Chref, nc);
+      close_(b, what, gf, wf, nc, Kd > 0 ? 8e-3 : 0);
+      free(g), free(gf), free(wf);
+    } else {
+      close_dev_(b, what, C_d, Cref, nc, Kd > 0 ? (b->tol_mm > 1e-5 ? b->tol_mm : 1e-5) : b->tol);
+    }
+    T->free(A_d), T->free(B_d), T->free(C_d);
+    free(A), free(B), free(Cf), free(Ah), free(Bh), free(Ch), free(Cref), free(Chref);
+  }
+  T->free(x_d), T->free(h_d), T->free(back_d), T->free(y_d), T->free(tok_d), T->free(emb_d);
+  T->free(out_d);
+  free(x), free(want), free(got), free(wantf), free(y), free(emb), free(ref), free(embh);
+}
+
 /* ---- driver ------------------------------------------------------------------------------------ */
 static void run_all_(const backend *b) {
   int before = test_failures_;
@@ -865,6 +951,7 @@ static void run_all_(const backend *b) {
   t_elementwise_(b);
   t_cross_entropy_(b);
   t_adamw_(b);
+  t_bf16_(b);
   if (b->fd) {
     fd_rmsnorm_(b);
     fd_swiglu_(b);

@@ -7,6 +7,7 @@
 // 0 launches nothing. The one-call accumulators (cross-entropy, sum of squares) are static:
 // the table is driven from one host thread, like the stream it runs on.
 #include <cublas_v2.h>
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stddef.h>
@@ -752,6 +753,85 @@ void adamw_(float *param, const float *grad, float *m, float *v, size_t n, float
   CUDA_LAUNCH_CHECK("k_adamw_");
 }
 
+// ---- bf16 (kernels.h: the bf16 entries) ------------------------------------------------------
+// bf16_t is the bit pattern of __nv_bfloat16; __float2bfloat16_rn rounds to nearest even and
+// keeps NaN a NaN, as kernels/bf16.h does on the host.
+__device__ __forceinline__ float bf_ld_(const bf16_t *p, size_t i) {
+  return __bfloat162float(reinterpret_cast<const __nv_bfloat16 *>(p)[i]);
+}
+__device__ __forceinline__ void bf_st_(bf16_t *p, size_t i, float v) {
+  reinterpret_cast<__nv_bfloat16 *>(p)[i] = __float2bfloat16_rn(v);
+}
+__global__ void k_to_bf16_(bf16_t *dst, const float *src, size_t n) {
+  GRID_STRIDE(i, n) bf_st_(dst, i, src[i]);
+}
+__global__ void k_to_f32_(float *dst, const bf16_t *src, size_t n) {
+  GRID_STRIDE(i, n) dst[i] = bf_ld_(src, i);
+}
+__global__ void k_add_bf16_(float *y, const bf16_t *x, size_t n) {
+  GRID_STRIDE(i, n) y[i] += bf_ld_(x, i);
+}
+__global__ void k_embed_fwd_bf16_(float *out, const int32_t *tok, const bf16_t *emb, size_t N,
+                                  size_t C) {
+  GRID_STRIDE(i, N * C) {
+    size_t n = i / C, c = i - n * C;
+    out[i] = bf_ld_(emb, (size_t)tok[n] * C + c);
+  }
+}
+__global__ void k_zero_bf16_matrix_(bf16_t *C, int M, int N, int ldc) {
+  GRID_STRIDE(i, (size_t)M * N) {
+    size_t r = i / (size_t)N, c = i - r * (size_t)N;
+    C[r * (size_t)ldc + c] = 0;
+  }
+}
+void to_bf16_(bf16_t *dst, const float *src, size_t n) {
+  if (!n) return;
+  k_to_bf16_<<<blocks_for_(n, THREADS), THREADS, 0, st_()>>>(dst, src, n);
+  CUDA_LAUNCH_CHECK("k_to_bf16_");
+}
+void to_f32_(float *dst, const bf16_t *src, size_t n) {
+  if (!n) return;
+  k_to_f32_<<<blocks_for_(n, THREADS), THREADS, 0, st_()>>>(dst, src, n);
+  CUDA_LAUNCH_CHECK("k_to_f32_");
+}
+void add_bf16_(float *y, const bf16_t *x, size_t n) {
+  if (!n) return;
+  k_add_bf16_<<<blocks_for_(n, THREADS), THREADS, 0, st_()>>>(y, x, n);
+  CUDA_LAUNCH_CHECK("k_add_bf16_");
+}
+void embed_forward_bf16_(float *out, const int32_t *tokens, const bf16_t *emb, int N, int C) {
+  if (N <= 0 || C <= 0) return;
+  size_t n = (size_t)N * C;
+  k_embed_fwd_bf16_<<<blocks_for_(n, THREADS), THREADS, 0, st_()>>>(out, tokens, emb, N, C);
+  CUDA_LAUNCH_CHECK("k_embed_fwd_bf16_");
+}
+// bf16 operands, fp32 compute; C fp32 or bf16 (beta 0), row-major as gemm_.
+void gemm_bf16_(int trans_a, int trans_b, int M, int N, int K, float alpha, const bf16_t *A,
+                int lda, const bf16_t *B, int ldb, float beta, void *C, int c_bf16, int ldc) {
+  if (M <= 0 || N <= 0) return;
+  if (c_bf16 && beta != 0.0f) {
+    fprintf(stderr, "kernels (cuda): gemm_bf16 with a bf16 C needs beta 0 (found %g)\n",
+            (double)beta);
+    abort();
+  }
+  if (K <= 0) {
+    if (c_bf16) {
+      k_zero_bf16_matrix_<<<blocks_for_((size_t)M * N, THREADS), THREADS, 0, st_()>>>(
+          (bf16_t *)C, M, N, ldc);
+      CUDA_LAUNCH_CHECK("k_zero_bf16_matrix_");
+    } else {
+      k_scale_matrix_<<<blocks_for_((size_t)M * N, THREADS), THREADS, 0, st_()>>>(
+          (float *)C, M, N, ldc, beta);
+      CUDA_LAUNCH_CHECK("k_scale_matrix_");
+    }
+    return;
+  }
+  CUBLAS_CHECK(cublasGemmEx(cuda_cublas_(), op_(trans_b), op_(trans_a), N, M, K, &alpha, B,
+                            CUDA_R_16BF, ldb, A, CUDA_R_16BF, lda, &beta, C,
+                            c_bf16 ? CUDA_R_16BF : CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F,
+                            CUBLAS_GEMM_DEFAULT));
+}
+
 // ---- the tables ---------------------------------------------------------------------------
 template <bool BF16>
 kernels make_table_() {
@@ -787,6 +867,11 @@ kernels make_table_() {
   t.sum_squares = sum_squares_;
   t.scale = scale_;
   t.adamw = adamw_;
+  t.to_bf16 = to_bf16_;
+  t.to_f32 = to_f32_;
+  t.add_bf16 = add_bf16_;
+  t.gemm_bf16 = gemm_bf16_;
+  t.embed_forward_bf16 = embed_forward_bf16_;
   return t;
 }
 kernels table_fp32_, table_bf16_;

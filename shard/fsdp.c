@@ -209,13 +209,16 @@ static int load_local_(fsdp *f, const sft_model *m) {
       for (int s = 0; s < pu->nseg[k] && !rc; s++) {
         const plan_seg *sg = &pu->seg[k][s];
         float *dst = f->sh[u].param[k] + sg->shard_off;
+        /* non-finite numbers are bad input: named (tensor, index) by the rank that read them */
         if (f->space[k] == MS_HOST) {
           rc = sft_read_f32(m, st[sg->tensor], sg->tensor_off, sg->count, dst);
+          if (!rc) rc = sft_check_finite(m, st[sg->tensor], sg->tensor_off, dst, sg->count);
           continue;
         }
         for (uint64_t done = 0; done < sg->count && !rc; done += chunk) {
           uint64_t n = sg->count - done < chunk ? sg->count - done : chunk;
           rc = sft_read_f32(m, st[sg->tensor], sg->tensor_off + done, n, stage);
+          if (!rc) rc = sft_check_finite(m, st[sg->tensor], sg->tensor_off + done, stage, n);
           if (!rc) ms_copy(&f->ms, f->space[k], dst + done, MS_HOST, stage, fbytes_(n));
           f->k->sync(); /* the upload from pinned staging may be asynchronous: reuse after */
         }
@@ -547,6 +550,7 @@ int fsdp_step(fsdp *f, const fsdp_adamw *h, double lr, long step, double *grad_n
   if (rc) return rc;
   double norm = sqrt(ss);
   if (grad_norm) *grad_norm = norm;
+  if (!isfinite(norm)) return ST_OK; /* a NaN/Inf gradient never reaches the shards */
   double coef = grad_clip_coef(norm, h->max_grad_norm);
   opt_job_ j = {(float)lr, (float)h->beta1, (float)h->beta2, (float)h->eps,
                 (float)h->weight_decay, coef < 1.0 ? (float)coef : 1.0f, step};

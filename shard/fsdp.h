@@ -151,7 +151,9 @@ void fsdp_zero_grads(fsdp *f);
 /* Global gradient norm (one allreduce), clipping, then AdamW on the local trainable shards
  * (`step` = 1-based update count, lr for this update). *grad_norm = the norm before clipping.
  * With overlap the AdamW may still run when this returns; every fsdp call that touches a
- * unit's shards waits for that unit's update (fsdp_wait_step waits for all). */
+ * unit's shards waits for that unit's update (fsdp_wait_step waits for all). A norm that is
+ * NaN or infinite (the same on every rank: it is allreduced) updates nothing — parameters and
+ * optimizer state stay as they were — and the caller sees it in *grad_norm. */
 int fsdp_step(fsdp *f, const fsdp_adamw *h, double lr, long step, double *grad_norm);
 
 /* Full tensors, gathered unit by unit (collective). out[i] for every tensor i of the table is

@@ -73,7 +73,8 @@ int model_dir_read_f32(const model_dir *md, int i, float *out) {
   if (i < 0 || i >= md->tt.n)
     return st_fail(ST_ERUNTIME, "%s: tensor index %d out of range", md->dir, i);
   const sft_tensor *t = md->file_t[i];
-  return sft_read_f32(&md->st, t, 0, t->numel, out);
+  int rc = sft_read_f32(&md->st, t, 0, t->numel, out);
+  return rc ? rc : sft_check_finite(&md->st, t, 0, out, t->numel);
 }
 
 /* Shard k of n covers table entries [first[k], first[k+1]). */
@@ -138,6 +139,11 @@ int model_dir_write(const char *dir, const model_config *c, const tensor_table *
       char *p = xasprintf("%s/%s", dir, name);
       log_info("writing %s (%d tensors)", p, first[k + 1] - first[k]);
       rc = write_shard_(p, tt, first[k], first[k + 1], dtype, fill, ctx);
+      for (int j = 0; rc && j < k; j++) { /* a failed export leaves no partial model behind */
+        char *q = xasprintf("%s/model-%05d-of-%05d.safetensors", dir, j + 1, n);
+        remove(q);
+        free(q);
+      }
       for (int i = first[k]; i < first[k + 1]; i++) {
         json_object_set_new(wm, tt->t[i].name, json_string(name));
         total += tt->t[i].numel * es;

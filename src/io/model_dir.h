@@ -23,7 +23,8 @@ typedef struct {
 int model_dir_open(const char *dir, model_dir *md);
 void model_dir_close(model_dir *md);
 
-/* Read a whole table tensor (tt.t[i]) converted to float32 into out[numel]. */
+/* Read a whole table tensor (tt.t[i]) converted to float32 into out[numel]; a NaN or
+ * infinity in it is an ST_EINPUT error naming tensor and index (sft_check_finite). */
 int model_dir_read_f32(const model_dir *md, int i, float *out);
 
 /* Write a model directory: the tensors of `tt` (in table order) as `dtype` (F32, BF16, F16),
@@ -32,7 +33,8 @@ int model_dir_read_f32(const model_dir *md, int i, float *out);
  * the limit gets a shard of its own, as transformers does); config.json (torch_dtype set
  * from dtype) is written last, so a directory with a config.json is complete. Each shard's
  * data come from fill(ctx, desc, out[numel]), called in table order; one tensor is held
- * in memory at a time. */
+ * in memory at a time. A fill error or a non-finite value (the writer refuses it) removes the
+ * shards this call wrote. */
 typedef int (*model_fill_fn)(void *ctx, const tensor_desc *d, float *out);
 int model_dir_write(const char *dir, const model_config *c, const tensor_table *tt, sft_dtype dtype,
                     uint64_t max_shard_bytes, model_fill_fn fill, void *ctx);

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 #include "io/safetensors_internal.h"
 #include "kernels/bf16.h"
 #include "util/err.h"
+#include "util/finite.h"
 
 /* ---- dtypes --------------------------------------------------------------------------- */
 
@@ -603,6 +605,21 @@ int sft_read_f64(const sft_model *m, const sft_tensor *t, uint64_t first, uint64
   return read_conv_(m, t, first, count, out, 0);
 }
 
+int sft_check_finite(const sft_model *m, const sft_tensor *t, uint64_t first, const float *x,
+                     uint64_t n) {
+  uint64_t bad = finite_first_bad_f32(x, n);
+  if (bad == n) return 0;
+  char at[160];
+  finite_index_str(first + bad, t->ndim, t->shape, at, sizeof at);
+  return st_fail(ST_EINPUT,
+                 "%s: tensor '%s' holds %s at index %s (element %llu of %llu, stored as %s): "
+                 "model weights must be finite numbers; the file is damaged or was saved from a "
+                 "run that diverged (re-export it from a good checkpoint or the original model)",
+                 m->paths[t->file], t->name, finite_name(x[bad]), at,
+                 (unsigned long long)(first + bad), (unsigned long long)t->numel,
+                 sft_dtype_name(t->dtype));
+}
+
 /* ---- writing -------------------------------------------------------------------------- */
 
 static uint64_t out_numel_(const sft_out_tensor *t) {
@@ -624,6 +641,8 @@ struct sft_writer {
   int n, next;     /* tensors declared, index of the next one to put */
   uint64_t *numel; /* [n] */
   char **names;    /* [n] */
+  int *ndim;       /* [n] */
+  int64_t (*shape)[SFT_MAX_DIMS]; /* [n] */
   uint8_t *buf;    /* conversion staging */
 };
 
@@ -634,6 +653,8 @@ static void writer_free_(sft_writer *w, int remove_tmp) {
   for (int i = 0; i < w->n; i++) free(w->names[i]);
   free(w->names);
   free(w->numel);
+  free(w->ndim);
+  free(w->shape);
   free(w->buf);
   free(w->path);
   free(w->tmp);
@@ -684,9 +705,13 @@ int sft_writer_open(const char *path, const sft_out_tensor *t, int n, sft_dtype 
   w->n = n;
   w->numel = xcalloc((size_t)n + 1, sizeof *w->numel);
   w->names = xcalloc((size_t)n + 1, sizeof *w->names);
+  w->ndim = xcalloc((size_t)n + 1, sizeof *w->ndim);
+  w->shape = xcalloc((size_t)n + 1, sizeof *w->shape);
   for (int i = 0; i < n; i++) {
     w->numel[i] = out_numel_(&t[i]);
     w->names[i] = xstrdup(t[i].name);
+    w->ndim[i] = t[i].ndim;
+    memcpy(w->shape[i], t[i].shape, sizeof w->shape[i]);
   }
   w->buf = xmalloc(READ_CHUNK_ELEMS * 4);
   /* Pad the header with spaces so the data start 8-byte aligned (as the reference does). */
@@ -710,6 +735,22 @@ int sft_writer_open(const char *path, const sft_out_tensor *t, int n, sft_dtype 
   return 0;
 }
 
+/* The writers' refusal of a value that is not finite, or not finite once in the target dtype. */
+static int put_nonfinite_(const sft_writer *w, uint64_t at, float v) {
+  char idx[160];
+  finite_index_str(at, w->ndim[w->next], w->shape[w->next], idx, sizeof idx);
+  if (!isfinite(v))
+    return st_fail(ST_ERUNTIME,
+                   "%s: tensor '%s' holds %s at index %s: refusing to write a model with "
+                   "non-finite values (nothing written)",
+                   w->path, w->names[w->next], finite_name(v), idx);
+  return st_fail(ST_ERUNTIME,
+                 "%s: tensor '%s' holds %g at index %s, which is infinite in %s: refusing to "
+                 "write it (nothing written); write F32%s",
+                 w->path, w->names[w->next], (double)v, idx, sft_dtype_name(w->dtype),
+                 w->dtype == SFT_F16 ? " or BF16" : "");
+}
+
 int sft_writer_put(sft_writer *w, const float *data) {
   if (w->next >= w->n)
     return st_fail(ST_ERUNTIME, "%s: all %d tensors already written", w->path, w->n);
@@ -720,15 +761,21 @@ int sft_writer_put(sft_writer *w, const float *data) {
   for (uint64_t d = 0; d < ne && !rc; d += READ_CHUNK_ELEMS) {
     size_t k = (size_t)(ne - d < READ_CHUNK_ELEMS ? ne - d : READ_CHUNK_ELEMS);
     const float *src = data + d;
+    uint64_t bad = finite_first_bad_f32(src, k);
+    if (bad < k) return put_nonfinite_(w, d + bad, src[bad]);
     if (w->dtype == SFT_F32) {
       rc = write_all_(w->f, src, k * 4, w->tmp);
       continue;
     }
-    uint16_t *o = (uint16_t *)(void *)w->buf;
+    uint16_t *o = (uint16_t *)(void *)w->buf, em = w->dtype == SFT_BF16 ? 0x7f80 : 0x7c00;
     if (w->dtype == SFT_BF16)
       for (size_t j = 0; j < k; j++) o[j] = sft_f32_to_bf16(src[j]);
     else
       for (size_t j = 0; j < k; j++) o[j] = sft_f32_to_f16(src[j]);
+    uint16_t any = 0;
+    for (size_t j = 0; j < k; j++) any |= (uint16_t)((o[j] & em) == em);
+    for (size_t j = 0; any && j < k; j++)
+      if ((o[j] & em) == em) return put_nonfinite_(w, d + j, src[j]);
     rc = write_all_(w->f, o, k * 2, w->tmp);
   }
   if (!rc) w->next++;

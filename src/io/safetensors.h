@@ -48,6 +48,13 @@ const sft_tensor *sft_find(const sft_model *m, const char *name);
 int sft_read_f32(const sft_model *m, const sft_tensor *t, uint64_t first, uint64_t count, float *out);
 int sft_read_f64(const sft_model *m, const sft_tensor *t, uint64_t first, uint64_t count, double *out);
 
+/* Non-finite numbers are bad input. x[0..n) holds elements [first, first+n) of t as read:
+ * 0 when every value is finite, else ST_EINPUT naming the file, the tensor, its first NaN or
+ * infinity by multi-index, the stored dtype and the value. (NaN and Inf survive the BF16/F16
+ * widening unchanged, so the check after conversion is the check of the stored values.) */
+int sft_check_finite(const sft_model *m, const sft_tensor *t, uint64_t first, const float *x,
+                     uint64_t n);
+
 /* Write one safetensors file that Hugging Face transformers loads. Tensors are written in
  * the given order; data is converted from float32 to `dtype` (F32, BF16 round-to-nearest-
  * even, F16). metadata {"format": "pt"} is always included. Written to path.tmp, then
@@ -59,6 +66,9 @@ typedef struct {
   const float *data;
 } sft_out_tensor;
 int sft_write_f32(const char *path, const sft_out_tensor *t, int n, sft_dtype dtype);
+/* Both writers refuse non-finite data (ST_ERUNTIME naming the tensor and its first bad
+ * index; nothing is renamed into place): a NaN or infinity in the input, and a finite value
+ * the target dtype cannot hold (F16 above 65504, BF16 above 3.39e38 round to infinity). */
 
 /* The same, one tensor at a time (at most one tensor in memory): open with the tensors'
  * names and shapes (data ignored), put each tensor's float32 data in the same order, close

@@ -88,6 +88,7 @@ int model_weights_load(const char *dir, model_weights *mw) {
       break;
     }
     rc = sft_read_f32(&m, t, 0, d->numel, mw->data + mw->offset[i]);
+    if (!rc) rc = sft_check_finite(&m, t, 0, mw->data + mw->offset[i], d->numel);
   }
   sft_close(&m);
   if (rc) model_weights_free(mw);

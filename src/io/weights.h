@@ -26,7 +26,8 @@ typedef struct {
 } model_weights;
 
 /* Read config.json and the safetensors in `dir` (any float dtype, converted to fp32). Every
- * tensor of the table must be present with its shape; errors name the file and tensor. */
+ * tensor of the table must be present with its shape and finite values; errors name the file,
+ * tensor (and the first NaN/Inf by index). */
 int model_weights_load(const char *dir, model_weights *mw);
 /* Random weights for a config (benchmarks): matrices N(0, std), norms 1, biases 0. */
 int model_weights_init_random(const model_config *c, uint64_t seed, double std,

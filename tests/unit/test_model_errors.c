@@ -10,6 +10,7 @@
 #include "io/safetensors.h"
 #include "model/model.h"
 #include "io/weights.h"
+#include "nonfinite_patch.h"
 #include "test.h"
 #include "util/err.h"
 
@@ -82,6 +83,28 @@ int main(void) {
   CHECK_EQ_INT(model_weights_load(tmp_, &back), ST_EINPUT);
   CHECK_CONTAINS(st_errmsg(), "model.layers.1.mlp.down_proj.weight");
   CHECK_CONTAINS(st_errmsg(), "expected shape (32, 64)");
+
+  /* a NaN or infinity in any tensor (the embedding, a matrix, a norm) is bad input, named with
+   * its index: model_weights_load is what `spectrain eval` reads */
+  static const struct {
+    const char *tensor;
+    uint64_t elem;
+    bad_kind k;
+    const char *idx;
+  } bad[] = {{"model.embed_tokens.weight", 0, BAD_NAN, "[0, 0]"},
+             {"model.embed_tokens.weight", 95 * 32 + 31, BAD_NINF, "[95, 31]"},
+             {"model.layers.1.mlp.down_proj.weight", 64 + 5, BAD_PINF, "[1, 5]"},
+             {"model.norm.weight", 7, BAD_NAN, "[7]"}};
+  for (size_t b = 0; b < sizeof bad / sizeof bad[0]; b++) {
+    write_model_(&mw, -1, -1);
+    snprintf(path, sizeof path, "%s/model.safetensors", tmp_);
+    CHECK_EQ_INT(patch_nonfinite_(path, bad[b].tensor, bad[b].elem, bad[b].k), 0);
+    CHECK_EQ_INT(model_weights_load(tmp_, &back), ST_EINPUT);
+    CHECK_CONTAINS(st_errmsg(), bad[b].tensor);
+    CHECK_CONTAINS(st_errmsg(), bad[b].idx);
+    CHECK_CONTAINS(st_errmsg(), bad_kind_name_[bad[b].k]);
+    CHECK_CONTAINS(st_errmsg(), "must be finite");
+  }
 
   /* token ids and targets outside the vocabulary */
   model_opts o = {.batch = 1, .seq_len = 4, .lowest_grad_unit = mw.tt.n_units};

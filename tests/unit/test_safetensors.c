@@ -8,6 +8,7 @@
 
 #include "io/safetensors.h"
 #include "io/safetensors_internal.h"
+#include "nonfinite_patch.h"
 #include "test.h"
 #include "util/err.h"
 
@@ -348,6 +349,91 @@ static void test_sharded(void) {
   free(idx);
 }
 
+/* Non-finite numbers are bad input in every stored float dtype and every kind (NaN, +Inf,
+ * -Inf), wherever they are: sft_check_finite names file, tensor, multi-index, dtype and
+ * value, and checks exactly the range that was read (an index past `first` is counted from
+ * the tensor's start). */
+static void test_nonfinite_read(void) {
+  float a[12];
+  for (int i = 0; i < 12; i++) a[i] = 0.25f * (float)(i - 6);
+  sft_out_tensor t = {"w.weight", 2, {3, 4}, a};
+  static const sft_dtype dts[] = {SFT_F32, SFT_BF16, SFT_F16};
+  static const uint64_t at[] = {0, 6, 11}; /* first, middle ([1, 2]), last element */
+  static const char *const at_s[] = {"[0, 0]", "[1, 2]", "[2, 3]"};
+  for (int d = 0; d < 3; d++)
+    for (int k = 0; k < BAD_NKINDS; k++)
+      for (int w = 0; w < 3; w++) {
+        char *p = tpath_("bad.safetensors");
+        CHECK_EQ_INT(sft_write_f32(p, &t, 1, dts[d]), 0);
+        CHECK_EQ_INT(patch_nonfinite_(p, "w.weight", at[w], (bad_kind)k), 0);
+        sft_model m;
+        CHECK_EQ_INT(sft_open(p, &m), 0);
+        const sft_tensor *st = sft_find(&m, "w.weight");
+        float out[12];
+        CHECK(st && sft_read_f32(&m, st, 0, 12, out) == 0);
+        if (!st) continue;
+        CHECK_MSG(sft_check_finite(&m, st, 0, out, 12) == ST_EINPUT, "%s %s at %d",
+                  sft_dtype_name(dts[d]), bad_kind_name_[k], (int)at[w]);
+        const char *e = st_errmsg();
+        CHECK_CONTAINS(e, p);
+        CHECK_CONTAINS(e, "'w.weight'");
+        CHECK_CONTAINS(e, bad_kind_name_[k]);
+        CHECK_CONTAINS(e, at_s[w]);
+        CHECK_CONTAINS(e, sft_dtype_name(dts[d]));
+        /* a range read after the bad element is clean; one that holds it names the same
+         * index (counted from the tensor's start, not the range's) */
+        if (at[w] < 11) CHECK_EQ_INT(sft_check_finite(&m, st, at[w] + 1, out + at[w] + 1, 11 - at[w]), 0);
+        if (at[w] >= 1) {
+          CHECK_EQ_INT(sft_check_finite(&m, st, 1, out + 1, 11), ST_EINPUT);
+          CHECK_CONTAINS(st_errmsg(), at_s[w]);
+        }
+        sft_close(&m);
+      }
+  /* finite extremes are fine: FLT_MAX, the smallest subnormal, -0 */
+  float ok[3] = {3.4028235e38f, 1.4e-45f, -0.0f};
+  sft_tensor fake = {.name = "x", .dtype = SFT_F32, .ndim = 1, .shape = {3}, .numel = 3};
+  sft_model one = {.nfiles = 1, .paths = (char *[]){"x.safetensors"}};
+  CHECK_EQ_INT(sft_check_finite(&one, &fake, 0, ok, 3), 0);
+}
+
+/* The writers never put a NaN or an infinity into a file, nor a finite value the target dtype
+ * turns into one; the refusal names the tensor and index and leaves no file behind. */
+static void test_nonfinite_write(void) {
+  float a[4] = {1, 2, 3, 4}, b[6] = {0, 0, 0, 0, 0, 0};
+  sft_out_tensor t[2] = {{"a", 1, {4}, a}, {"b", 2, {2, 3}, b}};
+  char *p = tpath_("refused.safetensors"), *tmp = tpath_("refused.safetensors.tmp");
+  static const sft_dtype dts[] = {SFT_F32, SFT_BF16, SFT_F16};
+  const float bad[3] = {NAN, INFINITY, -INFINITY};
+  for (int d = 0; d < 3; d++)
+    for (int k = 0; k < 3; k++) {
+      b[5] = bad[k];
+      CHECK_EQ_INT(sft_write_f32(p, t, 2, dts[d]), ST_ERUNTIME);
+      CHECK_CONTAINS(st_errmsg(), "'b'");
+      CHECK_CONTAINS(st_errmsg(), "[1, 2]");
+      CHECK_CONTAINS(st_errmsg(), bad_kind_name_[k]);
+      CHECK(access(p, F_OK) != 0 && access(tmp, F_OK) != 0);
+    }
+  /* finite, but infinite once converted */
+  b[5] = 70000.0f; /* F16 max 65504 */
+  CHECK_EQ_INT(sft_write_f32(p, t, 2, SFT_F16), ST_ERUNTIME);
+  CHECK_CONTAINS(st_errmsg(), "infinite in F16");
+  CHECK(access(p, F_OK) != 0 && access(tmp, F_OK) != 0);
+  CHECK_EQ_INT(sft_write_f32(p, t, 2, SFT_BF16), 0); /* fine in BF16 */
+  b[5] = 3.4028235e38f; /* rounds up to infinity in BF16 */
+  CHECK_EQ_INT(sft_write_f32(p, t, 2, SFT_BF16), ST_ERUNTIME);
+  CHECK_CONTAINS(st_errmsg(), "infinite in BF16");
+  CHECK_EQ_INT(sft_write_f32(p, t, 2, SFT_F32), 0);
+  /* the streaming writer: a refused put, then abort, leaves nothing */
+  remove(p);
+  sft_writer *w;
+  b[5] = NAN;
+  CHECK_EQ_INT(sft_writer_open(p, t, 2, SFT_F32, &w), 0);
+  CHECK_EQ_INT(sft_writer_put(w, a), 0);
+  CHECK_EQ_INT(sft_writer_put(w, b), ST_ERUNTIME);
+  sft_writer_abort(w);
+  CHECK(access(p, F_OK) != 0 && access(tmp, F_OK) != 0);
+}
+
 static int rm_(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
   return remove(path);
 }
@@ -361,6 +447,8 @@ int main(void) {
   test_bad_inputs();
   test_writer();
   test_sharded();
+  test_nonfinite_read();
+  test_nonfinite_write();
   nftw(tmpdir_, rm_, 16, FTW_DEPTH | FTW_PHYS);
   return test_done();
 }

@@ -86,6 +86,11 @@ static int eval_run_(const char *model_dir, const char *data_path, long max_toke
   if (!rc && counted == 0)
     rc = st_fail(ST_EINPUT, "%s: no counted target tokens in the first %llu samples of %d tokens",
                  data_path, (unsigned long long)n_samples, T);
+  if (!rc && !isfinite(loss_sum))
+    rc = st_fail(ST_ERUNTIME,
+                 "%s: the loss on %s is %s: the model's forward pass overflows (its weights are "
+                 "finite, but too large for fp32 activations); no result",
+                 model_dir, data_path, isnan(loss_sum) ? "NaN" : "infinite");
   if (!rc) {
     double loss = loss_sum / (double)counted;
     if (comm_rank() == 0) {

@@ -101,6 +101,12 @@ static const job_key schema_[] = {
      "cosine decay to 0 at the last step; constant_with_warmup holds the peak after warmup."},
     {"training.max_grad_norm", JT_FLOAT, OFF(training.max_grad_norm), "1.0", 0, 0, INF, 0, NULL,
      "Clip the global gradient norm to this; 0: no clipping."},
+    {"training.on_nonfinite", JT_ENUM, OFF(training.on_nonfinite), "stop", 0, 0, 0, 0, "stop|skip",
+     "A step whose loss or global gradient norm is NaN or infinite never updates the model. "
+     "stop: end the run there with an error (exit 1), before anything is checkpointed or "
+     "exported, so the newest checkpoint is the last good state; skip: warn, leave parameters "
+     "and optimizer state as they were, and go on with the next batch (the step still counts). "
+     "Either way a checkpoint or export that would hold a non-finite value is refused."},
     {"training.seed", JT_INT, OFF(training.seed), "42", 0, 0, I64MAX, 0, NULL,
      "Seed of the data order (and of dropout-free training: the only randomness)."},
     {"training.bf16", JT_BOOL, OFF(training.bf16), "false", 0, 0, 0, 0, NULL,

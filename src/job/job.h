@@ -25,6 +25,7 @@ typedef enum {
 typedef enum { BACKEND_CPU = 0, BACKEND_CUDA, BACKEND_AUTO } job_backend;
 typedef enum { OFFLOAD_NONE = 0, OFFLOAD_CPU, OFFLOAD_CPU_TRAINABLE } job_offload; /* = fsdp_opts.offload */
 typedef enum { DATA_AUTO = 0, DATA_BIN, DATA_JSONL, DATA_TEXT } job_data_format;
+typedef enum { NONFINITE_STOP = 0, NONFINITE_SKIP } job_nonfinite;
 
 typedef struct {
   int n;
@@ -73,6 +74,7 @@ typedef struct {
     double adam_beta1, adam_beta2, adam_epsilon;
     job_lr_sched lr_scheduler_type;
     double max_grad_norm; /* 0: no clipping */
+    job_nonfinite on_nonfinite; /* a step whose loss or gradient norm is NaN/Inf: stop or skip */
     int64_t seed;
     int bf16;
     int64_t logging_steps;

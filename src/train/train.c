@@ -16,6 +16,7 @@
 #include "spectrum/analyze.h"
 #include "spectrum/unfrozen.h"
 #include "util/err.h"
+#include "util/finite.h"
 #include "util/fs.h"
 #include "util/mem.h"
 
@@ -194,6 +195,7 @@ int train_step(train_ctx *t, double *loss, double *grad_norm, double *lr) {
   rc = coll_allreduce_sum_f64(&loss_sum, 1);
   if (rc) return rc;
   *loss = counted ? loss_sum / (double)counted : NAN;
+  t->nonfinite = 0;
   lr_schedule sched;
   lr_schedule_parse(job_enum_name("training.lr_scheduler_type", j->training.lr_scheduler_type),
                     &sched);
@@ -201,8 +203,18 @@ int train_step(train_ctx *t, double *loss, double *grad_norm, double *lr) {
                    j->training.learning_rate);
   fsdp_adamw h = {j->training.adam_beta1, j->training.adam_beta2, j->training.adam_epsilon,
                   j->training.weight_decay, j->training.max_grad_norm};
+  /* a non-finite loss or gradient norm (both allreduced: every rank agrees) updates nothing */
+  *grad_norm = NAN;
+  if (counted && !isfinite(*loss)) {
+    t->nonfinite = 1;
+    return ST_OK;
+  }
   rc = fsdp_step(&t->fs, &h, *lr, (long)t->st.step + 1, grad_norm);
   if (rc) return rc;
+  if (!isfinite(*grad_norm)) {
+    t->nonfinite = 1;
+    return ST_OK;
+  }
   coll_counters_get(&c1);
   for (int c = 0; c < COLL_NCAT; c++) t->step_comm_bytes[c] = c1.bytes[c] - c0.bytes[c];
   t->st.step++;
@@ -265,7 +277,18 @@ int train_export_hf(train_ctx *t, const char *dir) {
   float **full = NULL;
   int rc = fsdp_gather_tensors(&t->fs, 0, 0, &full);
   int lrc = ST_OK;
-  if (!rc && t->rank == 0) {
+  for (int i = 0; !rc && t->rank == 0 && i < t->tt.n && !lrc; i++) {
+    const tensor_desc *d = &t->tt.t[i];
+    uint64_t bad = finite_first_bad_f32(full[i], d->numel);
+    char at[96];
+    if (bad < d->numel)
+      lrc = st_fail(ST_ERUNTIME,
+                    "step %lld: tensor '%s' holds %s at index %s: refusing to export a model "
+                    "with non-finite values to %s (nothing written)",
+                    (long long)t->st.step, d->name, finite_name(full[i][bad]),
+                    finite_index_str(bad, d->ndim, d->shape, at, sizeof at), dir);
+  }
+  if (!rc && !lrc && t->rank == 0) {
     lrc = fs_mkdir_p(dir);
     char *p = xasprintf("%s/config.json", dir);
     /* the tensors are written as F32 whatever the input stored: config.json must say so,
@@ -449,6 +472,54 @@ static void hms_(double s, char *buf, size_t len) {
 
 static json_t *num_(double x) { return isfinite(x) ? json_real(x) : json_null(); }
 
+/* After a train_step that saw a NaN/Inf loss or gradient norm (and applied nothing):
+ * training.on_nonfinite stop ends the run here, before any checkpoint or export; skip
+ * counts the step as done without an update. Every rank decides alike (allreduced values). */
+static int nonfinite_step_(train_ctx *t, double loss, double gnorm, double lr) {
+  const job_config *j = t->job;
+  long long s = (long long)t->st.step + 1;
+  char what[96];
+  if (!isfinite(loss))
+    snprintf(what, sizeof what, "the training loss is %s", finite_name(loss));
+  else
+    snprintf(what, sizeof what, "the gradient norm is %s (loss %.4f)", finite_name(gnorm), loss);
+  if (j->training.on_nonfinite == NONFINITE_SKIP) {
+    log_warn("step %lld/%lld: %s: step skipped (parameters and optimizer state unchanged; "
+             "training.on_nonfinite: skip)",
+             s, (long long)t->st.total_steps, what);
+    t->st.step++;
+    t->st.samples_seen += t->st.global_batch;
+    t->skipped_steps++;
+    return ST_OK;
+  }
+  return st_fail(ST_ERUNTIME,
+                 "step %lld/%lld: %s: stopping before anything non-finite reaches the model: "
+                 "nothing of this step was applied and nothing more is checkpointed or exported "
+                 "(the newest checkpoint in %s, if any, is the last good state). Lower "
+                 "training.learning_rate (%g now, %.3g at this step), keep "
+                 "training.max_grad_norm above 0 (%g now), check this step's data, or set "
+                 "training.on_nonfinite: skip",
+                 s, (long long)t->st.total_steps, what, j->output_dir, j->training.learning_rate,
+                 lr, j->training.max_grad_norm);
+}
+
+/* A validation loss that is NaN/Inf (the forward pass overflowed on the current weights). */
+static int nonfinite_eval_(train_ctx *t, double val) {
+  const job_config *j = t->job;
+  if (j->training.on_nonfinite == NONFINITE_SKIP) {
+    log_warn("step %lld: the validation loss is %s (training.on_nonfinite: skip: going on)",
+             (long long)t->st.step, finite_name(val));
+    return ST_OK;
+  }
+  return st_fail(ST_ERUNTIME,
+                 "step %lld: the validation loss is %s: the weights after this step overflow in "
+                 "the forward pass; stopping before they are checkpointed or exported (the "
+                 "newest checkpoint in %s, if any, is the last good state). Lower "
+                 "training.learning_rate (%g) or set training.on_nonfinite: skip",
+                 (long long)t->st.step, finite_name(val), j->output_dir,
+                 j->training.learning_rate);
+}
+
 int train_run(const job_config *job, const train_hooks *hooks) {
   static const train_hooks none = {0};
   if (!hooks) hooks = &none;
@@ -487,12 +558,17 @@ int train_run(const job_config *job, const train_hooks *hooks) {
     double t0 = time_now_s();
     rc = train_step(&t, &loss, &gnorm, &lr);
     if (rc) break;
+    if (t.nonfinite) {
+      rc = nonfinite_step_(&t, loss, gnorm, lr);
+      if (rc) break;
+    }
     steps_since_log++;
     step_s += time_now_s() - t0; /* throughput: training steps only (no eval, no saves) */
     int64_t s = t.st.step;
     int last = s == t.st.total_steps;
     int do_eval = (job->training.eval_steps > 0 && s % job->training.eval_steps == 0) || last;
     if (do_eval) rc = train_eval(&t, &val);
+    if (!rc && do_eval && t.data.val.n && !isfinite(val)) rc = nonfinite_eval_(&t, val);
     if (rc) break;
     int do_log = s % job->training.logging_steps == 0 || last || do_eval;
     if (do_log) {
@@ -525,6 +601,7 @@ int train_run(const job_config *job, const train_hooks *hooks) {
         json_object_set_new(o, key, json_integer((json_int_t)t.step_comm_bytes[c]));
       }
       if (do_eval) json_object_set_new(o, "val_loss", num_(val));
+      if (t.skipped_steps) json_object_set_new(o, "skipped_steps", json_integer(t.skipped_steps));
       rc = metrics_write(&mw, o);
       step_s = 0;
       steps_since_log = 0;

@@ -69,6 +69,9 @@ struct train_ctx {
   int stopped;            /* the run ended on an agreed stop request */
   char *snr_json_path;    /* the Spectrum scan's results JSON when train ran the scan, else NULL */
   uint64_t step_comm_bytes[COLL_NCAT]; /* logical bytes the last train_step moved */
+  int nonfinite;          /* the last train_step's loss or grad norm was NaN/Inf: it applied
+                             nothing and advanced nothing (train_run stops or skips) */
+  int64_t skipped_steps;  /* steps skipped so (training.on_nonfinite: skip) in this run */
 };
 
 /* Run the whole job. Returns 0, ST_EINPUT (bad inputs, every rank alike), ST_ERUNTIME, or
@@ -78,7 +81,10 @@ int train_run(const job_config *job, const train_hooks *hooks);
 /* Pieces, for tests and other commands. */
 int train_setup(train_ctx *t, const job_config *job);
 void train_teardown(train_ctx *t);
-/* One optimizer step (collective): fills loss (mean over the global batch) and grad norm. */
+/* One optimizer step (collective): fills loss (mean over the global batch) and grad norm.
+ * When either is NaN or infinite (every rank sees the same: both are allreduced) the step
+ * updates nothing, leaves the step counter and data position alone and sets t->nonfinite;
+ * train_run then stops (exit 1) or skips the batch (training.on_nonfinite). */
 int train_step(train_ctx *t, double *loss, double *grad_norm, double *lr);
 /* Mean validation loss over the job's validation set (collective); NaN when there is none. */
 int train_eval(train_ctx *t, double *val_loss);

@@ -11,6 +11,7 @@
 #include "io/model_dir.h"
 #include "model/config.h"
 #include "util/err.h"
+#include "util/finite.h"
 #include "util/fs.h"
 
 typedef struct {
@@ -28,7 +29,17 @@ static int fill_(void *vctx, const tensor_desc *d, float *out) {
         return st_fail(ST_EINPUT, "checkpoint %s: /params/%s has %llu elements, config.json "
                        "implies %llu", c->path, d->name, (unsigned long long)c->e[i].numel,
                        (unsigned long long)d->numel);
-      return ckpt_reader_read(c->r, &c->e[i], out);
+      int rc = ckpt_reader_read(c->r, &c->e[i], out);
+      uint64_t bad = rc ? 0 : finite_first_bad_f32(out, d->numel);
+      char at[96];
+      if (!rc && bad < d->numel)
+        rc = st_fail(ST_EINPUT,
+                     "checkpoint %s: /params/%s holds %s at index %s: not exported (a model "
+                     "must hold finite numbers; the checkpoint is damaged or older than "
+                     "spectrain's refusal to write them: export an earlier one)",
+                     c->path, d->name, finite_name(out[bad]),
+                     finite_index_str(bad, d->ndim, d->shape, at, sizeof at));
+      return rc;
     }
   return st_fail(ST_EINPUT, "checkpoint %s: /params/%s missing (config.json implies it)",
                  c->path, d->name);

@@ -8,6 +8,7 @@
 #include "model/optim.h"
 #include "mpi/comm.h"
 #include "util/err.h"
+#include "util/finite.h"
 #include "util/mem.h"
 
 /* Job keys that change how a run executes, not what it computes: they may differ between
@@ -85,6 +86,28 @@ static void slices_of_(train_ctx *t, ckpt_slices *l) {
   }
 }
 
+/* The first NaN/Inf in this rank's slices, or NULL: "/params/NAME holds NaN at index [i, j]". */
+static char *slices_nonfinite_(const train_ctx *t, const ckpt_slices *l) {
+  for (int i = 0; i < l->n; i++) {
+    const ckpt_slice *c = &l->s[i];
+    uint64_t bad = finite_first_bad_f32(c->data, c->count);
+    if (bad == c->count) continue;
+    const tensor_desc *d = &t->tt.t[c->tensor];
+    char at[96];
+    finite_index_str(c->begin + bad, d->ndim, d->shape, at, sizeof at);
+    return xasprintf("%s/%s holds %s at index %s", ckpt_kind_group(c->kind), d->name,
+                     finite_name(c->data[bad]), at);
+  }
+  return NULL;
+}
+
+/* rc agreed by every rank; a rank that is fine but sees another's failure says so. */
+static int agree_(int rc, const char *what) {
+  int all = comm_max_status(rc);
+  if (all && !rc) return st_fail(all, "another rank failed while %s (see its error above)", what);
+  return all;
+}
+
 static char **trainable_names_(const tensor_table *tt, int *n) {
   char **v = xmalloc((size_t)(tt->n ? tt->n : 1) * sizeof(char *));
   *n = 0;
@@ -121,10 +144,20 @@ static int save_hook_(train_ctx *t, const char *reason, void *arg) {
   /* the SNR table the trainable set came from, when train ran the scan itself */
   if (!rc && t->snr_json_path && !(m.snr_json = read_text_(t->snr_json_path)))
     rc = st_fail(ST_EINPUT, "%s: cannot read the Spectrum results", t->snr_json_path);
-  rc = comm_max_status(rc);
   m.trainable = trainable_names_(&t->tt, &m.n_trainable);
   ckpt_slices l = {0};
   slices_of_(t, &l);
+  /* nothing non-finite is ever written: the newest checkpoint stays the last good state */
+  char *bad = rc ? NULL : slices_nonfinite_(t, &l);
+  if (bad)
+    rc = st_fail(ST_ERUNTIME,
+                 "step %lld: %s: refusing to write a checkpoint with non-finite values (nothing "
+                 "written; the newest checkpoint in %s, if any, is the last good state). The "
+                 "update of this step overflowed: lower training.learning_rate (%g) or keep "
+                 "training.max_grad_norm above 0",
+                 (long long)t->st.step, bad, j->output_dir, j->training.learning_rate);
+  free(bad);
+  rc = agree_(rc, "checking the checkpoint's values");
   ckpt_save_opts o = {(int)j->training.save_total_limit};
   ckpt_save_stats st;
   if (!rc) rc = ckpt_save(j->output_dir, &t->tt, &m, l.s, l.n, &o, &st);
@@ -177,6 +210,15 @@ static int restore_hook_(train_ctx *t, void *arg) {
   slices_of_(t, &l);
   double t0 = time_now_s();
   rc = ckpt_load(c->resume_path, &t->tt, l.s, l.n);
+  char *bad = rc ? NULL : slices_nonfinite_(t, &l);
+  if (bad)
+    rc = st_fail(ST_EINPUT,
+                 "checkpoint %s: %s: a checkpoint with non-finite values cannot be resumed "
+                 "from (it is damaged, or older than spectrain's refusal to write them); resume "
+                 "from an earlier one (checkpoint.resume: PATH) or start over (--resume none)",
+                 c->resume_path, bad);
+  free(bad);
+  if (!rc || bad) rc = agree_(rc, "checking the checkpoint's values");
   ckpt_slices_free(&l);
   fsdp_pieces_done(&t->fs, !rc); /* compute shards: upload what was read into the copies */
   if (rc) return rc;

@@ -13,6 +13,7 @@ want=(build-essential cmake pkg-config git
       openmpi-bin libopenmpi-dev libscalapack-openmpi-dev libhdf5-openmpi-dev hdf5-tools
       libyaml-dev libopenblas-dev liblapacke-dev libjansson-dev
       libdnnl-dev               # oneDNN: the CPU bf16 matrix products (training.bf16)
+      libpcre2-dev libutf8proc-dev  # the tokenizer: Unicode regexes, normalization
       bible-kjv-text bible-kjv  # the tiny job's English text (scripts/prepare-tiny-data.sh)
       python3.11-doc python3)   # the main job's second domain (prepare-finetune-data.sh), its summary
 slurm=(slurmctld slurmd slurm-client munge)

@@ -12,6 +12,7 @@ set -euo pipefail
 want=(build-essential cmake pkg-config git
       openmpi-bin libopenmpi-dev libscalapack-openmpi-dev libhdf5-openmpi-dev hdf5-tools
       libyaml-dev libopenblas-dev liblapacke-dev libjansson-dev
+      libopenblas0-openmp       # OpenBLAS's OpenMP build: one thread pool with our loops
       libdnnl-dev               # oneDNN: the CPU bf16 matrix products (training.bf16)
       libpcre2-dev libutf8proc-dev  # the tokenizer: Unicode regexes, normalization
       bible-kjv-text bible-kjv  # the tiny job's English text (scripts/prepare-tiny-data.sh)

@@ -504,7 +504,7 @@ static void prune_(const char *dir, uint64_t step, int limit) {
   uint64_t *steps = NULL;
   char **paths = NULL;
   int n = 0, kept = 1;
-  if (ckpt_list(dir, &steps, &paths, &n)) return;
+  if (ckpt_list(dir, 0, &steps, &paths, &n)) return;
   for (int i = 0; i < n; i++) {
     if (steps[i] == step) continue;
     if (limit > 0 && kept >= limit) {
@@ -517,8 +517,6 @@ static void prune_(const char *dir, uint64_t step, int limit) {
   free(paths);
   free(steps);
 }
-
-static void remove_stale_tmp_(const char *dir, const char *keep);
 
 int ckpt_save(const char *dir, const tensor_table *tt, const ckpt_meta *meta,
               const ckpt_slice *s, int ns, const ckpt_save_opts *o, ckpt_save_stats *st) {
@@ -566,7 +564,7 @@ int ckpt_save(const char *dir, const tensor_table *tt, const ckpt_meta *meta,
         r = st_fail(ST_ERUNTIME, "cannot rename %s to %s: %s", tmp, st->path, strerror(errno));
       if (!r) r = fsync_path_(dir);
       if (!r) {
-        remove_stale_tmp_(dir, tmp);
+        ckpt_remove_tmp(dir, tmp, 0);
         prune_(dir, meta->step, o ? o->save_total_limit : 0);
       }
     }
@@ -844,24 +842,4 @@ void ckpt_reader_close(ckpt_reader *r) {
   if (!r) return;
   H5Fclose(r->file);
   free(r);
-}
-
-/* ---- directory helpers -------------------------------------------------------------------- */
-
-#include <dirent.h>
-
-static void remove_stale_tmp_(const char *dir, const char *keep) {
-  DIR *d = opendir(dir);
-  if (!d) return;
-  struct dirent *de;
-  while ((de = readdir(d))) {
-    unsigned long long step;
-    char tail[8];
-    if (sscanf(de->d_name, "ckpt-%llu.h5%7s", &step, tail) == 2 && strcmp(tail, ".tmp") == 0) {
-      char *p = xasprintf("%s/%s", dir, de->d_name);
-      if (strcmp(p, keep) != 0) unlink(p);
-      free(p);
-    }
-  }
-  closedir(d);
 }

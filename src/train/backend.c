@@ -57,7 +57,7 @@ int kernels_select(const char *key, int backend, int bf16, int local_rank, const
   case BACKEND_CPU:
     if (bf16) return no_bf16_("cpu", "training.backend is cpu"); /* bf16: only jobs set it */
     *out = kernels_cpu();
-    snprintf(desc_, sizeof desc_, "kernels: cpu (%s: cpu)", key);
+    snprintf(desc_, sizeof desc_, "kernels: cpu (%s: cpu), %s", key, kernels_cpu_threads());
     return ST_OK;
   case BACKEND_CUDA:
     return cuda_(key, bf16, local_rank, "cuda", out, transport);
@@ -71,7 +71,8 @@ int kernels_select(const char *key, int backend, int bf16, int local_rank, const
       return no_bf16_("cpu", msg);
     }
     *out = kernels_cpu();
-    snprintf(desc_, sizeof desc_, "kernels: cpu (%s: auto; no GPU: %s)", key, why);
+    snprintf(desc_, sizeof desc_, "kernels: cpu (%s: auto; no GPU: %s), %s", key, why,
+             kernels_cpu_threads());
     return ST_OK;
   }
   default:

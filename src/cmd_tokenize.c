@@ -28,6 +28,7 @@ typedef struct {
   char *out;         /* the output line */
   size_t out_len;
   size_t n_ids, counted;
+  int misaligned;
   char *err; /* NULL, or the message */
   int rc;
 } item;
@@ -61,7 +62,7 @@ static void run_item_(const sft_tokenizer *t, tok_scratch *s, item *it, int chat
     own = 1;
   }
   tok_ids ids = {0}, labels = {0};
-  it->rc = sft_encode(t, s, rec, chat, &ids, &labels);
+  it->rc = sft_encode(t, s, rec, chat, &ids, &labels, &it->misaligned);
   if (it->rc) {
     it->err = xstrdup(st_errmsg());
   } else {
@@ -97,7 +98,8 @@ typedef struct {
 } job_;
 
 static int tokenize_(const job_ *j, FILE *in, const json_t *squad, FILE *out, size_t *n_out,
-                     size_t *counted, size_t *longer, size_t *tokens) {
+                     size_t *counted, size_t *longer, size_t *tokens, size_t *misaligned,
+                     long *first_misaligned) {
   int nt = j->threads;
   tok_scratch **scratch = xcalloc((size_t)nt, sizeof *scratch);
   for (int i = 0; i < nt; i++) scratch[i] = tok_scratch_new(j->t->tok);
@@ -154,6 +156,7 @@ static int tokenize_(const job_ *j, FILE *in, const json_t *squad, FILE *out, si
         *counted += it->counted;
         *tokens += it->n_ids;
         *longer += j->max_length > 0 && it->n_ids > (size_t)j->max_length;
+        if (it->misaligned && !(*misaligned)++) *first_misaligned = it->lineno;
       }
       free(it->line);
       free(it->out);
@@ -190,7 +193,8 @@ int cmd_tokenize(int argc, char **argv) {
       "is replaced only when every record converted. The tokenizer is DIR/tokenizer.json\n"
       "(byte-level BPE: GPT-2, Llama 3, Qwen2/2.5, SmolLM2 and their kin), eos_token,\n"
       "bos_token and chat_template from DIR/tokenizer_config.json (or DIR/chat_template.jinja).\n"
-      "Chat templates spectrain renders: chatml, qwen2, qwen2.5, smollm2, llama3, llama3.1\n"
+      "Chat templates spectrain renders: chatml, qwen2, qwen2.5, qwen3, smollm2, llama3,\n"
+      "llama3.1 "
       "(recognised by their exact text; another is an error when a record needs it).\n"
       "Runs on rank 0 only; --threads workers (default: OMP_NUM_THREADS or every core)."};
   const char *tok_dir = NULL;
@@ -235,7 +239,8 @@ int cmd_tokenize(int argc, char **argv) {
   }
   if (!rc && !(out = fopen(tmp, "wb")))
     rc = st_fail(ST_ERUNTIME, "%s: cannot create: %s", tmp, strerror(errno));
-  size_t n = 0, counted = 0, longer = 0, tokens = 0;
+  size_t n = 0, counted = 0, longer = 0, tokens = 0, misaligned = 0;
+  long first_misaligned = 0;
   double t0 = time_now_s();
   if (!rc) {
     log_info("tokenize: %s/tokenizer.json, vocabulary %lld, chat template %s, %d thread%s", tok_dir,
@@ -243,7 +248,7 @@ int cmd_tokenize(int argc, char **argv) {
              !j.chat ? (t.template_text ? "not used (--no-chat)" : "none")
                      : t.template ? chat_template_name(t.template) : "not one spectrain knows",
              j.threads, j.threads == 1 ? "" : "s");
-    rc = tokenize_(&j, in, records, out, &n, &counted, &longer, &tokens);
+    rc = tokenize_(&j, in, records, out, &n, &counted, &longer, &tokens, &misaligned, &first_misaligned);
   }
   if (out && fclose(out) != 0 && !rc) rc = st_fail(ST_ERUNTIME, "%s: write failed: %s", tmp, strerror(errno));
   if (!rc && rename(tmp, j.output) != 0)
@@ -255,6 +260,11 @@ int cmd_tokenize(int argc, char **argv) {
       log_info("%s: %zu records, %zu counted targets, %zu longer than %ld", j.output, n, counted, longer, max_length);
     else log_info("%s: %zu records, %zu counted targets", j.output, n, counted);
     log_info("tokenize: %zu tokens in %.2f s (%.0f tokens/s)", tokens, dt, dt > 0 ? (double)tokens / dt : 0.0);
+    if (misaligned)
+      log_warn("%s: %zu messages records (the first on line %ld): the chat template renders the "
+               "conversation up to an assistant turn differently from inside the whole (Qwen3 writes "
+               "a think block on the last turn only), so their labels, made as "
+               "prepare_sft_jsonl.py makes them, also cover tokens outside the assistant turns", j.input, misaligned, first_misaligned);
   }
   if (in) fclose(in);
   json_decref(records);

@@ -158,7 +158,137 @@ static const char T_SMOLLM2[] =
     "'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n"
     "' }}{% endif %}";
 
-typedef enum { CT_CHATML, CT_LLAMA3, CT_LLAMA31 } ct_kind;
+static const char T_QWEN3_A[] =
+    "{%- if tools %}\n    {{- '<|im_start|>system\\n' }}\n"
+    "    {%- if messages[0].role == 'system' %}\n"
+    "        {{- messages[0].content + '\\n\\n' }}\n"
+    "    {%- endif %}\n    {{- \"# Tools\\n\\nYou may call one or more functions to assist with the u"
+    "ser query.\\n\\nYou are provided with function signatures within <tools></tools> XML tags:\\n<to"
+    "ols>\" }}\n    {%- for tool in tools %}\n"
+    "        {{- \"\\n\" }}\n        {{- tool | tojson }}\n"
+    "    {%- endfor %}\n    {{- \"\\n</tools>\\n\\nFor each function call, return a json object with "
+    "function name and arguments within <tool_call></tool_call> XML tags:\\n<tool_call>\\n{\\\"name\\"
+    "\": <function-name>, \\\"arguments\\\": <args-json-object>}\\n</tool_call><|im_end|>\\n\" }}\n"
+    "{%- else %}\n    {%- if messages[0].role == 'system' %}\n"
+    "        {{- '<|im_start|>system\\n' + messages[0].content + '<|im_end|>\\n' }}\n"
+    "    {%- endif %}\n{%- endif %}\n{%- set ns = namespace(multi_step_tool=true, last_query_index=me"
+    "ssages|length - 1) %}\n{%- for message in messages[::-1] %}\n"
+    "    {%- set index = (messages|length - 1) - loop.index0 %}\n"
+    "    {%- if ns.multi_step_tool and message.role == \"user\" and not(message.content.startswith('<"
+    "tool_response>') and message.content.endswith('</tool_response>')) %}\n"
+    "        {%- set ns.multi_step_tool = false %}\n"
+    "        {%- set ns.last_query_index = index %}\n"
+    "    {%- endif %}\n{%- endfor %}\n{%- for message in messages %}\n"
+    "    {%- if (message.role == \"user\") or (message.role == \"system\" and not loop.first) %}\n"
+    "        {{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + '\\n' }}\n"
+    "    {%- elif message.role == \"assistant\" %}\n"
+    "        {%- set content = message.content %}\n"
+    "        {%- set reasoning_content = '' %}\n"
+    "        {%- if message.reasoning_content is defined and message.reasoning_content is not none %}"
+    "\n            {%- set reasoning_content = message.reasoning_content %}\n"
+    "        {%- else %}\n            {%- if '</think>' in message.content %}\n"
+    "                {%- set content = message.content.split('</think>')[-1].lstrip('\\n') %}\n"
+    "                {%- set reasoning_content = message.content.split('</think>')[0].rstrip('\\n').s"
+    "plit('<think>')[-1].lstrip('\\n') %}\n            {%- endif %}\n"
+    "        {%- endif %}\n        {%- if loop.index0 > ns.last_query_index %}\n"
+    "            {%- if loop.last or (not loop.last and reasoning_content) %}\n"
+    "                {{- '<|im_start|>' + message.role + '\\n<think>\\n' + reasoning_content.strip('"
+    "\\n') + '\\n</think>\\n\\n' + content.lstrip('\\n') }}\n"
+    "            {%- else %}\n                {{- '<|im_start|>' + message.role + '\\n' + content }}"
+    "\n            {%- endif %}\n        {%- else %}\n"
+    "            {{- '<|im_start|>' + message.role + '\\n' + content }}\n"
+    "        {%- endif %}\n        {%- if message.tool_calls %}\n"
+    "            {%- for tool_call in message.tool_calls %}\n"
+    "                {%- if (loop.first and content) or (not loop.first) %}\n"
+    "                    {{- '\\n' }}\n                {%- endif %}\n"
+    "                {%- if tool_call.function %}\n"
+    "                    {%- set tool_call = tool_call.function %}\n"
+    "                {%- endif %}\n                {{- '<tool_call>\\n{\"name\": \"' }}\n"
+    "                {{- tool_call.name }}\n                {{- '\", \"arguments\": ' }}\n"
+    "                {%- if tool_call.arguments is string %}\n"
+    "                    {{- tool_call.arguments }}\n"
+    "                {%- else %}\n                    {{- tool_call.arguments | tojson }}\n"
+    "                {%- endif %}\n                {{- '}\\n</tool_call>' }}\n"
+    "            {%- endfor %}\n        {%- endif %}\n"
+    "        {{- '<|im_end|>\\n' }}\n    {%- elif message.role == \"tool\" %}\n"
+    "        {%- if loop.first or (messages[loop.index0 - 1].role != \"tool\") %}\n"
+    "            {{- '<|im_start|>user' }}\n        {%- endif %}\n"
+    "        {{- '\\n<tool_response>\\n' }}\n        {{- message.content }}\n"
+    "        {{- '\\n</tool_response>' }}\n        {%- if loop.last or (messages[loop.index0 + 1].rol"
+    "e != \"tool\") %}\n            {{- '<|im_end|>\\n' }}\n"
+    "        {%- endif %}\n    {%- endif %}\n{%- endfor %}\n"
+    "{%- if add_generation_prompt %}\n    {{- '<|im_start|>assistant\\n' }}\n"
+    "    {%- if enable_thinking is defined and enable_thinking is false %}\n"
+    "        {{- '<think>\\n\\n</think>\\n\\n' }}\n"
+    "    {%- endif %}\n{%- endif %}";
+
+static const char T_QWEN3_B[] =
+    "{%- if tools %}\n    {{- '<|im_start|>system\\n' }}\n"
+    "    {%- if messages[0].role == 'system' %}\n"
+    "        {{- messages[0].content + '\\n\\n' }}\n"
+    "    {%- endif %}\n    {{- \"# Tools\\n\\nYou may call one or more functions to assist with the u"
+    "ser query.\\n\\nYou are provided with function signatures within <tools></tools> XML tags:\\n<to"
+    "ols>\" }}\n    {%- for tool in tools %}\n"
+    "        {{- \"\\n\" }}\n        {{- tool | tojson }}\n"
+    "    {%- endfor %}\n    {{- \"\\n</tools>\\n\\nFor each function call, return a json object with "
+    "function name and arguments within <tool_call></tool_call> XML tags:\\n<tool_call>\\n{\\\"name\\"
+    "\": <function-name>, \\\"arguments\\\": <args-json-object>}\\n</tool_call><|im_end|>\\n\" }}\n"
+    "{%- else %}\n    {%- if messages[0].role == 'system' %}\n"
+    "        {{- '<|im_start|>system\\n' + messages[0].content + '<|im_end|>\\n' }}\n"
+    "    {%- endif %}\n{%- endif %}\n{%- set ns = namespace(multi_step_tool=true, last_query_index=me"
+    "ssages|length - 1) %}\n{%- for message in messages[::-1] %}\n"
+    "    {%- set index = (messages|length - 1) - loop.index0 %}\n"
+    "    {%- if ns.multi_step_tool and message.role == \"user\" and message.content is string and not"
+    "(message.content.startswith('<tool_response>') and message.content.endswith('</tool_response>'))"
+    " %}\n        {%- set ns.multi_step_tool = false %}\n"
+    "        {%- set ns.last_query_index = index %}\n"
+    "    {%- endif %}\n{%- endfor %}\n{%- for message in messages %}\n"
+    "    {%- if message.content is string %}\n"
+    "        {%- set content = message.content %}\n"
+    "    {%- else %}\n        {%- set content = '' %}\n"
+    "    {%- endif %}\n    {%- if (message.role == \"user\") or (message.role == \"system\" and not l"
+    "oop.first) %}\n        {{- '<|im_start|>' + message.role + '\\n' + content + '<|im_end|>' + '\\n"
+    "' }}\n    {%- elif message.role == \"assistant\" %}\n"
+    "        {%- set reasoning_content = '' %}\n"
+    "        {%- if message.reasoning_content is string %}\n"
+    "            {%- set reasoning_content = message.reasoning_content %}\n"
+    "        {%- else %}\n            {%- if '</think>' in content %}\n"
+    "                {%- set reasoning_content = content.split('</think>')[0].rstrip('\\n').split('<t"
+    "hink>')[-1].lstrip('\\n') %}\n                {%- set content = content.split('</think>')[-1].ls"
+    "trip('\\n') %}\n            {%- endif %}\n"
+    "        {%- endif %}\n        {%- if loop.index0 > ns.last_query_index %}\n"
+    "            {%- if loop.last or (not loop.last and reasoning_content) %}\n"
+    "                {{- '<|im_start|>' + message.role + '\\n<think>\\n' + reasoning_content.strip('"
+    "\\n') + '\\n</think>\\n\\n' + content.lstrip('\\n') }}\n"
+    "            {%- else %}\n                {{- '<|im_start|>' + message.role + '\\n' + content }}"
+    "\n            {%- endif %}\n        {%- else %}\n"
+    "            {{- '<|im_start|>' + message.role + '\\n' + content }}\n"
+    "        {%- endif %}\n        {%- if message.tool_calls %}\n"
+    "            {%- for tool_call in message.tool_calls %}\n"
+    "                {%- if (loop.first and content) or (not loop.first) %}\n"
+    "                    {{- '\\n' }}\n                {%- endif %}\n"
+    "                {%- if tool_call.function %}\n"
+    "                    {%- set tool_call = tool_call.function %}\n"
+    "                {%- endif %}\n                {{- '<tool_call>\\n{\"name\": \"' }}\n"
+    "                {{- tool_call.name }}\n                {{- '\", \"arguments\": ' }}\n"
+    "                {%- if tool_call.arguments is string %}\n"
+    "                    {{- tool_call.arguments }}\n"
+    "                {%- else %}\n                    {{- tool_call.arguments | tojson }}\n"
+    "                {%- endif %}\n                {{- '}\\n</tool_call>' }}\n"
+    "            {%- endfor %}\n        {%- endif %}\n"
+    "        {{- '<|im_end|>\\n' }}\n    {%- elif message.role == \"tool\" %}\n"
+    "        {%- if loop.first or (messages[loop.index0 - 1].role != \"tool\") %}\n"
+    "            {{- '<|im_start|>user' }}\n        {%- endif %}\n"
+    "        {{- '\\n<tool_response>\\n' }}\n        {{- content }}\n"
+    "        {{- '\\n</tool_response>' }}\n        {%- if loop.last or (messages[loop.index0 + 1].rol"
+    "e != \"tool\") %}\n            {{- '<|im_end|>\\n' }}\n"
+    "        {%- endif %}\n    {%- endif %}\n{%- endfor %}\n"
+    "{%- if add_generation_prompt %}\n    {{- '<|im_start|>assistant\\n' }}\n"
+    "    {%- if enable_thinking is defined and enable_thinking is false %}\n"
+    "        {{- '<think>\\n\\n</think>\\n\\n' }}\n"
+    "    {%- endif %}\n{%- endif %}";
+
+typedef enum { CT_CHATML, CT_QWEN3, CT_LLAMA3, CT_LLAMA31 } ct_kind;
 
 struct chat_template {
   const char *name, *model, *text;
@@ -172,6 +302,8 @@ static const chat_template templates_[] = {
     {"qwen2", "Qwen2-Instruct", T_QWEN2, CT_CHATML, "You are a helpful assistant.", 0},
     {"qwen2.5", "Qwen2.5-Instruct", T_QWEN25, CT_CHATML,
      "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.", 1},
+    {"qwen3", "Qwen3, first release", T_QWEN3_A, CT_QWEN3, NULL, 1},
+    {"qwen3", "Qwen3, revised", T_QWEN3_B, CT_QWEN3, NULL, 1},
     {"smollm2", "SmolLM2-Instruct", T_SMOLLM2, CT_CHATML,
      "You are a helpful AI assistant named SmolLM, trained by Hugging Face", 0},
     {"llama3", "Meta-Llama-3-Instruct", T_LLAMA3, CT_LLAMA3, NULL, 0},
@@ -283,6 +415,76 @@ static void llama_turn_(sbuf *b, const char *role, const char *content, size_t l
   puts_(b, "<|eot_id|>");
 }
 
+/* the first / last occurrence of needle in s[0..len), or NULL */
+static const char *find_(const char *s, size_t len, const char *needle, int last) {
+  size_t k = strlen(needle);
+  const char *hit = NULL;
+  for (size_t i = 0; i + k <= len; i++)
+    if (memcmp(s + i, needle, k) == 0) {
+      hit = s + i;
+      if (!last) break;
+    }
+  return hit;
+}
+
+/* Qwen3: no default system turn; an assistant turn's "<think>...</think>" is taken out of its
+ * content and written back, as "<think>\nR\n</think>\n\n", only on the turns after the last
+ * user query (the last turn, or one with reasoning); Python's split/strip as the template. */
+static void render_qwen3_(sbuf *b, const chat_msg *m, int n) {
+  if (strcmp(m[0].role, "system") == 0) chatml_turn_(b, "system", m[0].content, m[0].content_len);
+  int last_query = n - 1;
+  for (int i = n - 1; i >= 0; i--) {
+    const char *c = m[i].content;
+    size_t len = m[i].content_len;
+    int wrapped = len >= 15 && memcmp(c, "<tool_response>", 15) == 0 && len >= 16 &&
+                  memcmp(c + len - 16, "</tool_response>", 16) == 0;
+    if (strcmp(m[i].role, "user") == 0 && !wrapped) {
+      last_query = i;
+      break;
+    }
+  }
+  for (int i = 0; i < n; i++) {
+    const char *c = m[i].content;
+    size_t len = m[i].content_len;
+    if (strcmp(m[i].role, "user") == 0 || (strcmp(m[i].role, "system") == 0 && i > 0)) {
+      chatml_turn_(b, m[i].role, c, len);
+      continue;
+    }
+    if (strcmp(m[i].role, "assistant") != 0) continue;
+    const char *r = "";
+    size_t rlen = 0;
+    const char *end_first = find_(c, len, "</think>", 0);
+    if (end_first) {
+      /* reasoning = content.split('</think>')[0].rstrip('\n').split('<think>')[-1].lstrip('\n') */
+      r = c;
+      rlen = (size_t)(end_first - c);
+      while (rlen && r[rlen - 1] == '\n') rlen--;
+      const char *open = find_(r, rlen, "<think>", 1);
+      if (open) {
+        rlen -= (size_t)(open + 7 - r);
+        r = open + 7;
+      }
+      while (rlen && r[0] == '\n') r++, rlen--;
+      /* content = content.split('</think>')[-1].lstrip('\n') */
+      const char *end_last = find_(c, len, "</think>", 1) + 8;
+      len -= (size_t)(end_last - c);
+      c = end_last;
+      while (len && c[0] == '\n') c++, len--;
+    }
+    puts_(b, "<|im_start|>assistant\n");
+    if (i > last_query && (i == n - 1 || rlen > 0)) {
+      while (rlen && r[0] == '\n') r++, rlen--; /* reasoning.strip('\n') */
+      while (rlen && r[rlen - 1] == '\n') rlen--;
+      puts_(b, "<think>\n");
+      put_(b, r, rlen);
+      puts_(b, "\n</think>\n\n");
+      while (len && c[0] == '\n') c++, len--; /* content.lstrip('\n') */
+    }
+    put_(b, c, len);
+    puts_(b, "<|im_end|>\n");
+  }
+}
+
 int chat_template_render(const chat_template *ct, const chat_msg *m, int n,
                          int add_generation_prompt, const char *bos, char **out, size_t *len) {
   *out = NULL;
@@ -296,6 +498,9 @@ int chat_template_render(const chat_template *ct, const chat_msg *m, int n,
     if (m[i].has_tool_calls)
       return st_fail(ST_EINPUT, "messages[%d]: tool calls are not supported (chat template %s "
                      "renders them specially)", i, ct->name);
+    if (m[i].has_reasoning_content && ct->kind == CT_QWEN3)
+      return st_fail(ST_EINPUT, "messages[%d]: reasoning_content is not supported (write the "
+                     "reasoning as <think>...</think> in content: chat template %s moves it)", i, ct->name);
     int ok = strcmp(m[i].role, "user") == 0 || strcmp(m[i].role, "assistant") == 0 ||
              strcmp(m[i].role, "system") == 0;
     if (!ok)
@@ -313,6 +518,10 @@ int chat_template_render(const chat_template *ct, const chat_msg *m, int n,
     if (ct->default_system && strcmp(m[0].role, "system") != 0)
       chatml_turn_(&b, "system", ct->default_system, strlen(ct->default_system));
     for (int i = 0; i < n; i++) chatml_turn_(&b, m[i].role, m[i].content, m[i].content_len);
+    if (add_generation_prompt) puts_(&b, "<|im_start|>assistant\n");
+    break;
+  case CT_QWEN3:
+    render_qwen3_(&b, m, n);
     if (add_generation_prompt) puts_(&b, "<|im_start|>assistant\n");
     break;
   case CT_LLAMA3:

@@ -4,6 +4,8 @@
  *   chatml    Hugging Face's ChatML template (no default system message)
  *   qwen2     Qwen2-Instruct (ChatML, default system "You are a helpful assistant.")
  *   qwen2.5   Qwen2.5-Instruct (ChatML, default system "You are Qwen, created by ...")
+ *   qwen3     Qwen3, its first release and its revision (ChatML without a default system;
+ *             <think> blocks kept only on the assistant turns after the last user query)
  *   smollm2   SmolLM2-Instruct (ChatML, default system "You are a helpful AI assistant
  *             named SmolLM, trained by Hugging Face")
  *   llama3    Meta-Llama-3-Instruct (headers, contents stripped as Python's str.strip)
@@ -22,6 +24,7 @@ typedef struct {
   const char *content; /* UTF-8, content_len bytes (may hold NUL characters) */
   size_t content_len;
   int has_tool_calls;  /* the message has a "tool_calls" key */
+  int has_reasoning_content; /* ... a "reasoning_content" key */
 } chat_msg;
 
 /* The template whose text is `text` (a single trailing newline ignored, as Jinja does), or

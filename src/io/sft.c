@@ -131,11 +131,12 @@ void sft_tokenizer_close(sft_tokenizer *t) {
 static int template_(const sft_tokenizer *t, const char *what) {
   if (t->template) return 0;
   if (!t->template_text)
-    return st_fail(ST_EINPUT, "%s need a chat template, and %s has none (tokenizer_config.json: "
-                   "chat_template, or chat_template.jinja)", what, t->dir);
+    return st_fail(ST_EINPUT, "%s are rendered with the chat template, and %s has none "
+                   "(tokenizer_config.json: chat_template, or chat_template.jinja)", what, t->dir);
   char desc[2048];
   chat_template_describe(t->template_text, desc, sizeof desc);
-  return st_fail(ST_EINPUT, "%s need the chat template of %s: %s", what, t->template_source, desc);
+  return st_fail(ST_EINPUT, "%s are rendered with the chat template, and %s holds %s", what,
+                 t->template_source, desc);
 }
 
 static int render_ids_(const sft_tokenizer *t, tok_scratch *s, const chat_msg *m, int n, int gen,
@@ -169,10 +170,9 @@ static int prompt_completion_(const sft_tokenizer *t, tok_scratch *s, const json
   if (!rc) rc = str_(rec, "completion", "", &c, &lc);
   if (rc) return rc;
   if (chat) {
-    if ((rc = template_(t, "prompt/completion records with the chat template (the default when "
-                        "there is one; --no-chat renders them as plain text)")))
+    if ((rc = template_(t, "prompt/completion records (without --no-chat)")))
       return rc;
-    chat_msg m[2] = {{"user", p, lp, 0}, {"assistant", c, lc, 0}};
+    chat_msg m[2] = {{"user", p, lp, 0, 0}, {"assistant", c, lc, 0, 0}};
     tok_ids prompt = {0};
     rc = render_ids_(t, s, m, 1, 1, &prompt);
     if (!rc) rc = render_ids_(t, s, m, 2, 0, ids);
@@ -197,7 +197,7 @@ static int prompt_completion_(const sft_tokenizer *t, tok_scratch *s, const json
 }
 
 static int messages_(const sft_tokenizer *t, tok_scratch *s, const json_t *list, tok_ids *ids,
-                     tok_ids *labels) {
+                     tok_ids *labels, int *misaligned) {
   if (!json_is_array(list))
     return st_fail(ST_EINPUT, "messages: expected an array of {\"role\", \"content\"}, found %s", kind_(list));
   int rc = template_(t, "messages records");
@@ -217,6 +217,7 @@ static int messages_(const sft_tokenizer *t, tok_scratch *s, const json_t *list,
     if (strlen(m[i].role) != len) rc = st_fail(ST_EINPUT, "messages[%d].role: holds a NUL character", i);
     if (!rc) rc = str_(o, "content", where, &m[i].content, &m[i].content_len);
     m[i].has_tool_calls = json_object_get(o, "tool_calls") != NULL;
+    m[i].has_reasoning_content = json_object_get(o, "reasoning_content") != NULL;
   }
   if (!rc) rc = render_ids_(t, s, m, n, 0, ids);
   if (!rc) fill_ignore_(labels, ids->n);
@@ -228,6 +229,8 @@ static int messages_(const sft_tokenizer *t, tok_scratch *s, const json_t *list,
     size_t start = part.n;
     part.n = 0;
     if (!rc) rc = render_ids_(t, s, m, i + 1, 0, &part);
+    if (!rc && (part.n > ids->n || memcmp(part.v, ids->v, part.n * sizeof *part.v) != 0))
+      *misaligned = 1; /* the conversation up to this turn is not a prefix of the whole */
     size_t end = part.n < ids->n ? part.n : ids->n;
     for (size_t j = start; !rc && j < end; j++) labels->v[j] = ids->v[j];
   }
@@ -237,11 +240,13 @@ static int messages_(const sft_tokenizer *t, tok_scratch *s, const json_t *list,
 }
 
 int sft_encode(const sft_tokenizer *t, tok_scratch *s, const json_t *rec, int chat, tok_ids *ids,
-               tok_ids *labels) {
+               tok_ids *labels, int *misaligned) {
+  *misaligned = 0;
   if (!json_is_object(rec)) return st_fail(ST_EINPUT, "expected a JSON object, found %s", kind_(rec));
   if (json_object_get(rec, "prompt") && json_object_get(rec, "completion"))
     return prompt_completion_(t, s, rec, chat, ids, labels);
-  if (json_object_get(rec, "messages")) return messages_(t, s, json_object_get(rec, "messages"), ids, labels);
+  if (json_object_get(rec, "messages"))
+    return messages_(t, s, json_object_get(rec, "messages"), ids, labels, misaligned);
   if (json_object_get(rec, "text")) {
     const char *x;
     size_t len;

@@ -39,9 +39,12 @@ int sft_tokenizer_open(const char *dir, sft_tokenizer *out);
 void sft_tokenizer_close(sft_tokenizer *t);
 
 /* One record (a JSON object) into ids and labels (appended to empty arrays). chat: render
- * prompt/completion records with the chat template. ST_EINPUT naming the key. */
+ * prompt/completion records with the chat template. ST_EINPUT naming the key.
+ * *misaligned = 1 for a messages record whose conversation up to an assistant turn is not a
+ * prefix of the whole (Qwen3 writes a think block on the last turn only): its labels, made as
+ * prepare_sft_jsonl.py computes them, then also cover tokens outside that turn. */
 int sft_encode(const sft_tokenizer *t, tok_scratch *s, const json_t *rec, int chat, tok_ids *ids,
-               tok_ids *labels);
+               tok_ids *labels, int *misaligned);
 
 /* SQuAD v1.1/v2.0 JSON (data[].paragraphs[].qas[]) as prompt/completion records: a
  * question with answers becomes {"prompt": "Context: ...\nQuestion: ...\nAnswer:",

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# spectrain tokenize end to end: for four tokenizer families (GPT-2 without a chat template,
-# Llama 3 with Llama 3.1's, Qwen2 with Qwen2.5's, SmolLM2's real tokenizer and template),
+# spectrain tokenize end to end: for five tokenizer families (GPT-2 without a chat template,
+# Llama 3 with Llama 3.1's, Qwen2 with Qwen2.5's and with Qwen3's, SmolLM2's real tokenizer
+# and template),
 # prompt/completion, messages and text records, SQuAD and --no-chat, on 1 and 2 threads, the
 # output must be byte for byte what scripts/prepare_sft_jsonl.py wrote with transformers
 # (tests/fixtures/tokenizer/sft, made by make_fixtures.py); then the errors: a prompt the
@@ -18,18 +19,27 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 mkdir -p "$W/smollm2"
 gzip -dc "$F/smollm2/tokenizer.json.gz" > "$W/smollm2/tokenizer.json"
 cp "$F/smollm2/tokenizer_config.json" "$W/smollm2/"
-dir_of() { [[ $1 == smollm2 ]] && echo "$W/smollm2" || echo "$F/$1"; }
+# qwen3: Qwen2's tokenizer with (the revised) Qwen3 chat template, as make_fixtures.py has it
+mkdir -p "$W/qwen3"
+cp "$F/qwen2/tokenizer.json" "$W/qwen3/"
+python3 - "$F" "$W/qwen3/tokenizer_config.json" <<'EOF'
+import json, sys
+cfg = json.load(open(sys.argv[1] + "/qwen2/tokenizer_config.json"))
+cfg["chat_template"] = [t for t in json.load(open(sys.argv[1] + "/chat_templates.json")) if t["name"] == "qwen3"][-1]["template"]
+json.dump(cfg, open(sys.argv[2], "w"))
+EOF
+dir_of() { [[ $1 == smollm2 || $1 == qwen3 ]] && echo "$W/$1" || echo "$F/$1"; }
 
 same() { # OUTPUT EXPECTED WHAT
   cmp -s "$1" "$2" || { diff <(head -c 3000 "$1") <(head -c 3000 "$2") | head -20; fail "$3: differs from $2"; }
 }
 
-for fam in gpt2 llama3 qwen2 smollm2; do
+for fam in gpt2 llama3 qwen2 qwen3 smollm2; do
   d=$(dir_of $fam)
   src=$F/sft/records.jsonl
   [[ $fam == gpt2 ]] && src=$F/sft/plain.jsonl # no chat template: no messages records
   threads="1 2"
-  [[ $fam == gpt2 || $fam == qwen2 ]] && threads=2 # (each run starts MPI: keep the count down)
+  [[ $fam == gpt2 || $fam == qwen2 || $fam == qwen3 ]] && threads=2 # (each run starts MPI: few runs)
   for th in $threads; do
     "$SPECTRAIN" tokenize "$src" "$W/out/$fam.$th.jsonl" --tokenizer "$d" --threads $th > "$W/log" ||
       { cat "$W/log"; fail "$fam: tokenize failed"; }
@@ -47,6 +57,15 @@ print(f"{len(recs)} records, {n} counted targets")' "$F/sft/$fam.jsonl")
   if [[ -f $F/sft/$fam.nochat.jsonl ]]; then
     "$SPECTRAIN" tokenize "$src" "$W/out/$fam.nochat.jsonl" --no-chat --tokenizer "$d" > "$W/log"
     same "$W/out/$fam.nochat.jsonl" "$F/sft/$fam.nochat.jsonl" "$fam --no-chat"
+  fi
+  # Qwen3 writes a (possibly empty) think block on the last turn only: prepare_sft_jsonl.py's
+  # masks of multi-turn conversations stray past their assistant turns, which is said
+  if [[ $fam == qwen3 ]]; then
+    "$SPECTRAIN" tokenize "$src" "$W/out/q3.jsonl" --tokenizer "$d" > "$W/log" 2>&1
+    grep -qE "warning: .*records.jsonl: [0-9]+ messages records \(the first on line [0-9]+\)" "$W/log" ||
+      { cat "$W/log"; fail "qwen3: no warning about the masks of the records with reasoning"; }
+  else
+    ! grep -q "warning" "$W/log" || { cat "$W/log"; fail "$fam: unexpected warning"; }
   fi
   echo "$fam: identical to prepare_sft_jsonl.py (records, SQuAD$([[ $fam != gpt2 ]] && echo ', --no-chat'))"
 done
@@ -71,7 +90,7 @@ expect_error "prefix" "prefix_error.jsonl:2: the chat template renders the promp
   "$F/sft/prefix_error.jsonl" "$W/kept.jsonl" --tokenizer "$W/smollm2"
 expect_error "add_prefix_space" "renders the prompt differently inside the conversation" \
   "$F/sft/records.jsonl" "$W/kept.jsonl" --tokenizer "$F/options"
-expect_error "no template" "messages records need a chat template, and $F/gpt2 has none" \
+expect_error "no template" "messages records are rendered with the chat template, and $F/gpt2 has none" \
   "$F/sft/records.jsonl" "$W/kept.jsonl" --tokenizer "$F/gpt2"
 mkdir -p "$W/llama2"
 cp "$F/qwen2/tokenizer.json" "$W/llama2/"

@@ -90,7 +90,7 @@ int main(void) {
   /* roles and tool calls a template renders specially are refused by name */
   const chat_template *q = chat_template_find(
       json_string_value(json_object_get(json_array_get(all, 2), "template")));
-  chat_msg tool[2] = {{"user", "hi", 2, 0}, {"tool", "42", 2, 0}};
+  chat_msg tool[2] = {{"user", "hi", 2, 0, 0}, {"tool", "42", 2, 0, 0}};
   char *out = NULL;
   size_t len;
   if (q) {

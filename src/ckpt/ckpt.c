@@ -25,7 +25,7 @@ int ckpt_resolve_resume(const char *dir, const char *mode, char **path) {
   char **paths = NULL;
   int n = 0;
   if (comm_rank() == 0) {
-    ckpt_list(dir, &steps, &paths, &n);
+    ckpt_list(dir, 1, &steps, &paths, &n);
     for (int i = 0; i < n; i++) free(paths[i]);
     free(paths);
     cnt = (uint64_t)n;
@@ -35,7 +35,16 @@ int ckpt_resolve_resume(const char *dir, const char *mode, char **path) {
   if (!rc && cnt) rc = comm_bcast(steps, cnt * sizeof *steps, 0);
   for (uint64_t i = 0; i < cnt && !rc && !*path; i++) {
     char *p = xasprintf("%s/ckpt-%llu.h5", dir, (unsigned long long)steps[i]);
-    if (ckpt_verify(p) == 0) {
+    int v = ckpt_verify(p);
+    ckpt_meta m = {0};
+    if (!v) v = ckpt_read_meta(p, 1, &m);
+    /* a copied or renamed file would be taken as newest on every restart, forever */
+    if (!v && m.step != steps[i])
+      v = st_fail(ST_EINPUT, "%s holds the state after step %llu, not %llu (a renamed or "
+                  "copied checkpoint?): not resuming from it",
+                  p, (unsigned long long)m.step, (unsigned long long)steps[i]);
+    ckpt_meta_free(&m);
+    if (v == 0) {
       *path = p;
     } else {
       if (comm_rank() == 0)

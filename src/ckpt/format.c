@@ -78,16 +78,31 @@ uint64_t ckpt_hash_range(uint64_t begin, uint64_t count, const float *x) {
 
 /* ---- the checkpoints in a directory ------------------------------------------------------ */
 
-static int parse_name_(const char *name, uint64_t *step) {
-  unsigned long long s;
-  int used = 0;
-  if (sscanf(name, "ckpt-%llu.h5%n", &s, &used) != 1 || name[used] != '\0') return 0;
-  if (name[5] < '0' || name[5] > '9') return 0;
-  *step = s;
+/* "ckpt-<step><suffix>": 1 with *step set when <step> is a step number as spectrain writes
+ * it (decimal digits, no sign, space or leading zero, at most INT64_MAX: a step is an
+ * int64 in the trainer and training.max_steps' maximum), -1 when the name has the frame but
+ * not such a number (a stray file such as ckpt-18446744073709551615.h5 or ckpt-+5.h5), 0
+ * when it is some other name. */
+int ckpt_parse_name(const char *name, const char *suffix, uint64_t *step) {
+  static const char prefix[] = "ckpt-";
+  size_t np = sizeof prefix - 1, ns = strlen(suffix), n = strlen(name);
+  if (n < np + ns || strncmp(name, prefix, np) != 0 || strcmp(name + n - ns, suffix) != 0)
+    return 0;
+  const char *d = name + np;
+  size_t nd = n - np - ns;
+  if (nd == 0 || (nd > 1 && d[0] == '0')) return -1;
+  uint64_t v = 0;
+  for (size_t i = 0; i < nd; i++) {
+    if (d[i] < '0' || d[i] > '9') return -1;
+    unsigned dig = (unsigned)(d[i] - '0');
+    if (v > ((uint64_t)INT64_MAX - dig) / 10) return -1; /* past INT64_MAX */
+    v = v * 10 + dig;
+  }
+  *step = v;
   return 1;
 }
 
-int ckpt_list(const char *dir, uint64_t **steps, char ***paths, int *n) {
+int ckpt_list(const char *dir, int warn, uint64_t **steps, char ***paths, int *n) {
   *steps = NULL;
   *paths = NULL;
   *n = 0;
@@ -97,7 +112,13 @@ int ckpt_list(const char *dir, uint64_t **steps, char ***paths, int *n) {
   struct dirent *de;
   while ((de = readdir(d))) {
     uint64_t s;
-    if (!parse_name_(de->d_name, &s)) continue;
+    int k = ckpt_parse_name(de->d_name, ".h5", &s);
+    if (k < 0 && warn)
+      log_warn("%s/%s: ignored: not a checkpoint name (ckpt-STEP.h5, STEP a step number in "
+               "decimal digits without sign, spaces or leading zeros, at most %lld); rename "
+               "or remove it",
+               dir, de->d_name, (long long)INT64_MAX);
+    if (k <= 0) continue;
     if (*n == cap) {
       cap = cap ? 2 * cap : 8;
       *steps = xrealloc(*steps, (size_t)cap * sizeof **steps);

@@ -77,7 +77,13 @@ void ckpt_meta_free(ckpt_meta *m);
  * a mix of (flat index, bit pattern). Ranks hash their ranges and add the results. */
 uint64_t ckpt_hash_range(uint64_t begin, uint64_t count, const float *x);
 
-/* Checkpoints in dir, newest first: steps and paths (malloc'd). Local, not collective. */
-int ckpt_list(const char *dir, uint64_t **steps, char ***paths, int *n);
+/* "ckpt-<step><suffix>" (suffix ".h5" or ".h5.tmp"): 1 and *step when <step> is written as
+ * spectrain writes it (decimal digits only, no sign, space or leading zero, <= INT64_MAX);
+ * -1 when the name has that frame around anything else (a stray file); 0 otherwise. */
+int ckpt_parse_name(const char *name, const char *suffix, uint64_t *step);
+
+/* Checkpoints in dir, newest first: steps and paths (malloc'd). Local, not collective.
+ * Stray ckpt-*.h5 names (ckpt_parse_name -1) are skipped, each with a warning when `warn`. */
+int ckpt_list(const char *dir, int warn, uint64_t **steps, char ***paths, int *n);
 
 #endif

@@ -504,7 +504,7 @@ static void prune_(const char *dir, uint64_t step, int limit) {
   uint64_t *steps = NULL;
   char **paths = NULL;
   int n = 0, kept = 1;
-  if (ckpt_list(dir, &steps, &paths, &n)) return;
+  if (ckpt_list(dir, 0, &steps, &paths, &n)) return;
   for (int i = 0; i < n; i++) {
     if (steps[i] == step) continue;
     if (limit > 0 && kept >= limit) {
@@ -855,9 +855,8 @@ static void remove_stale_tmp_(const char *dir, const char *keep) {
   if (!d) return;
   struct dirent *de;
   while ((de = readdir(d))) {
-    unsigned long long step;
-    char tail[8];
-    if (sscanf(de->d_name, "ckpt-%llu.h5%7s", &step, tail) == 2 && strcmp(tail, ".tmp") == 0) {
+    uint64_t step;
+    if (ckpt_parse_name(de->d_name, ".h5.tmp", &step) == 1) {
       char *p = xasprintf("%s/%s", dir, de->d_name);
       if (strcmp(p, keep) != 0) unlink(p);
       free(p);

@@ -352,6 +352,21 @@ static int self_test_(void) {
   CHECK_EQ_INT(ckpt_resolve_resume(dir, "auto", &path), 0);
   CHECK_STR_EQ(path, p10);
   free(path);
+  /* a copy of ckpt-10 named ckpt-40 (it would be taken as newest on every restart) and one
+   * named with a step past INT64_MAX: both skipped, ckpt-10 still chosen */
+  char *p40 = xasprintf("%s/ckpt-40.h5", dir), *pbig = xasprintf("%s/ckpt-18446744073709551615.h5", dir);
+  if (r == 0) {
+    char *cmd = xasprintf("cp '%s' '%s' && cp '%s' '%s'", p10, p40, p10, pbig);
+    CHECK_EQ_INT(system(cmd), 0);
+    free(cmd);
+  }
+  comm_barrier();
+  CHECK_EQ_INT(ckpt_resolve_resume(dir, "auto", &path), 0);
+  CHECK_STR_EQ(path, p10);
+  free(path);
+  if (r == 0) remove(p40), remove(pbig);
+  comm_barrier();
+  free(p40), free(pbig);
   CHECK_EQ_INT(ckpt_resolve_resume(dir, "none", &path), 0);
   CHECK(path == NULL);
   CHECK_EQ_INT(ckpt_resolve_resume(dir2, "auto", &path), 0); /* no directory yet */
@@ -364,7 +379,7 @@ static int self_test_(void) {
   char **paths;
   int n;
   if (r == 0) {
-    CHECK_EQ_INT(ckpt_list(dir2, &steps, &paths, &n), 0);
+    CHECK_EQ_INT(ckpt_list(dir2, 0, &steps, &paths, &n), 0);
     CHECK_EQ_INT(n, 2);
     if (n == 2) CHECK(steps[0] == 4 && steps[1] == 3);
     for (int i = 0; i < n; i++) free(paths[i]);
@@ -372,7 +387,7 @@ static int self_test_(void) {
   }
   CHECK_EQ_INT(save_(dir2, &tt, 2, np, 0, 2), 0);
   if (r == 0) {
-    CHECK_EQ_INT(ckpt_list(dir2, &steps, &paths, &n), 0);
+    CHECK_EQ_INT(ckpt_list(dir2, 0, &steps, &paths, &n), 0);
     CHECK_EQ_INT(n, 2);
     if (n == 2) CHECK(steps[0] == 4 && steps[1] == 2);
     for (int i = 0; i < n; i++) free(paths[i]);

@@ -1,7 +1,8 @@
 /* The checkpoint module's rank-independent parts (no MPI, no HDF5): the checksum does not
  * depend on how a tensor is split and catches any changed element; flat unit buffers map
- * onto tensor slices with padding skipped; directory listing order; job compatibility
- * messages name the differing key or tensor. */
+ * onto tensor slices with padding skipped; step numbers in file names are parsed strictly
+ * (stray names are skipped with one warning each); directory listing order; job
+ * compatibility messages name the differing key or tensor. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,13 +56,57 @@ int main(void) {
   CHECK_EQ_INT(l.n, 0);
   ckpt_slices_free(&l);
 
-  /* listing: newest first, .tmp and other names ignored */
+  /* step numbers in names: digits as spectrain writes them, nothing else */
+  static const struct {
+    const char *name;
+    int kind;
+    uint64_t step;
+  } nm[] = {
+      {"ckpt-0.h5", 1, 0},
+      {"ckpt-7.h5", 1, 7},
+      {"ckpt-9223372036854775807.h5", 1, 9223372036854775807ull}, /* INT64_MAX */
+      {"ckpt-9223372036854775808.h5", -1, 0},                     /* INT64_MAX + 1 */
+      {"ckpt-18446744073709551615.h5", -1, 0},                    /* UINT64_MAX */
+      {"ckpt-18446744073709551616.h5", -1, 0},                    /* wraps in 64 bits */
+      {"ckpt-99999999999999999999999.h5", -1, 0},
+      {"ckpt-+5.h5", -1, 0},
+      {"ckpt--5.h5", -1, 0},
+      {"ckpt- 5.h5", -1, 0},
+      {"ckpt-5 .h5", -1, 0},
+      {"ckpt-05.h5", -1, 0},
+      {"ckpt-00.h5", -1, 0},
+      {"ckpt-.h5", -1, 0},
+      {"ckpt-0x10.h5", -1, 0},
+      {"ckpt-1e3.h5", -1, 0},
+      {"ckpt-x.h5", -1, 0},
+      {"ckpt-5.h5.tmp", 0, 0}, /* another suffix: not a checkpoint, not stray */
+      {"ckpt-5.h5.bak", 0, 0},
+      {"ckpt-5.h", 0, 0},
+      {"ckpt.h5", 0, 0},
+      {"metrics.jsonl", 0, 0},
+      {"", 0, 0},
+  };
+  for (size_t i = 0; i < sizeof nm / sizeof nm[0]; i++) {
+    uint64_t st = 12345;
+    int k = ckpt_parse_name(nm[i].name, ".h5", &st);
+    CHECK_MSG(k == nm[i].kind, "'%s': %d, expected %d", nm[i].name, k, nm[i].kind);
+    if (k == 1) CHECK_MSG(st == nm[i].step, "'%s': step %llu", nm[i].name, (unsigned long long)st);
+  }
+  uint64_t st = 0;
+  CHECK_EQ_INT(ckpt_parse_name("ckpt-12.h5.tmp", ".h5.tmp", &st), 1);
+  CHECK_EQ_INT(st, 12);
+  CHECK_EQ_INT(ckpt_parse_name("ckpt-012.h5.tmp", ".h5.tmp", &st), -1);
+  CHECK_EQ_INT(ckpt_parse_name("ckpt-12.h5", ".h5.tmp", &st), 0);
+
+  /* listing: newest first, .tmp and other names ignored, stray ones warned about once each */
   const char *tmp = getenv("TEST_TMP") ? getenv("TEST_TMP") : "/tmp";
   char *dir = xasprintf("%s/unit_ckpt_list_%d", tmp, (int)getpid());
   mkdir(dir, 0777);
-  const char *names[] = {"ckpt-9.h5", "ckpt-10.h5", "ckpt-100.h5.tmp", "ckpt-x.h5", "ckpt-2.h5",
-                         "ckpt-3.h5.bak"};
-  for (int i = 0; i < 6; i++) {
+  const char *names[] = {"ckpt-9.h5",     "ckpt-10.h5",  "ckpt-100.h5.tmp",
+                         "ckpt-x.h5",     "ckpt-2.h5",   "ckpt-3.h5.bak",
+                         "ckpt-18446744073709551615.h5", "ckpt-+11.h5", "ckpt-011.h5"};
+  int nnames = (int)(sizeof names / sizeof names[0]);
+  for (int i = 0; i < nnames; i++) {
     char *p = xasprintf("%s/%s", dir, names[i]);
     FILE *f = fopen(p, "w");
     if (f) fclose(f);
@@ -70,9 +115,42 @@ int main(void) {
   uint64_t *steps;
   char **paths;
   int n;
-  CHECK_EQ_INT(ckpt_list(dir, &steps, &paths, &n), 0);
+  /* the warnings go to stderr: capture it in a file for the listing with warn = 1 */
+  char *errpath = xasprintf("%s.stderr", dir);
+  fflush(stderr);
+  int saved = dup(2);
+  FILE *ef = fopen(errpath, "w+");
+  CHECK(ef != NULL && saved >= 0);
+  if (ef) dup2(fileno(ef), 2);
+  CHECK_EQ_INT(ckpt_list(dir, 1, &steps, &paths, &n), 0);
+  fflush(stderr);
+  dup2(saved, 2);
+  close(saved);
+  char warned[4096] = "";
+  if (ef) {
+    rewind(ef);
+    size_t got = fread(warned, 1, sizeof warned - 1, ef);
+    warned[got] = '\0';
+    fclose(ef);
+  }
+  remove(errpath);
+  free(errpath);
   CHECK_EQ_INT(n, 3);
   if (n == 3) CHECK(steps[0] == 10 && steps[1] == 9 && steps[2] == 2);
+  for (int i = 0; i < n; i++) free(paths[i]);
+  free(paths);
+  free(steps);
+  int lines = 0;
+  for (const char *c = warned; *c; c++) lines += *c == '\n';
+  CHECK_MSG(lines == 4, "expected 4 warning lines, got: %s", warned);
+  CHECK_CONTAINS(warned, "ckpt-18446744073709551615.h5: ignored: not a checkpoint name");
+  CHECK_CONTAINS(warned, "ckpt-+11.h5: ignored");
+  CHECK_CONTAINS(warned, "ckpt-011.h5: ignored");
+  CHECK_CONTAINS(warned, "ckpt-x.h5: ignored");
+  CHECK_CONTAINS(warned, "at most 9223372036854775807");
+  CHECK(strstr(warned, "ckpt-100.h5.tmp") == NULL && strstr(warned, "ckpt-3.h5.bak") == NULL);
+  CHECK_EQ_INT(ckpt_list(dir, 0, &steps, &paths, &n), 0); /* quiet listing: same result */
+  CHECK_EQ_INT(n, 3);
   for (int i = 0; i < n; i++) free(paths[i]);
   free(paths);
   free(steps);

@@ -78,7 +78,7 @@ if int(torch.__version__.split(".")[0]) < 2:
              % (sys.executable, torch.__version__))
 EOF
 
-export OMP_NUM_THREADS=$THREADS OPENBLAS_NUM_THREADS=$THREADS OMP_WAIT_POLICY=PASSIVE
+export OMP_NUM_THREADS=$THREADS OPENBLAS_NUM_THREADS=$THREADS
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 echo "run_model_bench: $(date -u +%FT%TZ), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 |

@@ -19,7 +19,7 @@ D=.gpu-deps
 rm -rf "$D"
 mkdir -p "$D/debs"
 roots=(pkg-config libopenmpi-dev openmpi-bin libscalapack-openmpi-dev libhdf5-openmpi-dev
-       libyaml-dev libopenblas-dev liblapacke-dev libjansson-dev)
+       libyaml-dev libopenblas-dev libopenblas0-openmp liblapacke-dev libjansson-dev)
 # Never shipped: the toolchain and the base system (present on the GPU image; shipping
 # Debian's copies could only shadow newer ones, and gpu-check.sh never overwrites files).
 skip='^(gcc|g\+\+|cpp|binutils|libc6|libc-|libc-dev-bin|perl|libperl|python|libpython|libllvm|flang|libflang|clang|libclang|gfortran|cmake|dpkg|linux-libc-dev|lib[atlu]*san|libubsan|libhwasan|libstdc\+\+|libgcc|libicu|libssl|libcrypt|zlib1g|libzstd|liblzma|libbz2|libmpfr|libgmp|libmpc|libisl|libctf|libbinutils|libgprofng|tar|debconf|base-|libselinux|libpcre|libz3|libmlir|libquadmath|libgomp1|libitm|libatomic|libcc1|libexpat|libncurses|libtinfo|libcurl|libnghttp|libssh|librtmp|libkrb|libgssapi|libk5|libldap|libsasl|libidn|libunistring|libpsl|libbrotli|libffi|libxml2|libarchive|libuv|librhash|libjsoncpp|libreadline|readline|libsqlite|libdb5|libgdbm|netbase|media-types|libnettle|libhogweed|libgnutls|libtasn1|libp11|sensible-utils|libmd0|libbsd|libsystemd|libudev|libcap|libaudit|libseccomp|libdebconf|install-info|gpgv|coreutils|bash|sed|grep|util-linux|mount|libmount|libblkid|libuuid|libsmartcols|login|passwd|libpam|libacl|libattr|libsemanage|libsepol|libkeyutils|libcom-err|libelf|libdw|libsframe|libjs-|openssh|procps|libnss3|libx11|libxau|libxdmcp|libxcb|autoconf|automake|m4|adduser|libslang|libgcrypt|libgpg-error|libjpeg|libprocps|libedit|libwrap|libnspr|libfido|libcbor)'

@@ -12,6 +12,7 @@ set -euo pipefail
 want=(build-essential cmake pkg-config git
       openmpi-bin libopenmpi-dev libscalapack-openmpi-dev libhdf5-openmpi-dev hdf5-tools
       libyaml-dev libopenblas-dev liblapacke-dev libjansson-dev
+      libopenblas0-openmp       # OpenBLAS's OpenMP build: one thread pool with our loops
       libdnnl-dev               # oneDNN: the CPU bf16 matrix products (training.bf16)
       bible-kjv-text bible-kjv  # the tiny job's English text (scripts/prepare-tiny-data.sh)
       python3.11-doc python3)   # the main job's second domain (prepare-finetune-data.sh), its summary

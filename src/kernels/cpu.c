@@ -7,6 +7,7 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,9 +16,23 @@
 #include "kernels/adamw.h"
 
 /* OpenBLAS extensions: attention runs many small products, one per (sequence, head), in
- * parallel OpenMP threads, each with single-threaded BLAS. */
+ * parallel OpenMP threads, each with single-threaded BLAS. OpenBLAS's OpenMP build (the one
+ * CMake links at run time where it is installed: one thread pool for our loops and its
+ * GEMMs) does that by itself inside a parallel region, and its openblas_set_num_threads
+ * also sets OpenMP's thread count, so the pthread build alone needs telling. */
 int openblas_get_num_threads(void);
 void openblas_set_num_threads(int n);
+int openblas_get_parallel(void); /* 0 sequential, 1 pthreads, 2 OpenMP */
+
+static int blas_serial_begin_(void) {
+  if (openblas_get_parallel() != 1) return 0;
+  int n = openblas_get_num_threads();
+  openblas_set_num_threads(1);
+  return n;
+}
+static void blas_serial_end_(int n) {
+  if (n > 0) openblas_set_num_threads(n);
+}
 
 /* exp(x) for float, written so that loops calling it vectorize: x = n ln2 + r,
  * |r| <= ln2/2, e^r by its degree-7 Taylor polynomial (truncation < 1e-8 relative), times
@@ -266,9 +281,8 @@ static void cpu_attention_forward_(float *out, float *lse, float *scratch, const
   int ntile = (T + R - 1) / R;
   float scale = 1.0f / sqrtf((float)D);
   size_t per_thread = 2 * (size_t)R * T;
-  int blas_threads = openblas_get_num_threads();
-  openblas_set_num_threads(1);
-#pragma omp parallel for schedule(dynamic) num_threads(at_run_threads_())
+  int nt = at_run_threads_(), blas_threads = blas_serial_begin_();
+#pragma omp parallel for schedule(dynamic) num_threads(nt)
   for (long job = 0; job < (long)B * H * ntile; job++) {
     int tile = (int)(job % ntile), bh = (int)(job / ntile), b = bh / H, h = bh % H;
     float *S = scratch + (size_t)at_thread_() * per_thread;
@@ -284,7 +298,7 @@ static void cpu_attention_forward_(float *out, float *lse, float *scratch, const
     cpu_gemm_(0, 0, rows, D, c1 - c0, 1.0f, S, c1 - c0, V + (size_t)c0 * KVD, KVD, 0.0f,
               O + (size_t)t0 * HD, HD);
   }
-  openblas_set_num_threads(blas_threads);
+  blas_serial_end_(blas_threads);
 }
 
 /* Per tile, with P recomputed: dP = dO V^T; dS = P (dP - D_t), D_t = sum_d dO_t * O_t
@@ -299,9 +313,8 @@ static void cpu_attention_backward_(float *dq, float *dk, float *dv, float *scra
   int HD = H * D, KVD = KV * D, rep = H / KV, R = at_rows_(T);
   float scale = 1.0f / sqrtf((float)D);
   size_t per_thread = 2 * (size_t)R * T;
-  int blas_threads = openblas_get_num_threads();
-  openblas_set_num_threads(1);
-#pragma omp parallel for schedule(dynamic) num_threads(at_run_threads_())
+  int nt = at_run_threads_(), blas_threads = blas_serial_begin_();
+#pragma omp parallel for schedule(dynamic) num_threads(nt)
   for (int bk = 0; bk < B * KV; bk++) {
     int b = bk / KV, kh = bk % KV;
     float *P = scratch + (size_t)at_thread_() * per_thread, *dP = P + (size_t)R * T;
@@ -338,7 +351,7 @@ static void cpu_attention_backward_(float *dq, float *dk, float *dv, float *scra
       }
     }
   }
-  openblas_set_num_threads(blas_threads);
+  blas_serial_end_(blas_threads);
 }
 
 static void cpu_swiglu_forward_(float *h, const float *gate, const float *up, size_t n) {
@@ -455,3 +468,24 @@ static const kernels cpu_table_ = {
 };
 
 const kernels *kernels_cpu(void) { return &cpu_table_; }
+
+const char *kernels_cpu_threads(void) {
+  static char d[224];
+  int nt = at_threads_();
+  switch (openblas_get_parallel()) {
+  case 2:
+    snprintf(d, sizeof d, "%d OpenMP thread%s (OMP_NUM_THREADS), OpenBLAS OpenMP build", nt,
+             nt == 1 ? "" : "s");
+    break;
+  case 1:
+    snprintf(d, sizeof d, "%d OpenMP thread%s (OMP_NUM_THREADS) beside OpenBLAS's pthread build "
+             "(%d threads): the two pools compete, steps run up to 2x slower; install "
+             "libopenblas0-openmp and rebuild", nt, nt == 1 ? "" : "s",
+             openblas_get_num_threads());
+    break;
+  default:
+    snprintf(d, sizeof d, "%d OpenMP thread%s (OMP_NUM_THREADS), sequential OpenBLAS", nt,
+             nt == 1 ? "" : "s");
+  }
+  return d;
+}

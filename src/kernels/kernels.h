@@ -152,6 +152,10 @@ typedef struct kernels {
 
 /* The CPU kernel table (OpenBLAS sgemm + OpenMP loops; bf16 products on oneDNN). */
 const kernels *kernels_cpu(void);
+/* The CPU table's threads in words, for the first log lines: which OpenBLAS build runs the
+ * GEMMs (its OpenMP build shares OpenMP's thread pool with the loops; the pthread build
+ * competes with it and is about 2x slower here) and how many threads (OMP_NUM_THREADS). */
+const char *kernels_cpu_threads(void);
 
 /* What the CPU bf16 products run on, for the first log lines of a bf16 run: one line such
  * as "bf16 products: oneDNN 2.6.3 matmul brg:avx512_core_amx_bf16 (CPU: AMX-BF16 (tile data

@@ -59,7 +59,8 @@ int kernels_select(const char *key, int backend, int bf16, int local_rank, const
   case BACKEND_CPU: {
     char b16[320];
     *out = kernels_cpu();
-    snprintf(desc_, sizeof desc_, "kernels: cpu (%s: cpu)%s", key, cpu_bf16_(bf16, b16, sizeof b16));
+    snprintf(desc_, sizeof desc_, "kernels: cpu (%s: cpu), %s%s", key, kernels_cpu_threads(),
+             cpu_bf16_(bf16, b16, sizeof b16));
     return ST_OK;
   }
   case BACKEND_CUDA:
@@ -70,8 +71,8 @@ int kernels_select(const char *key, int backend, int bf16, int local_rank, const
     if (n > 0) return cuda_(key, bf16, local_rank, "auto (a GPU was found)", out, transport);
     char b16[320];
     *out = kernels_cpu();
-    snprintf(desc_, sizeof desc_, "kernels: cpu (%s: auto; no GPU: %s)%s", key, why,
-             cpu_bf16_(bf16, b16, sizeof b16));
+    snprintf(desc_, sizeof desc_, "kernels: cpu (%s: auto; no GPU: %s), %s%s", key, why,
+             kernels_cpu_threads(), cpu_bf16_(bf16, b16, sizeof b16));
     return ST_OK;
   }
   default:

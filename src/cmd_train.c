@@ -3,14 +3,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "ckpt/format.h"
 #include "commands.h"
 #include "job/job.h"
 #include "mpi/comm.h"
 #include "train/train.h"
 #include "train/train_ckpt.h"
 #include "util/err.h"
+#include "util/fs.h"
 #include "util/opt.h"
 #include "util/signals.h"
 
@@ -37,6 +40,60 @@ static int ensure_model_(const job_config *job) {
   else if (rc) rc = st_fail(rc, "model.init_preset: could not write %s (see above)",
                             job->model.path);
   return rc;
+}
+
+/* One training per output_dir: rank 0 holds OUTPUT_DIR/train.lock (util/fs.h: a record
+ * lock the kernel drops when the process dies) from before the checkpoint listing to the
+ * end. A second training on the folder fails here, before it reads or writes anything
+ * there, on every rank. Holding the lock, rank 0 also removes the .tmp files of saves that
+ * an earlier, killed run left behind. */
+static int lock_output_dir_(const job_config *job, fs_lock *lk) {
+  lk->fd = -1;
+  lk->path = NULL;
+  int rc = ST_OK;
+  char msg[2048] = "";
+  if (comm_rank() == 0) {
+    rc = fs_mkdir_p(job->output_dir);
+    char host[256] = "?", when[64] = "?";
+    gethostname(host, sizeof host - 1);
+    host[sizeof host - 1] = '\0';
+    time_t now = time(NULL);
+    struct tm tm;
+    if (localtime_r(&now, &tm)) strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S %z", &tm);
+    char *about = xasprintf("pid %ld on host %s, training %s on %d rank(s) since %s",
+                            (long)getpid(), host, job->source_path ? job->source_path : "?",
+                            comm_size(), when);
+    char *path = xasprintf("%s/train.lock", job->output_dir);
+    if (!rc) {
+      rc = fs_lock_take(path, about, lk);
+      if (rc == FS_LOCK_UNSUPPORTED) {
+        log_warn("%s; a second training started on output_dir %s would not be refused",
+                 st_errmsg(), job->output_dir);
+        st_clear_error();
+        rc = ST_OK;
+      } else if (rc == ST_EINPUT) { /* held by another process */
+        char why[1024];
+        snprintf(why, sizeof why, "%s", st_errmsg()); /* st_fail overwrites the message */
+        rc = st_fail(ST_EINPUT,
+                     "output_dir %s is in use by another training (%s). Two trainings in one "
+                     "folder would overwrite each other's checkpoints, metrics and final "
+                     "model: wait for that one to end or stop it, or give this job another "
+                     "output_dir (e.g. --set output_dir=%s-2)",
+                     job->output_dir, why, job->output_dir);
+      } else if (!rc) {
+        ckpt_remove_tmp(job->output_dir, NULL, 1);
+      }
+    }
+    if (rc) snprintf(msg, sizeof msg, "%s", st_errmsg());
+    free(path);
+    free(about);
+  }
+  int b[1] = {rc};
+  int crc = comm_bcast(b, sizeof b, 0);
+  if (!crc && b[0]) crc = comm_bcast(msg, sizeof msg, 0);
+  if (crc) return crc;
+  if (b[0] && comm_rank() != 0) return st_fail(b[0], "%s", msg);
+  return b[0];
 }
 
 /* The loop's stop hook: USR1/TERM on any rank stops every rank after the same step. */
@@ -83,6 +140,8 @@ int cmd_train(int argc, char **argv) {
   /* before any collective: a rank that could not read its job stops every rank */
   int all = comm_max_status(rc);
   if (all && !rc) rc = st_fail(all, "another rank could not load its job file (see its error)");
+  fs_lock lock = {-1, NULL};
+  if (!rc) rc = lock_output_dir_(&job, &lock);
   ckpt_train ck;
   memset(&ck, 0, sizeof ck);
   if (!rc) rc = ckpt_train_prepare(&ck, &job, resume); /* may take the checkpoint's job */
@@ -96,6 +155,7 @@ int cmd_train(int argc, char **argv) {
   if (!rc) rc = train_run(use, &hooks);
   if (use->checkpoint.save_on_signal) signals_uninstall();
   ckpt_train_free(&ck);
+  fs_lock_release(&lock); /* after the last write into output_dir */
   job_free(&job);
   free(pos);
   opt_list_free(&sets);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "util/err.h"
 #include "util/mem.h"
@@ -139,4 +140,23 @@ int ckpt_list(const char *dir, int warn, uint64_t **steps, char ***paths, int *n
       (*paths)[j - 1] = tp;
     }
   return 0;
+}
+
+int ckpt_remove_tmp(const char *dir, const char *keep, int verbose) {
+  DIR *d = opendir(dir);
+  if (!d) return 0;
+  int removed = 0;
+  struct dirent *de;
+  while ((de = readdir(d))) {
+    uint64_t step;
+    if (ckpt_parse_name(de->d_name, ".h5.tmp", &step) != 1) continue;
+    char *p = xasprintf("%s/%s", dir, de->d_name);
+    if ((!keep || strcmp(p, keep) != 0) && unlink(p) == 0) {
+      removed++;
+      if (verbose) log_info("removed %s: left by a checkpoint save that did not finish", p);
+    }
+    free(p);
+  }
+  closedir(d);
+  return removed;
 }

@@ -86,4 +86,9 @@ int ckpt_parse_name(const char *name, const char *suffix, uint64_t *step);
  * Stray ckpt-*.h5 names (ckpt_parse_name -1) are skipped, each with a warning when `warn`. */
 int ckpt_list(const char *dir, int warn, uint64_t **steps, char ***paths, int *n);
 
+/* Remove dir/ckpt-<step>.h5.tmp files (saves that never finished) except `keep` (a path,
+ * or NULL); each with an info line when `verbose`. Only safe while no other job writes to
+ * dir (the caller holds its lock). Returns how many were removed. Local, not collective. */
+int ckpt_remove_tmp(const char *dir, const char *keep, int verbose);
+
 #endif

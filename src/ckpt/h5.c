@@ -518,8 +518,6 @@ static void prune_(const char *dir, uint64_t step, int limit) {
   free(steps);
 }
 
-static void remove_stale_tmp_(const char *dir, const char *keep);
-
 int ckpt_save(const char *dir, const tensor_table *tt, const ckpt_meta *meta,
               const ckpt_slice *s, int ns, const ckpt_save_opts *o, ckpt_save_stats *st) {
   h5_quiet_();
@@ -566,7 +564,7 @@ int ckpt_save(const char *dir, const tensor_table *tt, const ckpt_meta *meta,
         r = st_fail(ST_ERUNTIME, "cannot rename %s to %s: %s", tmp, st->path, strerror(errno));
       if (!r) r = fsync_path_(dir);
       if (!r) {
-        remove_stale_tmp_(dir, tmp);
+        ckpt_remove_tmp(dir, tmp, 0);
         prune_(dir, meta->step, o ? o->save_total_limit : 0);
       }
     }
@@ -844,23 +842,4 @@ void ckpt_reader_close(ckpt_reader *r) {
   if (!r) return;
   H5Fclose(r->file);
   free(r);
-}
-
-/* ---- directory helpers -------------------------------------------------------------------- */
-
-#include <dirent.h>
-
-static void remove_stale_tmp_(const char *dir, const char *keep) {
-  DIR *d = opendir(dir);
-  if (!d) return;
-  struct dirent *de;
-  while ((de = readdir(d))) {
-    uint64_t step;
-    if (ckpt_parse_name(de->d_name, ".h5.tmp", &step) == 1) {
-      char *p = xasprintf("%s/%s", dir, de->d_name);
-      if (strcmp(p, keep) != 0) unlink(p);
-      free(p);
-    }
-  }
-  closedir(d);
 }

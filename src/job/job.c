@@ -70,7 +70,9 @@ static const job_key schema_[] = {
     {"training.learning_rate", JT_FLOAT, OFF(training.learning_rate), "5e-5", 0, 0, INF, 0, NULL,
      "Peak AdamW learning rate."},
     {"training.max_steps", JT_INT, OFF(training.max_steps), "-1", 0, -1, I64MAX, 0, NULL,
-     "Optimizer steps to run. <= 0: run `num_train_epochs` epochs instead (as in HF)."},
+     "Optimizer steps to run. <= 0: run `num_train_epochs` epochs instead (as in HF). May "
+     "differ from a checkpoint's when resuming (e.g. to extend a finished run): the "
+     "learning-rate schedule is then recomputed over the new total, and a line says so."},
     {"training.num_train_epochs", JT_FLOAT, OFF(training.num_train_epochs), "3", 0, 0, INF, 0, NULL,
      "Epochs over the training samples when `max_steps` <= 0 (fractions allowed)."},
     {"training.per_device_train_batch_size", JT_INT, OFF(training.per_device_train_batch_size), "8",

@@ -57,20 +57,25 @@ static int trainable_set_(train_ctx *t) {
   return ST_OK;
 }
 
+void train_total_steps(const job_config *j, uint64_t n_train, uint64_t global_batch,
+                       int64_t *total, int64_t *warmup) {
+  uint64_t per_epoch = global_batch ? n_train / global_batch : 0;
+  if (per_epoch == 0) per_epoch = 1;
+  *total = j->training.max_steps > 0
+               ? j->training.max_steps
+               : (int64_t)ceil(j->training.num_train_epochs * (double)per_epoch);
+  if (*total < 1) *total = 1;
+  *warmup = j->training.warmup_steps > 0
+                ? j->training.warmup_steps
+                : (int64_t)ceil(j->training.warmup_ratio * (double)*total);
+}
+
 static int resolve_steps_(train_ctx *t) {
   const job_config *j = t->job;
   train_state *s = &t->st;
   s->global_batch = (uint64_t)j->training.per_device_train_batch_size * (uint64_t)t->nranks *
                     (uint64_t)j->training.gradient_accumulation_steps;
-  uint64_t per_epoch = t->data.train.n / s->global_batch;
-  if (per_epoch == 0) per_epoch = 1;
-  s->total_steps = j->training.max_steps > 0
-                       ? j->training.max_steps
-                       : (int64_t)ceil(j->training.num_train_epochs * (double)per_epoch);
-  if (s->total_steps < 1) s->total_steps = 1;
-  s->warmup_steps = j->training.warmup_steps > 0
-                        ? j->training.warmup_steps
-                        : (int64_t)ceil(j->training.warmup_ratio * (double)s->total_steps);
+  train_total_steps(j, t->data.train.n, s->global_batch, &s->total_steps, &s->warmup_steps);
   s->data_seed = (uint64_t)j->training.seed;
   s->last_loss = s->last_val_loss = NAN;
   return ST_OK;
@@ -110,6 +115,9 @@ int train_setup(train_ctx *t, const job_config *job) {
   coll_transport tr = COLL_TRANSPORT_MPI;
   rc = kernels_select("training.backend", (int)job->training.backend, job->training.bf16,
                       comm_local_rank(), &t->k, &tr);
+  if (!rc && job->training.bf16 && strcmp(t->k->name, "cuda") != 0)
+    rc = st_fail(ST_EINPUT, "training.bf16: bf16 training on the %s kernels is not there yet "
+                 "(spectrain eval --bf16 is); set training.bf16 to false", t->k->name);
   if (rc) rc = st_fail_ctx(rc, "%s: ", job->source_path);
   else log_info("%s", kernels_select_description());
   rc = agree_(rc, "choosing the kernels (training.backend)");

@@ -78,6 +78,12 @@ struct train_ctx {
  * ST_STOPPED when a stop request ended the run early (after the "stop" save hook). */
 int train_run(const job_config *job, const train_hooks *hooks);
 
+/* The run's length as the job defines it: training.max_steps when > 0, else
+ * ceil(num_train_epochs x samples per epoch / global batch) (at least 1 step); warmup:
+ * training.warmup_steps when > 0, else ceil(warmup_ratio x total). */
+void train_total_steps(const job_config *j, uint64_t n_train, uint64_t global_batch,
+                       int64_t *total, int64_t *warmup);
+
 /* Pieces, for tests and other commands. */
 int train_setup(train_ctx *t, const job_config *job);
 void train_teardown(train_ctx *t);

@@ -11,11 +11,14 @@
 #include "util/finite.h"
 #include "util/mem.h"
 
-/* Job keys that change how a run executes, not what it computes: they may differ between
- * the checkpoint's job and the resuming one. (The per-device batch and accumulation may
- * change with the rank count; the global batch they give is checked on restore.) */
+/* Job keys that change how a run executes, not what the checkpoint means: they may differ
+ * between the checkpoint's job and the resuming one. (The per-device batch and accumulation
+ * may change with the rank count; the global batch they give is checked on restore. The
+ * run's length may change, as in HF's Trainer: the schedule is recomputed over the new total
+ * and restore_hook_ says what that does.) */
 static const char *run_only_keys_[] = {
     "output_dir",          "checkpoint.",
+    "training.max_steps",  "training.num_train_epochs",
     "sharding.",           "logging.",
     "training.save_steps", "training.save_total_limit",
     "training.logging_steps", "training.eval_steps",
@@ -177,6 +180,73 @@ static int save_hook_(train_ctx *t, const char *reason, void *arg) {
   return rc;
 }
 
+/* Resuming with another run length (training.max_steps / num_train_epochs): one line
+ * saying what changed and what it does to the learning-rate schedule, which is a function
+ * of the total (and, through warmup_ratio, of the warmup) and is recomputed over the new
+ * one from the checkpoint's step on. */
+static void length_change_note_(const train_ctx *t, const ckpt_train *c, const ckpt_meta *m) {
+  const job_config *j = t->job;
+  if (c->stored_max_steps == j->training.max_steps &&
+      c->stored_epochs == j->training.num_train_epochs)
+    return;
+  job_config oldj = *j; /* shallow: the keys that may differ besides these change no length */
+  const job_config *old = &oldj;
+  oldj.training.max_steps = c->stored_max_steps;
+  oldj.training.num_train_epochs = c->stored_epochs;
+  int64_t old_total, old_warmup;
+  train_total_steps(old, t->data.train.n, t->st.global_batch, &old_total, &old_warmup);
+  char was[160], now[160];
+  if (old->training.max_steps > 0)
+    snprintf(was, sizeof was, "training.max_steps %lld", (long long)old->training.max_steps);
+  else
+    snprintf(was, sizeof was, "training.num_train_epochs %g (%lld steps)",
+             old->training.num_train_epochs, (long long)old_total);
+  if (j->training.max_steps > 0)
+    snprintf(now, sizeof now, "training.max_steps %lld", (long long)j->training.max_steps);
+  else
+    snprintf(now, sizeof now, "training.num_train_epochs %g (%lld steps)",
+             j->training.num_train_epochs, (long long)t->st.total_steps);
+  const char *name = job_enum_name("training.lr_scheduler_type", j->training.lr_scheduler_type);
+  lr_schedule sched;
+  lr_schedule_parse(name, &sched);
+  int64_t step = (int64_t)m->step, total = t->st.total_steps;
+  char what[512];
+  if (old_total == total) {
+    snprintf(what, sizeof what, "the run is %lld steps either way: nothing else changes",
+             (long long)total);
+  } else {
+    double lr_new = lr_at_step(sched, (long)step, (long)total, (long)t->st.warmup_steps,
+                               j->training.learning_rate);
+    double lr_old = lr_at_step(sched, (long)step, (long)old_total, (long)old_warmup,
+                               j->training.learning_rate);
+    int depends = sched == LR_LINEAR || sched == LR_COSINE || old_warmup != t->st.warmup_steps;
+    char warm[96] = "";
+    if (old_warmup != t->st.warmup_steps)
+      snprintf(warm, sizeof warm, ", warmup %lld steps instead of %lld (training.warmup_ratio)",
+               (long long)t->st.warmup_steps, (long long)old_warmup);
+    if (!depends)
+      snprintf(what, sizeof what,
+               "it goes on from step %lld to step %lld; the %s schedule does not depend on the "
+               "total: the learning rate is what it would have been (%.4g)",
+               (long long)step, (long long)total, name, lr_new);
+    else if (step < old_total)
+      snprintf(what, sizeof what,
+               "it goes on from step %lld to step %lld; the %s schedule is recomputed over "
+               "%lld steps instead of %lld%s: step %lld trains at learning rate %.4g (%.4g "
+               "with the old total)",
+               (long long)step, (long long)total, name, (long long)total, (long long)old_total,
+               warm, (long long)step + 1, lr_new, lr_old);
+    else
+      snprintf(what, sizeof what,
+               "it goes on from step %lld to step %lld; the %s schedule is recomputed over "
+               "%lld steps instead of %lld%s: step %lld trains at learning rate %.4g (the "
+               "checkpoint's last step trained at %.4g)",
+               (long long)step, (long long)total, name, (long long)total, (long long)old_total,
+               warm, (long long)step + 1, lr_new, m->lr);
+  }
+  log_info("resuming with %s instead of the checkpoint's %s: %s", now, was, what);
+}
+
 static int restore_hook_(train_ctx *t, void *arg) {
   ckpt_train *c = arg;
   if (!c->resume_path) return 0;
@@ -199,8 +269,12 @@ static int restore_hook_(train_ctx *t, void *arg) {
                  (long long)j->training.gradient_accumulation_steps,
                  (unsigned long long)m->global_batch);
   if (!rc && (int64_t)m->step > t->st.total_steps)
-    rc = st_fail(ST_EINPUT, "checkpoint %s is at step %llu, past this job's %lld steps",
-                 c->resume_path, (unsigned long long)m->step, (long long)t->st.total_steps);
+    rc = st_fail(ST_EINPUT,
+                 "checkpoint %s is at step %llu, past this job's %lld steps: set "
+                 "training.max_steps to %llu or more to go on from it, or start over with "
+                 "--resume none",
+                 c->resume_path, (unsigned long long)m->step, (long long)t->st.total_steps,
+                 (unsigned long long)m->step);
   free(tr);
   free(cfg);
   free(cfg_path);
@@ -230,6 +304,7 @@ static int restore_hook_(train_ctx *t, void *arg) {
   log_info("resumed from %s: step %llu, %llu tokens seen, next sample %llu (read in %.2f s)",
            c->resume_path, (unsigned long long)m->step, (unsigned long long)m->tokens_seen,
            (unsigned long long)m->data_sample, c->t0 - t0);
+  if (c->have_stored) length_change_note_(t, c, m);
   return 0;
 }
 
@@ -251,6 +326,8 @@ static void adopt_run_keys_(job_config *dst, const job_config *src) {
   dst->sharding = src->sharding;
   restr_(&dst->logging.metrics_file, src->logging.metrics_file);
   dst->logging.log_memory = src->logging.log_memory;
+  dst->training.max_steps = src->training.max_steps;
+  dst->training.num_train_epochs = src->training.num_train_epochs;
   dst->training.save_steps = src->training.save_steps;
   dst->training.save_total_limit = src->training.save_total_limit;
   dst->training.logging_steps = src->training.logging_steps;
@@ -275,6 +352,8 @@ int ckpt_train_prepare(ckpt_train *c, const job_config *job, const char *resume)
                          c->meta.job_sets ? c->meta.job_sets : "", &c->stored);
     c->have_stored = 1;
     if (rc) st_fail_ctx(rc, "the job stored in the checkpoint: ");
+    c->stored_max_steps = c->stored.training.max_steps; /* before adopt_run_keys_ */
+    c->stored_epochs = c->stored.training.num_train_epochs;
   }
   if (!rc && c->resume_path) {
     char *all = job_diff(&c->stored, job), *diff = relevant_diff_(all);

@@ -1,9 +1,12 @@
 #include "util/fs.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "util/err.h"
 
@@ -28,4 +31,77 @@ int fs_mkdir_p(const char *dir) {
   if (!rc) rc = mkdir_one_(p);
   free(p);
   return rc;
+}
+
+/* ---- locks ------------------------------------------------------------------------------ */
+
+/* What the holder wrote into the lock file (one line, trimmed), or "" */
+static void holder_text_(int fd, char *buf, size_t n) {
+  ssize_t got = pread(fd, buf, n - 1, 0);
+  buf[got > 0 ? got : 0] = '\0';
+  for (char *c = buf; *c; c++)
+    if (*c == '\n' || *c == '\r') {
+      *c = '\0';
+      break;
+    }
+}
+
+int fs_lock_take(const char *path, const char *about, fs_lock *lk) {
+  lk->fd = -1;
+  lk->path = NULL;
+  for (int attempt = 0; attempt < 100; attempt++) {
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+      return st_fail(ST_ERUNTIME, "%s: cannot create the lock file: %s", path, strerror(errno));
+    struct flock fl;
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET; /* l_start 0, l_len 0: the whole file */
+    if (fcntl(fd, F_SETLK, &fl) != 0) {
+      int err = errno;
+      if (err == EACCES || err == EAGAIN) {
+        char who[512];
+        holder_text_(fd, who, sizeof who);
+        struct flock q;
+        memset(&q, 0, sizeof q);
+        q.l_type = F_WRLCK;
+        q.l_whence = SEEK_SET;
+        long pid = fcntl(fd, F_GETLK, &q) == 0 && q.l_type != F_UNLCK ? (long)q.l_pid : 0;
+        close(fd);
+        if (!who[0] && !pid) continue; /* released in between: try again */
+        if (who[0]) return st_fail(ST_EINPUT, "%s is locked by %s", path, who);
+        return st_fail(ST_EINPUT, "%s is locked by pid %ld (as the kernel reports it)", path, pid);
+      }
+      close(fd);
+      return st_fail(FS_LOCK_UNSUPPORTED, "%s: the file system cannot lock files: %s", path,
+                     strerror(err));
+    }
+    /* the holder before us may have removed the file after we opened it: then the lock is
+     * on a file nobody else will see; start again with the file at `path` now */
+    struct stat a, b;
+    if (fstat(fd, &a) != 0 || stat(path, &b) != 0 || a.st_ino != b.st_ino || a.st_dev != b.st_dev) {
+      close(fd);
+      continue;
+    }
+    size_t len = strlen(about);
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, about, len, 0) != (ssize_t)len ||
+        pwrite(fd, "\n", 1, (off_t)len) != 1) {
+      int err = errno;
+      close(fd);
+      return st_fail(ST_ERUNTIME, "%s: cannot write the lock file: %s", path, strerror(err));
+    }
+    lk->fd = fd;
+    lk->path = xstrdup(path);
+    return ST_OK;
+  }
+  return st_fail(ST_ERUNTIME, "%s: the lock file keeps being replaced: giving up", path);
+}
+
+void fs_lock_release(fs_lock *lk) {
+  if (!lk || lk->fd < 0) return;
+  unlink(lk->path);
+  close(lk->fd); /* closing drops the process's record locks on the file */
+  free(lk->path);
+  lk->fd = -1;
+  lk->path = NULL;
 }

@@ -7,4 +7,25 @@
  * the component and the reason. */
 int fs_mkdir_p(const char *dir);
 
+/* An exclusive lock on one file, held for as long as this process lives or until
+ * fs_lock_release: a POSIX record lock (fcntl F_SETLK, which NFS forwards to its lock
+ * manager), so the kernel drops it when the process dies, kill -9 included: a killed job
+ * never leaves a stuck lock. The file (created when missing) says who holds it. */
+typedef struct {
+  int fd; /* -1: not held */
+  char *path;
+} fs_lock;
+
+enum { FS_LOCK_UNSUPPORTED = -1 };
+
+/* Take the lock on `path`, writing `about` ("pid 123 on host h, ...") into the file.
+ * ST_OK: held. ST_EINPUT: another process holds it; the message names the file and what
+ * its holder wrote there (and the pid the kernel reports). FS_LOCK_UNSUPPORTED: the file
+ * system cannot lock (ENOLCK, ENOSYS, EOPNOTSUPP; message says so): nothing is held.
+ * ST_ERUNTIME: the file cannot be created or written. */
+int fs_lock_take(const char *path, const char *about, fs_lock *lk);
+/* Remove the file and drop the lock (in that order, so a process waiting on the old file
+ * notices it is gone and takes a new one). No-op when not held. */
+void fs_lock_release(fs_lock *lk);
+
 #endif

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "mpi/comm.h"
+#include "mpi/comm_internal.h"
 #include "util/err.h"
 #ifdef SPECTRAIN_HAVE_CUDA
 #include "mpi/coll_nccl.h"
@@ -43,27 +44,8 @@ static void count_(coll_category c, size_t bytes) {
   counters_.bytes[c] += bytes;
 }
 
-/* Waiting without spinning: MPI_Wait polls a core at 100 % (Open MPI's shared-memory
- * transport), which on shared or oversubscribed cores steals time from the ranks still
- * computing. Test, then sleep with backoff (10 us .. 0.5 ms). SPECTRAIN_COMM_SPIN=1 restores
- * MPI_Wait (dedicated cores, lowest latency). */
-static int wait_(MPI_Request *r) {
-  static int spin = -1;
-  if (spin < 0) {
-    const char *e = getenv("SPECTRAIN_COMM_SPIN");
-    spin = e && e[0] == '1';
-  }
-  if (spin) return MPI_Wait(r, MPI_STATUS_IGNORE);
-  int done = 0, rc = MPI_Test(r, &done, MPI_STATUS_IGNORE);
-  long ns = 10000;
-  while (rc == MPI_SUCCESS && !done) {
-    struct timespec ts = {0, ns};
-    nanosleep(&ts, NULL);
-    rc = MPI_Test(r, &done, MPI_STATUS_IGNORE);
-    if (ns < 500000) ns *= 2;
-  }
-  return rc;
-}
+/* Waiting: comm_wait_request (a sleeping poll, under the job's deadline). */
+static int wait_(MPI_Request *r, const char *what) { return comm_wait_request(r, what); }
 
 static int mpi_check_(int rc, const char *what) {
   if (rc == MPI_SUCCESS) return ST_OK;
@@ -183,7 +165,7 @@ static int host_allgather_(float *buf, size_t count) {
   int rc = mpi_check_(MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, (int)count,
                                      MPI_FLOAT, MPI_COMM_WORLD, &q),
                       "MPI_Iallgather");
-  return rc ? rc : mpi_check_(wait_(&q), "MPI_Wait");
+  return rc ? rc : mpi_check_(wait_(&q, "all-gather"), "MPI_Wait");
 }
 
 static int host_reduce_scatter_(const float *in, float *out, size_t count) {
@@ -191,7 +173,7 @@ static int host_reduce_scatter_(const float *in, float *out, size_t count) {
   int rc = mpi_check_(MPI_Ireduce_scatter_block(in, out, (int)count, MPI_FLOAT, MPI_SUM,
                                                 MPI_COMM_WORLD, &q),
                       "MPI_Ireduce_scatter_block");
-  return rc ? rc : mpi_check_(wait_(&q), "MPI_Wait");
+  return rc ? rc : mpi_check_(wait_(&q, "reduce-scatter"), "MPI_Wait");
 }
 
 /* MPI staged through host memory. Every call completes before it returns. */
@@ -261,7 +243,7 @@ int coll_allgather_f32(float *buf, size_t count) {
   int rc2 = mpi_check_(MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, (int)count,
                                       MPI_FLOAT, MPI_COMM_WORLD, &r),
                        "MPI_Iallgather");
-  return rc2 ? rc2 : mpi_check_(wait_(&r), "MPI_Wait");
+  return rc2 ? rc2 : mpi_check_(wait_(&r, "all-gather"), "MPI_Wait");
 }
 
 static void scale_(float *x, size_t n, float s) {
@@ -382,7 +364,9 @@ int coll_wait(coll_req *req) {
   if (req->kind >= COLL_REQ_NCCL_ALLGATHER && req->kind <= COLL_REQ_NCCL_REDUCE_SCATTER_HOST)
     return coll_nccl_wait(req);
 #endif
-  int rc = mpi_check_(wait_(req_(req)), "MPI_Wait");
+  int rc = mpi_check_(
+      wait_(req_(req), req->kind == REQ_REDUCE_SCATTER ? "reduce-scatter" : "all-gather"),
+      "MPI_Wait");
   finish_(req);
   return rc;
 }
@@ -407,7 +391,7 @@ static int allreduce_(void *x, size_t n, size_t elem_bytes, MPI_Datatype t, MPI_
   MPI_Request r;
   rc = mpi_check_(MPI_Iallreduce(MPI_IN_PLACE, x, (int)n, t, op, MPI_COMM_WORLD, &r),
                   "MPI_Iallreduce");
-  return rc ? rc : mpi_check_(wait_(&r), "MPI_Wait");
+  return rc ? rc : mpi_check_(wait_(&r, "allreduce"), "MPI_Wait");
 }
 
 int coll_allreduce_sum_f32(float *x, size_t n) {

@@ -1,15 +1,21 @@
 #include "mpi/comm.h"
 
 #include <mpi.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "mpi/comm_internal.h"
 #include "util/err.h"
 
 static int rank_ = 0, size_ = 1, local_rank_ = 0, inited_ = 0;
 static const char *local_source_ = "single rank";
+static MPI_Comm probe_comm_ = MPI_COMM_NULL; /* the timeout's who-is-there exchange */
+static double timeout_s_ = 0;
+static const char *timeout_key_ = "";
+static comm_place *hosts_ = NULL; /* the placement, once gathered (for naming lost ranks) */
 
 /* Integer value of environment variable NAME, or -1 when unset or not a number >= 0. */
 static int env_int_(const char *name) {
@@ -70,10 +76,123 @@ int comm_init(int *argc, char ***argv) {
   MPI_Comm_size(MPI_COMM_WORLD, &size_);
   log_set_rank(rank_, size_);
   place_local_rank_();
+  if (size_ > 1) MPI_Comm_dup(MPI_COMM_WORLD, &probe_comm_);
   return ST_OK;
 }
 
+void comm_set_timeout(double seconds, const char *key) {
+  timeout_s_ = seconds > 0 ? seconds : 0;
+  timeout_key_ = key ? key : "";
+}
+double comm_timeout(void) { return timeout_s_; }
+
+static double now_s_(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* After a timeout: one message to and from every other rank on probe_comm_, for `grace`
+ * seconds. The ranks that answered are reachable and also waiting past their deadline (all
+ * healthy ranks of a job whose collective cannot complete get here within about the spread
+ * of their entry into it); the others are written into `out` ("ranks 2, 3 on host h2").
+ * Returns how many did not answer. */
+static int unanswered_(double grace, char *out, size_t len) {
+  static int one = 1;
+  int n = size_;
+  int *got = xcalloc((size_t)n, sizeof *got), *flag = xcalloc((size_t)n, sizeof *flag);
+  MPI_Request *rq = xcalloc((size_t)2 * (size_t)n, sizeof *rq);
+  for (int q = 0; q < n; q++) {
+    rq[q] = rq[n + q] = MPI_REQUEST_NULL;
+    if (q == rank_) continue;
+    MPI_Irecv(&got[q], 1, MPI_INT, q, 7, probe_comm_, &rq[q]);
+    MPI_Isend(&one, 1, MPI_INT, q, 7, probe_comm_, &rq[n + q]);
+  }
+  flag[rank_] = 1;
+  double end = now_s_() + grace;
+  int missing = n - 1;
+  while (missing > 0 && now_s_() < end) {
+    for (int q = 0; q < n; q++) {
+      if (flag[q]) continue;
+      MPI_Test(&rq[q], &flag[q], MPI_STATUS_IGNORE);
+      if (flag[q]) missing--;
+    }
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
+  }
+  /* grouped by host, in rank order: "ranks 2, 3 on host h2; rank 5 on host h3" */
+  size_t used = 0;
+  out[0] = 0;
+  for (int q = 0; q < n && used + 96 < len; q++) {
+    if (flag[q]) continue;
+    int cnt = 0;
+    for (int o = q; o < n; o++)
+      cnt += !flag[o] && (!hosts_ || hosts_[o].host_index == hosts_[q].host_index);
+    used += (size_t)snprintf(out + used, len - used, "%s%s ", used ? "; " : "",
+                             cnt > 1 ? "ranks" : "rank");
+    int first = 1;
+    for (int o = q; o < n && used + 48 < len; o++) {
+      if (flag[o] || (hosts_ && hosts_[o].host_index != hosts_[q].host_index) ||
+          (!hosts_ && o != q))
+        continue;
+      used += (size_t)snprintf(out + used, len - used, "%s%d", first ? "" : ", ", o);
+      first = 0;
+      flag[o] = 1; /* listed */
+    }
+    if (hosts_) used += (size_t)snprintf(out + used, len - used, " on host %s", hosts_[q].host);
+  }
+  /* the requests are left as they are: the job ends now */
+  free(got);
+  free(flag);
+  free(rq);
+  return missing;
+}
+
+int comm_wait_request(MPI_Request *r, const char *what) {
+  static int spin = -1;
+  if (spin < 0) {
+    const char *e = getenv("SPECTRAIN_COMM_SPIN");
+    spin = e && e[0] == '1';
+  }
+  if (spin && timeout_s_ <= 0) return MPI_Wait(r, MPI_STATUS_IGNORE);
+  double t0 = timeout_s_ > 0 ? now_s_() : 0;
+  int done = 0, rc = MPI_Test(r, &done, MPI_STATUS_IGNORE);
+  long ns = 10000;
+  for (unsigned it = 1; rc == MPI_SUCCESS && !done; it++) {
+    if (!spin) {
+      struct timespec ts = {0, ns};
+      nanosleep(&ts, NULL);
+      if (ns < 500000) ns *= 2;
+    }
+    rc = MPI_Test(r, &done, MPI_STATUS_IGNORE);
+    if (done || timeout_s_ <= 0 || (spin && it % 1024)) continue;
+    double waited = now_s_() - t0;
+    if (waited < timeout_s_) continue;
+    double grace = timeout_s_ / 4 < 1 ? 1 : timeout_s_ / 4 > 30 ? 30 : timeout_s_ / 4;
+    char host[COMM_HOST_MAX] = "?", lost[1024];
+    gethostname(host, sizeof host - 1);
+    int missing = size_ > 1 ? unanswered_(grace, lost, sizeof lost) : 0;
+    if (missing)
+      log_error("on host %s: the %s has waited %.0f s for the other ranks (%s: %g s); %s did "
+                "not answer within %.0f s more: lost (host down, link cut) or stuck; ending "
+                "the job (the newest complete checkpoint is the last good state: resubmit to "
+                "resume from it)",
+                host, what, waited, timeout_key_, timeout_s_, lost, grace);
+    else
+      log_error("on host %s: the %s has waited %.0f s for the other ranks (%s: %g s) though "
+                "every rank answers: the ranks are out of step (a bug: please report it); "
+                "ending the job",
+                host, what, waited, timeout_key_, timeout_s_);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+    exit(1);
+  }
+  return rc;
+}
+
 void comm_finalize(void) {
+  if (probe_comm_ != MPI_COMM_NULL) MPI_Comm_free(&probe_comm_);
+  free(hosts_);
+  hosts_ = NULL;
   if (inited_) MPI_Finalize();
   inited_ = 0;
 }
@@ -104,6 +223,9 @@ int comm_placement(comm_place **out, int *nhosts) {
       if (strcmp(p[q].host, p[r].host) == 0) p[r].host_index = p[q].host_index;
     if (p[r].host_index < 0) p[r].host_index = h++;
   }
+  free(hosts_);
+  hosts_ = xcalloc((size_t)size_, sizeof *hosts_);
+  memcpy(hosts_, p, (size_t)size_ * sizeof *p);
   *out = p;
   *nhosts = h;
   return ST_OK;
@@ -142,24 +264,38 @@ void comm_abort(int code) {
   exit(code);
 }
 
+/* Issued non-blocking and completed with comm_wait_request: under the job's deadline. */
+static int wait_(int issued, MPI_Request *r, const char *what) {
+  return issued == MPI_SUCCESS ? comm_wait_request(r, what) : issued;
+}
+
 void comm_barrier(void) {
-  if (size_ > 1) MPI_Barrier(MPI_COMM_WORLD);
+  MPI_Request r;
+  if (size_ > 1) wait_(MPI_Ibarrier(MPI_COMM_WORLD, &r), &r, "barrier");
 }
 
 int comm_max_status(int local_status) {
   if (size_ == 1) return local_status;
   int out = local_status;
-  MPI_Allreduce(&local_status, &out, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  MPI_Request r;
+  if (wait_(MPI_Iallreduce(&local_status, &out, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD, &r), &r,
+            "status agreement between the ranks") != MPI_SUCCESS)
+    return local_status ? local_status : ST_ERUNTIME;
   return out;
 }
 
 int comm_agree_u64(uint64_t value, const char *what) {
   if (size_ == 1) return ST_OK;
   uint64_t v0 = value;
-  MPI_Bcast(&v0, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD);
+  MPI_Request r;
+  if (wait_(MPI_Ibcast(&v0, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD, &r), &r, "agreement") !=
+      MPI_SUCCESS)
+    return st_fail(ST_ERUNTIME, "MPI_Ibcast failed while agreeing on %s", what);
   int differs = value != v0 ? rank_ : size_;
   int first = size_;
-  MPI_Allreduce(&differs, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+  if (wait_(MPI_Iallreduce(&differs, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD, &r), &r,
+            "agreement") != MPI_SUCCESS)
+    return st_fail(ST_ERUNTIME, "MPI_Iallreduce failed while agreeing on %s", what);
   if (first == size_) return ST_OK;
   return st_fail(ST_EINPUT,
                  "ranks disagree on %s: rank %d differs from rank 0 (hash %016llx on this rank, "
@@ -172,8 +308,10 @@ int comm_bcast(void *buf, size_t bytes, int root) {
   char *p = buf;
   while (bytes > 0) { /* MPI counts are int: send in chunks of at most 1 GiB */
     int n = bytes > (1u << 30) ? (1 << 30) : (int)bytes;
-    if (MPI_Bcast(p, n, MPI_BYTE, root, MPI_COMM_WORLD) != MPI_SUCCESS)
-      return st_fail(ST_ERUNTIME, "MPI_Bcast failed");
+    MPI_Request r;
+    if (wait_(MPI_Ibcast(p, n, MPI_BYTE, root, MPI_COMM_WORLD, &r), &r, "broadcast") !=
+        MPI_SUCCESS)
+      return st_fail(ST_ERUNTIME, "MPI_Ibcast failed");
     p += n;
     bytes -= (size_t)n;
   }
@@ -182,8 +320,10 @@ int comm_bcast(void *buf, size_t bytes, int root) {
 
 static int allreduce_(void *x, int n, MPI_Datatype t, MPI_Op op) {
   if (size_ == 1) return ST_OK;
-  if (MPI_Allreduce(MPI_IN_PLACE, x, n, t, op, MPI_COMM_WORLD) != MPI_SUCCESS)
-    return st_fail(ST_ERUNTIME, "MPI_Allreduce failed");
+  MPI_Request r;
+  if (wait_(MPI_Iallreduce(MPI_IN_PLACE, x, n, t, op, MPI_COMM_WORLD, &r), &r, "allreduce") !=
+      MPI_SUCCESS)
+    return st_fail(ST_ERUNTIME, "MPI_Iallreduce failed");
   return ST_OK;
 }
 

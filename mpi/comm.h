@@ -34,6 +34,18 @@ int comm_placement(comm_place **out, int *nhosts);
  * its local ranks. */
 int comm_placement_check(const comm_place *p, int n);
 void comm_abort(int code);
+
+/* A bound on every wait for the other ranks (the collectives of this file and of
+ * mpi/coll.c on host memory), so that a lost host or a cut link ends the job in bounded time
+ * instead of hanging in a collective that can never complete (TCP would retry for many
+ * minutes; Open MPI has no deadline of its own). seconds <= 0: wait forever (the default).
+ * A wait past the bound: the rank exchanges one message with every other rank on a
+ * communicator of its own for a grace period of clamp(seconds / 4, 1, 30) s, prints an error
+ * naming the ranks (and their hosts) that did not answer (lost, cut off, or stuck in
+ * something else) and which operation waited, and calls MPI_Abort. `key` is the job key that
+ * set the bound, for the message. Not collective. */
+void comm_set_timeout(double seconds, const char *key);
+double comm_timeout(void);
 void comm_barrier(void);
 
 /* Every rank passes its own status; all return the maximum (so one rank's input error

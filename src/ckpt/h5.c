@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ckpt/h5.h"
@@ -436,6 +437,22 @@ static int dataset_wanted_(const tensor_desc *t, ckpt_kind k, int have_master) {
   return k != CKPT_MASTER || have_master;
 }
 
+/* Test hook (h5.h): a pause inside a save, announced by a file, for node-loss tests. */
+static void test_pause_(uint64_t step) {
+  const char *mark = getenv("SPECTRAIN_TEST_CKPT_PAUSE_MARK");
+  if (mark) {
+    char *p = xasprintf("%s.%d", mark, comm_rank());
+    FILE *f = fopen(p, "w");
+    if (f) {
+      fprintf(f, "%llu\n", (unsigned long long)step);
+      fclose(f);
+    }
+    free(p);
+  }
+  struct timespec ts = {env_long_("SPECTRAIN_TEST_CKPT_PAUSE_S", 1), 0};
+  nanosleep(&ts, NULL);
+}
+
 /* Create the file and write everything; returns the local status (not agreed). */
 static int write_file_(const char *tmp, const tensor_table *tt, const ckpt_meta *m,
                        const groups_ *g, const uint64_t *cs) {
@@ -444,6 +461,8 @@ static int write_file_(const char *tmp, const tensor_table *tt, const ckpt_meta 
   long kill_rank = env_long_("SPECTRAIN_TEST_CKPT_KILL_RANK", comm_size() - 1);
   long kill_step = env_long_("SPECTRAIN_TEST_CKPT_KILL_STEP", -1);
   if (kill_step >= 0 && (uint64_t)kill_step != m->step) kill_after = -1;
+  long pause_after = env_long_("SPECTRAIN_TEST_CKPT_PAUSE_AFTER_TENSORS", -1);
+  if (kill_step >= 0 && (uint64_t)kill_step != m->step) pause_after = -1;
   hid_t fapl = fapl_(1), dxpl = dxpl_(1);
   hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
   close_(&fapl, H5Pclose);
@@ -484,6 +503,7 @@ static int write_file_(const char *tmp, const tensor_table *tt, const ckpt_meta 
       if (r && !rc) rc = ST_ERUNTIME;
       close_(&ds, H5Dclose);
       if (++written == kill_after && me == kill_rank) raise(SIGKILL); /* test hook */
+      if (written == pause_after) test_pause_(m->step);                /* test hook */
     }
   }
   H5Pclose(dcpl);

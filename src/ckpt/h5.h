@@ -69,5 +69,10 @@ void ckpt_reader_close(ckpt_reader *r);
 /* Test hook: SPECTRAIN_TEST_CKPT_KILL_AFTER_TENSORS=k makes rank
  * SPECTRAIN_TEST_CKPT_KILL_RANK (default: the last rank) SIGKILL itself right after its
  * k-th tensor dataset write of a save (kill tests: the previous checkpoint must survive);
- * with SPECTRAIN_TEST_CKPT_KILL_STEP=s only in the save of step s. */
+ * with SPECTRAIN_TEST_CKPT_KILL_STEP=s only in the save of step s.
+ * SPECTRAIN_TEST_CKPT_PAUSE_AFTER_TENSORS=k makes every rank, after its k-th tensor dataset
+ * write of a save (of step s only, with SPECTRAIN_TEST_CKPT_KILL_STEP), write the step into
+ * the file $SPECTRAIN_TEST_CKPT_PAUSE_MARK.RANK (when set) and sleep
+ * SPECTRAIN_TEST_CKPT_PAUSE_S seconds (default 1): a window in the middle of the write for
+ * the node-loss tests to kill a host or cut its link. */
 #endif

@@ -171,6 +171,19 @@ static const job_key schema_[] = {
      "Release gathered units after forward and re-gather them in backward (ZeRO-3); false "
      "keeps them (more memory, fewer gathers)."},
 
+    {"distributed.timeout_s", JT_FLOAT, OFF(distributed.timeout_s), "300", 0, 0, INF, 0, NULL,
+     "The longest one rank waits for the others in one collective while training (steps, "
+     "evaluations). Past it the rank names the ranks and hosts that no longer answer and "
+     "ends the job (exit 1), so a lost host or a cut link ends the run in bounded time "
+     "instead of hanging; the newest complete checkpoint stays the last good state. 0: wait "
+     "forever. Raise it when ranks may legitimately wait longer for each other."},
+    {"distributed.checkpoint_timeout_s", JT_FLOAT, OFF(distributed.checkpoint_timeout_s), "1800",
+     0, 0, INF, 0, NULL,
+     "The longest a checkpoint write, the restore at start or the final export may take "
+     "(and any wait for the other ranks inside them); past it the job ends as for "
+     "`timeout_s`. 0: no limit. Size it to the checkpoint: its bytes over the slowest file "
+     "system bandwidth you accept, with room to spare."},
+
     {"checkpoint.resume", JT_STR, OFF(checkpoint.resume), "auto", 0, 0, 0, 0, NULL,
      "auto: resume from the latest complete checkpoint in output_dir if there is one; none: "
      "start fresh; or the path of a checkpoint."},

@@ -99,6 +99,11 @@ typedef struct {
   } sharding;
 
   struct {
+    double timeout_s;            /* longest wait for the other ranks in one collective */
+    double checkpoint_timeout_s; /* longest checkpoint write / export / restore */
+  } distributed;
+
+  struct {
     char *resume;             /* "auto" (latest in output_dir if any), "none", or a PATH */
     int take_from_checkpoint; /* on resume, train with the job stored in the checkpoint
                                  (else a job that differs from it is an error naming keys) */

@@ -18,6 +18,7 @@
 #include "util/err.h"
 #include "util/finite.h"
 #include "util/fs.h"
+#include "util/watchdog.h"
 #include "util/mem.h"
 
 /* ---- setup ------------------------------------------------------------------------------ */
@@ -618,6 +619,40 @@ static int nonfinite_eval_(train_ctx *t, double val) {
                  j->training.learning_rate);
 }
 
+/* A checkpoint write, restore or export (fn(t, reason, arg); reason may be NULL) under
+ * distributed.checkpoint_timeout_s: the watchdog for the whole of it (parallel HDF5 waits
+ * inside MPI-IO, where no deadline of ours reaches) and the same bound on each wait of ours
+ * for the other ranks inside it (comm_set_timeout). The training deadline
+ * (distributed.timeout_s) is back on afterwards. */
+typedef int (*io_fn_)(train_ctx *t, const char *reason, void *arg);
+static int under_io_deadline_(train_ctx *t, io_fn_ fn, const char *reason, void *arg,
+                              const char *what) {
+  const job_config *j = t->job;
+  double s = j->distributed.checkpoint_timeout_s;
+  const char *key = "distributed.checkpoint_timeout_s";
+  comm_set_timeout(s, key);
+  char w[160];
+  snprintf(w, sizeof w, "%s at step %lld", what, (long long)t->st.step);
+  int rc = s > 0 ? watchdog_arm(s, w, key) : ST_OK;
+  if (!rc) rc = fn(t, reason, arg);
+  watchdog_disarm();
+  comm_set_timeout(j->distributed.timeout_s, "distributed.timeout_s");
+  return rc;
+}
+static int restore_fn_(train_ctx *t, const char *reason, void *arg) {
+  (void)reason;
+  const train_hooks *h = arg;
+  return h->restore(t, h->arg);
+}
+static int save_fn_(train_ctx *t, const char *reason, void *arg) {
+  const train_hooks *h = arg;
+  return h->save(t, reason, h->arg);
+}
+static int export_fn_(train_ctx *t, const char *dir, void *arg) {
+  (void)arg;
+  return train_export_hf(t, dir);
+}
+
 int train_run(const job_config *job, const train_hooks *hooks) {
   static const train_hooks none = {0};
   if (!hooks) hooks = &none;
@@ -628,8 +663,10 @@ int train_run(const job_config *job, const train_hooks *hooks) {
   char *mpath = job_output_path(job, job->logging.metrics_file);
   if (!rc) rc = agree_(metrics_open(&mw, mpath, t.rank), "opening the metrics file");
   free(mpath);
-  if (!rc && hooks->restore) rc = hooks->restore(&t, hooks->arg);
+  if (!rc && hooks->restore)
+    rc = under_io_deadline_(&t, restore_fn_, NULL, (void *)hooks, "restoring the checkpoint");
   if (rc) {
+    comm_set_timeout(0, NULL);
     metrics_close(&mw);
     train_teardown(&t);
     return rc;
@@ -648,6 +685,8 @@ int train_run(const job_config *job, const train_hooks *hooks) {
   if (!rc) rc = metrics_write(&mw, comm_report_(&t));
   if (!rc) rc = metrics_write(&mw, placement_report_(&t));
 
+  /* from here every wait for the other ranks is bounded (a lost host ends the job) */
+  comm_set_timeout(job->distributed.timeout_s, "distributed.timeout_s");
   const uint64_t tokens_per_step = t.st.global_batch * (uint64_t)job->training.max_seq_length;
   double t_start = time_now_s();
   int64_t first_step = t.st.step, steps_since_log = 0;
@@ -707,10 +746,11 @@ int train_run(const job_config *job, const train_hooks *hooks) {
     }
     if (!rc && hooks->save && job->training.save_steps > 0 && s % job->training.save_steps == 0 &&
         !last)
-      rc = hooks->save(&t, "step", hooks->arg);
+      rc = under_io_deadline_(&t, save_fn_, "step", (void *)hooks, "writing the checkpoint");
     if (!rc && !last && hooks->stop_agreed && hooks->stop_agreed(hooks->arg)) {
       log_info("stop requested: stopping after step %lld", (long long)s);
-      if (hooks->save) rc = hooks->save(&t, "stop", hooks->arg);
+      if (hooks->save)
+        rc = under_io_deadline_(&t, save_fn_, "stop", (void *)hooks, "writing the checkpoint");
       t.stopped = 1;
       break;
     }
@@ -718,14 +758,16 @@ int train_run(const job_config *job, const train_hooks *hooks) {
   t.st.elapsed_s += time_now_s() - t_start;
   if (!rc) rc = metrics_write(&mw, memory_report_(&t, 1));
   if (!rc && !t.stopped) {
-    if (hooks->save) rc = hooks->save(&t, "final", hooks->arg);
+    if (hooks->save)
+      rc = under_io_deadline_(&t, save_fn_, "final", (void *)hooks, "writing the checkpoint");
     char *dir = job_output_path(job, "final");
-    if (!rc) rc = train_export_hf(&t, dir);
+    if (!rc) rc = under_io_deadline_(&t, export_fn_, dir, NULL, "exporting the model");
     if (!rc) log_info("trained model written to %s (%s of training)", dir,
                       (hms_(t.st.elapsed_s, h2, sizeof h2), h2));
     free(dir);
   }
   if (!rc) rc = metrics_write(&mw, comm_total_());
+  comm_set_timeout(0, NULL);
   int stopped = t.stopped;
   metrics_close(&mw);
   train_teardown(&t);

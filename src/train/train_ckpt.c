@@ -19,7 +19,7 @@
 static const char *run_only_keys_[] = {
     "output_dir",          "checkpoint.",
     "training.max_steps",  "training.num_train_epochs",
-    "sharding.",           "logging.",
+    "sharding.",           "logging.",            "distributed.",
     "training.save_steps", "training.save_total_limit",
     "training.logging_steps", "training.eval_steps",
     "training.eval_max_batches", "training.per_device_eval_batch_size",

@@ -37,3 +37,26 @@ cluster_up() { timeout 60 "$CLUSTER" --name "$cluster_name" up "$1"; }
 cluster_host() { echo "stc-$cluster_name-n$1"; }
 # cluster_bytes K: "rx tx" bytes of node K's link
 cluster_bytes() { cluster bytes "n$1"; }
+# cluster_mpirun ARGS...: mpirun on the login host across the nodes (test defaults added)
+cluster_mpirun() {
+  "$CLUSTER" --name "$cluster_name" mpirun --oversubscribe --bind-to none "$@"
+}
+# cluster_procs K NAME: PIDs of the processes called NAME on node K
+cluster_procs() {
+  local p
+  for p in $(ip netns pids "stc-$cluster_name-n$1" 2> /dev/null); do
+    [[ $(cat /proc/$p/comm 2> /dev/null) == "$2" ]] && echo "$p"
+  done
+  return 0
+}
+# wait_until SECONDS CMD...: poll CMD every 0.1 s; 1 when it has not succeeded in time
+wait_until() {
+  local end=$((SECONDS + $1))
+  shift
+  until "$@"; do
+    ((SECONDS >= end)) && return 1
+    sleep 0.1
+  done
+}
+# now_ms: a monotonic-enough clock for bounds (milliseconds)
+now_ms() { date +%s%3N; }

@@ -89,6 +89,74 @@ static void build_ops_(fsdp *f) {
   f->n_ops_train = n;
 }
 
+/* ---- the memory formula --------------------------------------------------------------- */
+
+void fsdp_predict(const shard_plan *p, const kernels *k, const fsdp_opts *o, int tied,
+                  uint64_t pred[MC_NCAT], uint64_t host[MC_NCAT]) {
+  memset(pred, 0, MC_NCAT * sizeof(uint64_t));
+  /* where fsdp_create puts each kind of shard */
+  mem_space train_space = o->offload ? MS_HOST : MS_COMPUTE;
+  mem_space frozen_space = o->offload == 1 ? MS_HOST : MS_COMPUTE;
+  int n = p->n_units;
+  int cap = o->limit_all_gathers ? 1 + o->prefetch : n + 1;
+  uint64_t sf = plan_total_shard(p, PB_FROZEN), st = plan_total_shard(p, PB_TRAIN);
+  pred[MC_PARAM_FROZEN] = 4 * sf;
+  pred[MC_PARAM_TRAIN] = 4 * st;
+  pred[MC_MASTER] = 0; /* fp32 parameters are the master copy */
+  pred[MC_GRAD] = 4 * st;
+  pred[MC_OPTIM] = 8 * st;
+  /* gathered units: at most max(cap, units one op needs) of the largest units alive;
+   * everything when reshard_after_forward is off */
+  uint64_t *sz = xcalloc((size_t)(n ? n : 1), sizeof(uint64_t));
+  uint64_t *tr = xcalloc((size_t)(n ? n : 1), sizeof(uint64_t));
+  uint64_t staging_n = 0;
+  for (int u = 0; u < n; u++) {
+    sz[u] = 4 * (p->units[u].padded[PB_FROZEN] + p->units[u].padded[PB_TRAIN]);
+    tr[u] = 4 * (p->units[u].padded[PB_TRAIN] + p->units[u].shard[PB_TRAIN]);
+    if (p->units[u].shard[PB_TRAIN] > staging_n) staging_n = p->units[u].shard[PB_TRAIN];
+  }
+  int live = o->reshard_after_forward ? (cap < n ? cap : n) : n;
+  if (live < 1 + tied) live = 1 + tied;
+  for (int pass = 0; pass < 2; pass++) {
+    uint64_t *a = pass ? tr : sz;
+    int take = pass ? (n < 4 ? n : 4) : live; /* grads: <= 2 ops x 2 buffers in flight */
+    for (int i = 0; i < take && n > 0; i++) { /* sum of the `take` largest */
+      int best = 0;
+      for (int u = 1; u < n; u++)
+        if (a[u] > a[best]) best = u;
+      pred[pass ? MC_GRAD_FULL : MC_GATHER] += a[best];
+      a[best] = 0;
+    }
+  }
+  free(sz);
+  free(tr);
+  /* host staging: offload's persistent buffer, or the load's 1 Mi-float chunk (freed after
+   * the load); plus, at a checkpoint, host copies of every shard kept in compute memory the
+   * host cannot read (parameters; m and v of trainable ones): fsdp_foreach_piece */
+  uint64_t mirrors = 0;
+  if (!k->host_addressable)
+    for (int u = 0; u < n; u++) {
+      if (frozen_space != MS_HOST) mirrors += 4 * p->units[u].shard[PB_FROZEN];
+      if (train_space != MS_HOST) mirrors += 4 * p->units[u].shard[PB_TRAIN] * 3u;
+    }
+  uint64_t load = (frozen_space != MS_HOST || train_space != MS_HOST) ? 4u << 20 : 0;
+  pred[MC_STAGING] = (o->offload ? 4 * staging_n : 0) + (load > mirrors ? load : mirrors);
+  if (host) {
+    memset(host, 0, MC_NCAT * sizeof(uint64_t));
+    for (int c = 0; c < MC_NCAT; c++)
+      if (k->host_addressable) host[c] = pred[c]; /* one memory: everything is host RAM */
+    if (!k->host_addressable) {
+      if (frozen_space == MS_HOST) host[MC_PARAM_FROZEN] = pred[MC_PARAM_FROZEN];
+      if (train_space == MS_HOST) {
+        host[MC_PARAM_TRAIN] = pred[MC_PARAM_TRAIN];
+        host[MC_GRAD] = pred[MC_GRAD];
+        host[MC_OPTIM] = pred[MC_OPTIM];
+      }
+      host[MC_STAGING] = pred[MC_STAGING];
+    }
+  }
+}
+
 /* ---- create / free -------------------------------------------------------------------- */
 
 int fsdp_create(const tensor_table *tt, const shard_plan *plan, const model_config *cfg,

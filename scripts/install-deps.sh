@@ -14,6 +14,7 @@ want=(build-essential cmake pkg-config git
       libyaml-dev libopenblas-dev liblapacke-dev libjansson-dev
       libopenblas0-openmp       # OpenBLAS's OpenMP build: one thread pool with our loops
       libdnnl-dev               # oneDNN: the CPU bf16 matrix products (training.bf16)
+      libpcre2-dev libutf8proc-dev  # the tokenizer: Unicode regexes, normalization
       bible-kjv-text bible-kjv  # the tiny job's English text (scripts/prepare-tiny-data.sh)
       python3.11-doc python3)   # the main job's second domain (prepare-finetune-data.sh), its summary
 slurm=(slurmctld slurmd slurm-client munge)

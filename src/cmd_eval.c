@@ -18,14 +18,16 @@
 #include "util/opt.h"
 
 static int eval_run_(const char *model_dir, const char *data_path, long max_tokens, long seq_len,
-                     long batch, int json, int backend) {
+                     long batch, int json, int backend, int bf16) {
   const kernels *k = NULL;
   coll_transport tr;
-  int rc = kernels_select("--backend", backend, 0, comm_local_rank(), &k, &tr);
+  int rc = kernels_select("--backend", backend, bf16, comm_local_rank(), &k, &tr);
   if (rc) return rc;
   if (!json) log_info("%s", kernels_select_description());
   model_weights mw;
-  rc = model_weights_load(model_dir, &mw); /* frees what it took on failure */
+  /* bf16: the weights are read straight into bf16 (BF16 files as stored), no fp32 copy */
+  rc = bf16 ? model_weights_load_bf16(model_dir, &mw)
+            : model_weights_load(model_dir, &mw); /* frees what it took on failure */
   if (rc) return rc;
   if (k != kernels_cpu() && (rc = model_weights_to_compute(&mw, k))) {
     model_weights_free(&mw);
@@ -52,7 +54,7 @@ static int eval_run_(const char *model_dir, const char *data_path, long max_toke
   if ((uint64_t)B > n_samples) B = (int)n_samples;
 
   model_opts o = {.batch = B, .seq_len = T, .grad_checkpointing = 0,
-                  .lowest_grad_unit = mw.tt.n_units};
+                  .lowest_grad_unit = mw.tt.n_units, .bf16 = bf16};
   model_ctx *ctx = NULL;
   uint64_t act = 0;
   const char *what = NULL;
@@ -111,8 +113,9 @@ static int eval_run_(const char *model_dir, const char *data_path, long max_toke
                (long long)counted, exp(loss));
       else
         printf("loss %.6f  perplexity %.4f  over %lld predicted tokens (%llu samples of %d, "
-               "%.1f s)\n",
-               loss, exp(loss), (long long)counted, (unsigned long long)n_samples, T, elapsed);
+               "%s, %.1f s)\n",
+               loss, exp(loss), (long long)counted, (unsigned long long)n_samples, T,
+               bf16 ? "bf16" : "fp32", elapsed);
       fflush(stdout);
     }
   }
@@ -134,10 +137,13 @@ int cmd_eval(int argc, char **argv) {
       "Data formats as in job files (.bin llm.c shards, .jsonl records, other files =\n"
       "UTF-8 bytes): streams are cut into windows of T+1 tokens with stride T, jsonl\n"
       "records are one sequence each. With --max-tokens N only the first ceil(N/T)\n"
-      "samples are evaluated. Under mpirun the batches are split over the ranks."};
+      "samples are evaluated. Under mpirun the batches are split over the ranks.\n"
+      "--bf16 runs the model in bf16 mixed precision (docs/model.md \"Precision\"):\n"
+      "weights held in bf16 only (bf16 files as stored, others rounded on reading),\n"
+      "bf16 matrix products with fp32 accumulation, norms, softmax and the loss in fp32."};
   const char *model_dir = NULL, *data = NULL;
   long max_tokens = 0, seq_len = 0, batch = 4;
-  int json = 0;
+  int json = 0, bf16 = 0;
   const char *backend_s = "auto";
   opt_spec specs[] = {
       {"model", OPT_STR, "DIR", "model directory (config.json + safetensors); required",
@@ -151,6 +157,8 @@ int cmd_eval(int argc, char **argv) {
       {"backend", OPT_STR, "B",
        "kernels: auto (cuda when a GPU is found, else cpu), cpu or cuda (default auto)",
        &backend_s},
+      {"bf16", OPT_FLAG, NULL, "bf16 mixed precision (half the weight memory; see above)",
+       &bf16},
       {"json", OPT_FLAG, NULL, "print one JSON object {\"loss\", \"tokens\", \"perplexity\"}",
        &json},
   };
@@ -180,6 +188,6 @@ int cmd_eval(int argc, char **argv) {
   if (backend < 0)
     return st_report(st_fail(ST_EINPUT, "eval: --backend: expected auto, cpu or cuda, found '%s'",
                              backend_s));
-  rc = eval_run_(model_dir, data, max_tokens, seq_len, batch, json, backend);
+  rc = eval_run_(model_dir, data, max_tokens, seq_len, batch, json, backend, bf16);
   return rc ? st_report(rc) : 0;
 }

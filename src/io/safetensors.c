@@ -560,8 +560,9 @@ static void convert_(sft_dtype dt, const uint8_t *src, size_t k, void *dst, int 
   }
 }
 
-/* Read elements [first, first+count) of t and convert to float (f32 != 0) or double. Only
- * those bytes are read; F32 -> float goes straight into `out`. */
+/* Read elements [first, first+count) of t and convert to float (f32 == 1), double (0) or
+ * bf16 (2, rounded to nearest even). Only those bytes are read; F32 -> float and BF16 ->
+ * bf16 go straight into `out`. */
 static int read_conv_(const sft_model *m, const sft_tensor *t, uint64_t first, uint64_t count,
                       void *out, int f32) {
   const char *path = m->paths[t->file];
@@ -575,20 +576,29 @@ static int read_conv_(const sft_model *m, const sft_tensor *t, uint64_t first, u
   if (count == 0) return 0;
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return st_fail(ST_ERUNTIME, "%s: cannot open: %s", path, strerror(errno));
-  const size_t es = sft_dtype_bytes(t->dtype), os = f32 ? 4 : 8;
+  const size_t es = sft_dtype_bytes(t->dtype), os = f32 == 2 ? 2 : f32 ? 4 : 8;
   char what[160];
   snprintf(what, sizeof what, "tensor '%s'", t->name);
   int rc = 0;
-  if (t->dtype == SFT_F32 && f32) {
-    rc = pread_all_(fd, out, (size_t)count * 4, t->offset + first * 4, path, what);
+  if ((t->dtype == SFT_F32 && f32 == 1) || (t->dtype == SFT_BF16 && f32 == 2)) {
+    rc = pread_all_(fd, out, (size_t)count * os, t->offset + first * os, path, what);
   } else {
     const size_t chunk = READ_CHUNK_BYTES / es;
     uint8_t *buf = xmalloc(READ_CHUNK_BYTES);
+    float *tmp = f32 == 2 ? xmalloc(chunk * sizeof *tmp) : NULL; /* bf16 out: via float */
     for (uint64_t done = 0; done < count && !rc; done += chunk) {
       size_t k = (size_t)(count - done < chunk ? count - done : chunk);
       rc = pread_all_(fd, buf, k * es, t->offset + (first + done) * es, path, what);
-      if (!rc) convert_(t->dtype, buf, k, (char *)out + done * os, f32);
+      if (rc) break;
+      if (f32 == 2) {
+        convert_(t->dtype, buf, k, tmp, 1);
+        uint16_t *o = (uint16_t *)out + done;
+        for (size_t i = 0; i < k; i++) o[i] = bf16_from_f32(tmp[i]);
+      } else {
+        convert_(t->dtype, buf, k, (char *)out + done * os, f32);
+      }
     }
+    free(tmp);
     free(buf);
   }
   close(fd);
@@ -618,6 +628,27 @@ int sft_check_finite(const sft_model *m, const sft_tensor *t, uint64_t first, co
                  m->paths[t->file], t->name, finite_name(x[bad]), at,
                  (unsigned long long)(first + bad), (unsigned long long)t->numel,
                  sft_dtype_name(t->dtype));
+}
+
+int sft_check_finite_bf16(const sft_model *m, const sft_tensor *t, uint64_t first,
+                          const uint16_t *x, uint64_t n) {
+  uint64_t bad = finite_first_bad_bf16(x, n);
+  if (bad == n) return 0;
+  char at[160];
+  finite_index_str(first + bad, t->ndim, t->shape, at, sizeof at);
+  return st_fail(ST_EINPUT,
+                 "%s: tensor '%s' holds %s at index %s (element %llu of %llu, stored as %s, read "
+                 "as bfloat16): "
+                 "model weights must be finite numbers; the file is damaged or was saved from a "
+                 "run that diverged (re-export it from a good checkpoint or the original model)",
+                 m->paths[t->file], t->name, finite_name(bf16_to_f32(x[bad])), at,
+                 (unsigned long long)(first + bad), (unsigned long long)t->numel,
+                 sft_dtype_name(t->dtype));
+}
+
+int sft_read_bf16(const sft_model *m, const sft_tensor *t, uint64_t first, uint64_t count,
+                  uint16_t *out) {
+  return read_conv_(m, t, first, count, out, 2);
 }
 
 /* ---- writing -------------------------------------------------------------------------- */

@@ -47,6 +47,10 @@ const sft_tensor *sft_find(const sft_model *m, const char *name);
  * float32 / float64. Reads only those bytes. */
 int sft_read_f32(const sft_model *m, const sft_tensor *t, uint64_t first, uint64_t count, float *out);
 int sft_read_f64(const sft_model *m, const sft_tensor *t, uint64_t first, uint64_t count, double *out);
+/* The same into bfloat16 (bits as uint16_t): BF16 tensors are copied as stored, others
+ * converted to float and rounded to nearest even (what torch's .to(torch.bfloat16) does). */
+int sft_read_bf16(const sft_model *m, const sft_tensor *t, uint64_t first, uint64_t count,
+                  uint16_t *out);
 
 /* Non-finite numbers are bad input. x[0..n) holds elements [first, first+n) of t as read:
  * 0 when every value is finite, else ST_EINPUT naming the file, the tensor, its first NaN or
@@ -54,6 +58,10 @@ int sft_read_f64(const sft_model *m, const sft_tensor *t, uint64_t first, uint64
  * widening unchanged, so the check after conversion is the check of the stored values.) */
 int sft_check_finite(const sft_model *m, const sft_tensor *t, uint64_t first, const float *x,
                      uint64_t n);
+/* The same on values read with sft_read_bf16 (a finite F32 value beyond bfloat16's range
+ * rounds to an infinity, and is reported as one). */
+int sft_check_finite_bf16(const sft_model *m, const sft_tensor *t, uint64_t first,
+                          const uint16_t *x, uint64_t n);
 
 /* Write one safetensors file that Hugging Face transformers loads. Tensors are written in
  * the given order; data is converted from float32 to `dtype` (F32, BF16 round-to-nearest-

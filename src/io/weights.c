@@ -6,37 +6,52 @@
 #include <string.h>
 
 #include "io/safetensors.h"
+#include "kernels/bf16.h"
 #include "util/err.h"
 #include "util/rng.h"
 
 static void views_(model_weights *mw) {
   memset(mw->units, 0, (size_t)mw->tt.n_units * sizeof *mw->units);
   float *w = mw->k ? mw->cdata : mw->data, *g = mw->k ? mw->cgrad : mw->grad;
+  bf16_t *wb = mw->k ? mw->cdata16 : mw->data16;
   for (int i = 0; i < mw->tt.n; i++) {
     const tensor_desc *d = &mw->tt.t[i];
-    mw->units[d->unit].w[d->kind] = w + mw->offset[i];
+    if (w) mw->units[d->unit].w[d->kind] = w + mw->offset[i];
+    if (wb) mw->units[d->unit].wb[d->kind] = wb + mw->offset[i];
     if (g && d->trainable) mw->units[d->unit].g[d->kind] = g + mw->offset[i];
   }
 }
 
 int model_weights_to_compute(model_weights *mw, const kernels *k) {
   if (mw->k) return 0;
-  size_t bytes = (mw->numel ? mw->numel : 1) * sizeof(float);
-  mw->cdata = k->alloc(bytes);
-  if (!mw->cdata)
+  size_t n = mw->numel ? mw->numel : 1;
+  if (mw->data && !(mw->cdata = k->alloc(n * sizeof(float))))
     return st_fail(ST_ERUNTIME, "model: cannot allocate %zu bytes of %s memory for %zu "
-                   "parameters", bytes, k->name, mw->numel);
-  k->upload(mw->cdata, mw->data, mw->numel * sizeof(float));
+                   "parameters", n * sizeof(float), k->name, mw->numel);
+  if (mw->data16 && !(mw->cdata16 = k->alloc(n * sizeof(bf16_t)))) {
+    if (mw->cdata) k->free(mw->cdata);
+    mw->cdata = NULL;
+    return st_fail(ST_ERUNTIME, "model: cannot allocate %zu bytes of %s memory for %zu bf16 "
+                   "parameters", n * sizeof(bf16_t), k->name, mw->numel);
+  }
+  if (mw->data) k->upload(mw->cdata, mw->data, mw->numel * sizeof(float));
+  if (mw->data16) k->upload(mw->cdata16, mw->data16, mw->numel * sizeof(bf16_t));
   mw->k = k;
   views_(mw);
   return 0;
 }
 
 void model_weights_download(model_weights *mw) {
-  if (mw->k) mw->k->download(mw->data, mw->cdata, mw->numel * sizeof(float));
+  if (mw->k && mw->data) mw->k->download(mw->data, mw->cdata, mw->numel * sizeof(float));
 }
 
-static int layout_(const model_config *c, model_weights *mw) {
+void model_weights_make_bf16(model_weights *mw) {
+  if (!mw->data16) mw->data16 = xmalloc((mw->numel ? mw->numel : 1) * sizeof(bf16_t));
+  for (size_t i = 0; i < mw->numel; i++) mw->data16[i] = bf16_from_f32(mw->data[i]);
+  views_(mw);
+}
+
+static int layout_(const model_config *c, int bf16, model_weights *mw) {
   memset(mw, 0, sizeof *mw);
   mw->cfg = *c;
   int rc = tensor_table_build(&mw->cfg, &mw->tt);
@@ -46,25 +61,27 @@ static int layout_(const model_config *c, model_weights *mw) {
     mw->offset[i] = mw->numel;
     mw->numel += mw->tt.t[i].numel;
   }
-  mw->data = malloc(mw->numel * sizeof *mw->data);
-  if (!mw->data) {
+  size_t es = bf16 ? sizeof(bf16_t) : sizeof(float);
+  void *p = malloc((mw->numel ? mw->numel : 1) * es);
+  if (bf16) mw->data16 = p;
+  else mw->data = p;
+  if (!p) {
     size_t n = mw->numel;
     model_weights_free(mw);
-    return st_fail(ST_ERUNTIME, "model: cannot allocate %zu parameters (%zu bytes)", n,
-                   n * sizeof(float));
+    return st_fail(ST_ERUNTIME, "model: cannot allocate %zu parameters (%zu bytes)", n, n * es);
   }
   mw->units = xcalloc((size_t)mw->tt.n_units, sizeof *mw->units);
   views_(mw);
   return 0;
 }
 
-int model_weights_load(const char *dir, model_weights *mw) {
+static int load_(const char *dir, int bf16, model_weights *mw) {
   char *cfg_path = xasprintf("%s/config.json", dir);
   model_config c;
   int rc = model_config_load(cfg_path, &c);
   free(cfg_path);
   if (rc) return rc;
-  if ((rc = layout_(&c, mw))) return rc;
+  if ((rc = layout_(&c, bf16, mw))) return rc;
   sft_model m;
   if ((rc = sft_open(dir, &m))) {
     model_weights_free(mw);
@@ -87,17 +104,25 @@ int model_weights_load(const char *dir, model_weights *mw) {
                    t->ndim ? (long long)t->shape[0] : 0LL);
       break;
     }
-    rc = sft_read_f32(&m, t, 0, d->numel, mw->data + mw->offset[i]);
-    if (!rc) rc = sft_check_finite(&m, t, 0, mw->data + mw->offset[i], d->numel);
+    if (bf16) {
+      rc = sft_read_bf16(&m, t, 0, d->numel, mw->data16 + mw->offset[i]);
+      if (!rc) rc = sft_check_finite_bf16(&m, t, 0, mw->data16 + mw->offset[i], d->numel);
+    } else {
+      rc = sft_read_f32(&m, t, 0, d->numel, mw->data + mw->offset[i]);
+      if (!rc) rc = sft_check_finite(&m, t, 0, mw->data + mw->offset[i], d->numel);
+    }
   }
   sft_close(&m);
   if (rc) model_weights_free(mw);
   return rc;
 }
 
+int model_weights_load(const char *dir, model_weights *mw) { return load_(dir, 0, mw); }
+int model_weights_load_bf16(const char *dir, model_weights *mw) { return load_(dir, 1, mw); }
+
 int model_weights_init_random(const model_config *c, uint64_t seed, double std,
                               model_weights *mw) {
-  int rc = layout_(c, mw);
+  int rc = layout_(c, 0, mw);
   if (rc) return rc;
   for (int i = 0; i < mw->tt.n; i++) {
     const tensor_desc *d = &mw->tt.t[i];
@@ -134,9 +159,11 @@ void model_weights_free(model_weights *mw) {
   tensor_table_free(&mw->tt);
   free(mw->offset);
   free(mw->data);
+  free(mw->data16);
   free(mw->grad);
   if (mw->k) {
-    mw->k->free(mw->cdata);
+    if (mw->cdata) mw->k->free(mw->cdata);
+    if (mw->cdata16) mw->k->free(mw->cdata16);
     if (mw->cgrad) mw->k->free(mw->cgrad);
   }
   free(mw->units);

@@ -27,6 +27,9 @@ typedef struct {
   float *gate;    /* (N, F) */
   float *up;      /* (N, F) */
   float *h;       /* (N, F) silu(gate) * up */
+  /* bf16 mode: the same activations in bf16 (the fp32 fields above that have a bf16 twin
+   * are NULL then); q, k, v after RoPE, rounded before attention sees them */
+  bf16_t *xn1h, *qh, *kh, *vh, *yh, *xn2h, *gateh, *uph, *hh;
 } block_acts;
 
 struct model_ctx {
@@ -50,6 +53,15 @@ struct model_ctx {
   float *att_scratch;                /* attention_scratch_floats(B, T, H, KV, D) */
   int32_t *tokens;                   /* (N) compute copy of the last embed_forward's tokens */
   int32_t *targets;                  /* (N) compute copy of the head's targets */
+  /* bf16 mode only: fp32 working copies shared by all blocks, bf16 copies of gradients
+   * for the products, the head's bf16 normed input and logits gradient, and fp32 copies
+   * of the unit's small weights (norms, biases), converted where they are used */
+  int bf16;
+  float *f_xn, *f_q, *f_k, *f_v, *f_y, *f_a, *f_b, *f_c; /* (N,C) (N,HD) (N,KVD)x2 (N,HD) (N,F)x3 */
+  bf16_t *dx16;                      /* (N, C) */
+  bf16_t *xnf16, *logits16;          /* (N, C), (head_chunk, V) */
+  float *sw;                         /* small weights: SW_NKINDS slots of max(C, HD, KVD) */
+  size_t sw_slot;
   void **allocs;
   int nallocs;
   int dry; /* model_ctx_predict_bytes: count the bytes, allocate nothing */
@@ -70,8 +82,39 @@ static void *buf_bytes_(model_ctx *c, size_t bytes) {
   return p;
 }
 static float *buf_(model_ctx *c, size_t nfloats) { return buf_bytes_(c, nfloats * sizeof(float)); }
+static bf16_t *hbuf_(model_ctx *c, size_t n) { return buf_bytes_(c, n * sizeof(bf16_t)); }
+
+static int acts_alloc_bf16_(model_ctx *c, block_acts *a) {
+  size_t N = (size_t)c->N;
+  memset(a, 0, sizeof *a);
+  a->rstd1 = buf_(c, N);
+  if (c->cfg->qk_norm) { /* fp32: their RMSNorm backward reads them */
+    a->q_pre = buf_(c, N * c->HD);
+    a->k_pre = buf_(c, N * c->KVD);
+    a->q_rstd = buf_(c, N * c->H);
+    a->k_rstd = buf_(c, N * c->KV);
+    if (!a->q_pre || !a->k_pre || !a->q_rstd || !a->k_rstd) return -1;
+  }
+  a->lse = buf_(c, (size_t)c->B * c->H * c->T);
+  a->xmid = buf_(c, N * c->C);
+  a->rstd2 = buf_(c, N);
+  a->xn1h = hbuf_(c, N * c->C);
+  a->qh = hbuf_(c, N * c->HD);
+  a->kh = hbuf_(c, N * c->KVD);
+  a->vh = hbuf_(c, N * c->KVD);
+  a->yh = hbuf_(c, N * c->HD);
+  a->xn2h = hbuf_(c, N * c->C);
+  a->gateh = hbuf_(c, N * c->F);
+  a->uph = hbuf_(c, N * c->F);
+  a->hh = hbuf_(c, N * c->F);
+  return (a->rstd1 && a->lse && a->xmid && a->rstd2 && a->xn1h && a->qh && a->kh && a->vh &&
+          a->yh && a->xn2h && a->gateh && a->uph && a->hh)
+             ? 0
+             : -1;
+}
 
 static int acts_alloc_(model_ctx *c, block_acts *a) {
+  if (c->bf16) return acts_alloc_bf16_(c, a);
   size_t N = (size_t)c->N;
   memset(a, 0, sizeof *a);
   a->xn1 = buf_(c, N * c->C);
@@ -187,9 +230,12 @@ static int ctx_build_(const model_config *m, const kernels *k, const model_opts 
   c->lowest_block = c->lowest_unit > 0 ? c->lowest_unit - 1 : 0;
   if (c->lowest_block > c->L) c->lowest_block = c->L;
   int training = c->lowest_unit <= c->L + 1;
-  /* logits of all N tokens when they fit in 256 MiB (or as asked), else blocks of rows */
+  c->bf16 = o->bf16 != 0;
+  /* logits of all N tokens when they fit in 256 MiB (or as asked), else blocks of rows;
+   * bf16 training also keeps a bf16 copy of the logits' gradient */
+  size_t per_row = (size_t)c->V * (sizeof(float) + (c->bf16 && training ? sizeof(bf16_t) : 0));
   size_t chunk = o->head_chunk_tokens > 0 ? (size_t)o->head_chunk_tokens
-                                          : (256u << 20) / ((size_t)c->V * sizeof(float));
+                                          : (256u << 20) / per_row;
   c->head_chunk = (int)(chunk < 1 ? 1 : (chunk > (size_t)c->N ? (size_t)c->N : chunk));
   size_t N = (size_t)c->N;
   int ok = 1;
@@ -212,11 +258,34 @@ static int ctx_build_(const model_config *m, const kernels *k, const model_opts 
       c->acts[l] = c->work;
   }
   if (ok) {
-    c->xnf = buf_(c, N * c->C);
+    c->xnf = c->bf16 ? NULL : buf_(c, N * c->C);
     c->rstdf = buf_(c, N);
     c->logits = buf_(c, (size_t)c->head_chunk * c->V);
     c->lse = buf_(c, N);
-    ok = c->xnf && c->rstdf && c->logits && c->lse;
+    ok = (c->xnf || c->bf16) && c->rstdf && c->logits && c->lse;
+  }
+  if (ok && c->bf16) {
+    c->f_xn = buf_(c, N * c->C);
+    c->f_q = buf_(c, N * c->HD);
+    c->f_k = buf_(c, N * c->KVD);
+    c->f_v = buf_(c, N * c->KVD);
+    c->f_y = buf_(c, N * c->HD);
+    c->f_a = buf_(c, N * c->F);
+    c->f_b = buf_(c, N * c->F);
+    c->f_c = buf_(c, N * c->F);
+    c->xnf16 = hbuf_(c, N * c->C);
+    size_t slot = (size_t)c->C;
+    if ((size_t)c->HD > slot) slot = (size_t)c->HD;
+    if ((size_t)c->KVD > slot) slot = (size_t)c->KVD;
+    c->sw_slot = slot;
+    c->sw = buf_(c, slot * TK_COUNT);
+    ok = c->f_xn && c->f_q && c->f_k && c->f_v && c->f_y && c->f_a && c->f_b && c->f_c &&
+         c->xnf16 && c->sw;
+    if (ok && training) {
+      c->dx16 = hbuf_(c, N * c->C);
+      c->logits16 = hbuf_(c, (size_t)c->head_chunk * c->V);
+      ok = c->dx16 && c->logits16;
+    }
   }
   if (ok && training) {
     c->dx = buf_(c, N * c->C);
@@ -281,7 +350,10 @@ int model_embed_forward(model_ctx *c, const unit_view *embed, const int32_t *tok
                      "[0, %d)",
                      tokens[n], n / c->T, n % c->T, c->V);
   c->k->upload(c->tokens, tokens, (size_t)c->N * sizeof *tokens);
-  c->k->embed_forward(c->x[0], c->tokens, embed->w[TK_EMBED], c->N, c->C);
+  if (c->bf16)
+    c->k->embed_forward_bf16(c->x[0], c->tokens, embed->wb[TK_EMBED], c->N, c->C);
+  else
+    c->k->embed_forward(c->x[0], c->tokens, embed->w[TK_EMBED], c->N, c->C);
   return 0;
 }
 
@@ -332,8 +404,164 @@ static void block_forward_(model_ctx *c, const unit_view *u, const float *x_in, 
   k->add(x_out, a->xmid, N * c->C);
 }
 
+/* ---- bf16 mode -------------------------------------------------------------------------- */
+
+/* An fp32 copy of a small bf16 weight (norm, bias) of the unit, in its slot of c->sw; NULL
+ * when the unit has none. */
+static const float *sw_(const model_ctx *c, const unit_view *u, tensor_kind kind, int n) {
+  if (!u->wb[kind]) return NULL;
+  float *dst = c->sw + (size_t)kind * c->sw_slot;
+  c->k->to_f32(dst, u->wb[kind], (size_t)n);
+  return dst;
+}
+
+/* y (N, out) = x (N, in) @ W^T (+ b), bf16 operands, fp32 y */
+static void linear16_(const model_ctx *c, float *y, const bf16_t *x, const bf16_t *W,
+                      const float *b, int in, int out) {
+  c->k->gemm_bf16(0, 1, c->N, out, in, 1.0f, x, in, W, in, 0.0f, y, 0, out);
+  if (b) c->k->bias_forward(y, b, c->N, out);
+}
+
+/* dst = bf16(src), and src = the rounded values (so that what computes next from src is
+ * exactly what the backward will read back from dst) */
+static void round_keep_(const model_ctx *c, bf16_t *dst, float *src, size_t n) {
+  c->k->to_bf16(dst, src, n);
+  c->k->to_f32(src, dst, n);
+}
+
+static void block_forward_bf16_(model_ctx *c, const unit_view *u, const float *x_in,
+                                float *x_out, block_acts *a) {
+  const kernels *k = c->k;
+  size_t N = (size_t)c->N;
+  k->rmsnorm_forward(c->f_xn, a->rstd1, x_in, sw_(c, u, TK_ATTN_NORM, c->C), c->N, c->C,
+                     c->eps);
+  k->to_bf16(a->xn1h, c->f_xn, N * c->C);
+  float *q = c->cfg->qk_norm ? a->q_pre : c->f_q, *kk = c->cfg->qk_norm ? a->k_pre : c->f_k;
+  linear16_(c, q, a->xn1h, u->wb[TK_Q], sw_(c, u, TK_Q_BIAS, c->HD), c->C, c->HD);
+  linear16_(c, kk, a->xn1h, u->wb[TK_K], sw_(c, u, TK_K_BIAS, c->KVD), c->C, c->KVD);
+  linear16_(c, c->f_v, a->xn1h, u->wb[TK_V], sw_(c, u, TK_V_BIAS, c->KVD), c->C, c->KVD);
+  if (c->cfg->qk_norm) {
+    k->rmsnorm_forward(c->f_q, a->q_rstd, a->q_pre, sw_(c, u, TK_Q_NORM, c->D), c->N * c->H,
+                       c->D, c->eps);
+    k->rmsnorm_forward(c->f_k, a->k_rstd, a->k_pre, sw_(c, u, TK_K_NORM, c->D), c->N * c->KV,
+                       c->D, c->eps);
+  }
+  k->rope_forward(c->f_q, c->rope_cos, c->rope_sin, c->B, c->T, c->H, c->D);
+  k->rope_forward(c->f_k, c->rope_cos, c->rope_sin, c->B, c->T, c->KV, c->D);
+  round_keep_(c, a->qh, c->f_q, N * c->HD);
+  round_keep_(c, a->kh, c->f_k, N * c->KVD);
+  round_keep_(c, a->vh, c->f_v, N * c->KVD);
+  k->attention_forward(c->f_y, a->lse, c->att_scratch, c->f_q, c->f_k, c->f_v, c->B, c->T, c->H,
+                       c->KV, c->D, c->cfg->sliding_window);
+  k->to_bf16(a->yh, c->f_y, N * c->HD);
+  linear16_(c, a->xmid, a->yh, u->wb[TK_O], NULL, c->HD, c->C);
+  k->add(a->xmid, x_in, N * c->C);
+  k->rmsnorm_forward(c->f_xn, a->rstd2, a->xmid, sw_(c, u, TK_MLP_NORM, c->C), c->N, c->C,
+                     c->eps);
+  k->to_bf16(a->xn2h, c->f_xn, N * c->C);
+  /* gate and up straight into bf16 (autocast's linear outputs), SwiGLU from those */
+  k->gemm_bf16(0, 1, c->N, c->F, c->C, 1.0f, a->xn2h, c->C, u->wb[TK_GATE], c->C, 0.0f, a->gateh,
+               1, c->F);
+  k->gemm_bf16(0, 1, c->N, c->F, c->C, 1.0f, a->xn2h, c->C, u->wb[TK_UP], c->C, 0.0f, a->uph, 1,
+               c->F);
+  k->to_f32(c->f_a, a->gateh, N * c->F);
+  k->to_f32(c->f_b, a->uph, N * c->F);
+  k->swiglu_forward(c->f_c, c->f_a, c->f_b, N * c->F);
+  k->to_bf16(a->hh, c->f_c, N * c->F);
+  linear16_(c, x_out, a->hh, u->wb[TK_DOWN], NULL, c->F, c->C);
+  k->add(x_out, a->xmid, N * c->C);
+}
+
+/* gW (out, in) += dy^T (out, N) @ x (N, in); skipped when frozen */
+static void wgrad16_(const model_ctx *c, float *gW, const bf16_t *dy, const bf16_t *x, int in,
+                     int out) {
+  if (gW) c->k->gemm_bf16(1, 0, out, in, c->N, 1.0f, dy, out, x, in, 1.0f, gW, 0, in);
+}
+
+/* dx (N, in) (= or += by beta) dy (N, out) @ W (out, in) */
+static void dgrad16_(const model_ctx *c, float *dx, const bf16_t *dy, const bf16_t *W, int in,
+                     int out, float beta) {
+  c->k->gemm_bf16(0, 0, c->N, in, out, 1.0f, dy, out, W, in, beta, dx, 0, in);
+}
+
+static int any_g_(const unit_view *u, const tensor_kind *kinds, int n);
+
+/* As model_block_backward, in bf16: the gradients flowing into each product are rounded to
+ * bf16 (autocast's), everything between the products runs in fp32 from widened copies. */
+static void block_backward_bf16_(model_ctx *c, int layer, const unit_view *u) {
+  const kernels *k = c->k;
+  size_t N = (size_t)c->N;
+  block_acts *a = &c->acts[layer];
+  if (c->ckpt) block_forward_bf16_(c, u, c->x[layer], c->x[layer + 1], a);
+
+  static const tensor_kind attn_inner[] = {TK_ATTN_NORM, TK_Q,      TK_K,      TK_V,
+                                           TK_Q_BIAS,    TK_K_BIAS, TK_V_BIAS, TK_Q_NORM,
+                                           TK_K_NORM};
+  static const tensor_kind mlp_inner[] = {TK_MLP_NORM, TK_GATE, TK_UP};
+  int need_dx_in = layer + 1 > c->lowest_unit;
+  int attn_need = need_dx_in || any_g_(u, attn_inner, 9);
+  int attn_any = attn_need || u->g[TK_O];
+  int mlp_need = attn_any || any_g_(u, mlp_inner, 3);
+
+  k->to_bf16(c->dx16, c->dx, N * c->C);
+  wgrad16_(c, u->g[TK_DOWN], c->dx16, a->hh, c->F, c->C);
+  if (mlp_need) {
+    dgrad16_(c, c->dh, c->dx16, u->wb[TK_DOWN], c->F, c->C, 0.0f);
+    k->to_f32(c->f_a, a->gateh, N * c->F);
+    k->to_f32(c->f_b, a->uph, N * c->F);
+    k->swiglu_backward(c->f_a, c->f_b, c->dh, c->f_a, c->f_b, N * c->F); /* in place */
+    k->to_bf16(a->gateh, c->f_a, N * c->F); /* dgate, dup: the saved gate and up are done */
+    k->to_bf16(a->uph, c->f_b, N * c->F);
+    wgrad16_(c, u->g[TK_GATE], a->gateh, a->xn2h, c->C, c->F);
+    wgrad16_(c, u->g[TK_UP], a->uph, a->xn2h, c->C, c->F);
+    dgrad16_(c, c->dxn, a->gateh, u->wb[TK_GATE], c->C, c->F, 0.0f);
+    dgrad16_(c, c->dxn, a->uph, u->wb[TK_UP], c->C, c->F, 1.0f);
+    k->rmsnorm_backward(attn_any ? c->dx : NULL, u->g[TK_MLP_NORM], c->dxn, a->xmid,
+                        sw_(c, u, TK_MLP_NORM, c->C), a->rstd2, c->N, c->C, 1);
+  }
+  if (!attn_any) return;
+
+  k->to_bf16(c->dx16, c->dx, N * c->C);
+  wgrad16_(c, u->g[TK_O], c->dx16, a->yh, c->HD, c->C);
+  if (!attn_need) return;
+  dgrad16_(c, c->dy, c->dx16, u->wb[TK_O], c->HD, c->C, 0.0f);
+  k->to_f32(c->f_q, a->qh, N * c->HD);
+  k->to_f32(c->f_k, a->kh, N * c->KVD);
+  k->to_f32(c->f_v, a->vh, N * c->KVD);
+  k->to_f32(c->f_y, a->yh, N * c->HD);
+  k->attention_backward(c->dq, c->dk, c->dv, c->att_scratch, c->dy, c->f_y, a->lse, c->f_q,
+                        c->f_k, c->f_v, c->B, c->T, c->H, c->KV, c->D, c->cfg->sliding_window);
+  k->rope_backward(c->dq, c->rope_cos, c->rope_sin, c->B, c->T, c->H, c->D);
+  k->rope_backward(c->dk, c->rope_cos, c->rope_sin, c->B, c->T, c->KV, c->D);
+  if (c->cfg->qk_norm) {
+    k->rmsnorm_backward(c->dq, u->g[TK_Q_NORM], c->dq, a->q_pre, sw_(c, u, TK_Q_NORM, c->D),
+                        a->q_rstd, c->N * c->H, c->D, 0);
+    k->rmsnorm_backward(c->dk, u->g[TK_K_NORM], c->dk, a->k_pre, sw_(c, u, TK_K_NORM, c->D),
+                        a->k_rstd, c->N * c->KV, c->D, 0);
+  }
+  if (u->g[TK_Q_BIAS]) k->bias_backward(u->g[TK_Q_BIAS], c->dq, c->N, c->HD);
+  if (u->g[TK_K_BIAS]) k->bias_backward(u->g[TK_K_BIAS], c->dk, c->N, c->KVD);
+  if (u->g[TK_V_BIAS]) k->bias_backward(u->g[TK_V_BIAS], c->dv, c->N, c->KVD);
+  k->to_bf16(a->qh, c->dq, N * c->HD); /* dq, dk, dv in bf16 where q, k, v were */
+  k->to_bf16(a->kh, c->dk, N * c->KVD);
+  k->to_bf16(a->vh, c->dv, N * c->KVD);
+  wgrad16_(c, u->g[TK_Q], a->qh, a->xn1h, c->C, c->HD);
+  wgrad16_(c, u->g[TK_K], a->kh, a->xn1h, c->C, c->KVD);
+  wgrad16_(c, u->g[TK_V], a->vh, a->xn1h, c->C, c->KVD);
+  if (need_dx_in || u->g[TK_ATTN_NORM]) {
+    dgrad16_(c, c->dxn, a->qh, u->wb[TK_Q], c->C, c->HD, 0.0f);
+    dgrad16_(c, c->dxn, a->kh, u->wb[TK_K], c->C, c->KVD, 1.0f);
+    dgrad16_(c, c->dxn, a->vh, u->wb[TK_V], c->C, c->KVD, 1.0f);
+    k->rmsnorm_backward(need_dx_in ? c->dx : NULL, u->g[TK_ATTN_NORM], c->dxn, c->x[layer],
+                        sw_(c, u, TK_ATTN_NORM, c->C), a->rstd1, c->N, c->C, 1);
+  }
+}
+
 void model_block_forward(model_ctx *c, int layer, const unit_view *blk) {
-  block_forward_(c, blk, c->x[layer], c->x[layer + 1], &c->acts[layer]);
+  if (c->bf16)
+    block_forward_bf16_(c, blk, c->x[layer], c->x[layer + 1], &c->acts[layer]);
+  else
+    block_forward_(c, blk, c->x[layer], c->x[layer + 1], &c->acts[layer]);
 }
 
 /* The head's matrix: lm_head, or the embedding when tied. */
@@ -341,7 +569,7 @@ static const float *head_w_(const unit_view *head, const unit_view *embed) {
   return head->w[TK_LM_HEAD] ? head->w[TK_LM_HEAD] : embed->w[TK_EMBED];
 }
 static float *head_g_(const unit_view *head, const unit_view *embed) {
-  if (head->w[TK_LM_HEAD]) return head->g[TK_LM_HEAD];
+  if (head->w[TK_LM_HEAD] || head->wb[TK_LM_HEAD]) return head->g[TK_LM_HEAD];
   return embed ? embed->g[TK_EMBED] : NULL;
 }
 
@@ -351,12 +579,64 @@ static void head_logits_(const model_ctx *c, const float *W, int r0, int rows) {
              c->logits, c->V);
 }
 
+static const bf16_t *head_wb_(const unit_view *head, const unit_view *embed) {
+  return head->wb[TK_LM_HEAD] ? head->wb[TK_LM_HEAD] : embed ? embed->wb[TK_EMBED] : NULL;
+}
+
+/* bf16: logits (rows, V) fp32 = xnf16[r0 .. r0+rows) @ W^T */
+static void head_logits16_(const model_ctx *c, const bf16_t *W, int r0, int rows) {
+  c->k->gemm_bf16(0, 1, rows, c->V, c->C, 1.0f, c->xnf16 + (size_t)r0 * c->C, c->C, W, c->C,
+                  0.0f, c->logits, 0, c->V);
+}
+
+static int head_forward_bf16_(model_ctx *c, const unit_view *head, const unit_view *embed,
+                              const int32_t *targets, double *loss_sum, int64_t *n_counted) {
+  const bf16_t *W = head_wb_(head, embed);
+  if (!W) return st_fail(ST_EINPUT, "model: the head has no lm_head and no tied embedding");
+  c->k->rmsnorm_forward(c->f_xn, c->rstdf, c->x[c->L], sw_(c, head, TK_FINAL_NORM, c->C), c->N,
+                        c->C, c->eps);
+  c->k->to_bf16(c->xnf16, c->f_xn, (size_t)c->N * c->C);
+  for (int r0 = 0; r0 < c->N; r0 += c->head_chunk) {
+    int rows = c->N - r0 < c->head_chunk ? c->N - r0 : c->head_chunk;
+    head_logits16_(c, W, r0, rows);
+    if (targets)
+      c->k->cross_entropy_forward(c->lse + r0, c->logits, c->targets + r0, rows, c->V,
+                                  loss_sum, n_counted);
+  }
+  return 0;
+}
+
+static void head_backward_bf16_(model_ctx *c, const unit_view *head, const unit_view *embed,
+                                float loss_scale) {
+  const kernels *k = c->k;
+  const bf16_t *W = head_wb_(head, embed);
+  float *gW = head_g_(head, embed);
+  int need_dx = c->lowest_unit <= c->L;
+  float *gnorm = head->g[TK_FINAL_NORM];
+  for (int r0 = 0; r0 < c->N; r0 += c->head_chunk) {
+    int rows = c->N - r0 < c->head_chunk ? c->N - r0 : c->head_chunk;
+    if (c->head_chunk < c->N) head_logits16_(c, W, r0, rows); /* recompute this block */
+    k->cross_entropy_backward(c->logits, c->lse + r0, c->targets + r0, rows, c->V, loss_scale);
+    k->to_bf16(c->logits16, c->logits, (size_t)rows * c->V);
+    if (gW) /* dW (V, C) += dlogits^T (V, rows) @ xnf (rows, C) */
+      k->gemm_bf16(1, 0, c->V, c->C, rows, 1.0f, c->logits16, c->V,
+                   c->xnf16 + (size_t)r0 * c->C, c->C, 1.0f, gW, 0, c->C);
+    if (need_dx || gnorm) /* dxnf (rows, C) = dlogits @ W */
+      k->gemm_bf16(0, 0, rows, c->C, c->V, 1.0f, c->logits16, c->V, W, c->C, 0.0f,
+                   c->dxn + (size_t)r0 * c->C, 0, c->C);
+  }
+  if (need_dx || gnorm)
+    k->rmsnorm_backward(need_dx ? c->dx : NULL, gnorm, c->dxn, c->x[c->L],
+                        sw_(c, head, TK_FINAL_NORM, c->C), c->rstdf, c->N, c->C, 0);
+}
+
 int model_head_forward(model_ctx *c, const unit_view *head, const unit_view *embed,
                        const int32_t *targets, double *loss_sum, int64_t *n_counted) {
   if (targets) {
     int rc = targets_upload_(c, targets);
     if (rc) return rc;
   }
+  if (c->bf16) return head_forward_bf16_(c, head, embed, targets, loss_sum, n_counted);
   const float *W = head_w_(head, embed);
   if (!W) return st_fail(ST_EINPUT, "model: the head has no lm_head and no tied embedding");
   c->k->rmsnorm_forward(c->xnf, c->rstdf, c->x[c->L], head->w[TK_FINAL_NORM], c->N, c->C,
@@ -381,6 +661,10 @@ void model_head_backward(model_ctx *c, const unit_view *head, const unit_view *e
   /* the same targets as head_forward's, as a rule; uploaded again so that the call stands
    * on its own (N ids) */
   if (targets_upload_(c, targets)) return; /* unreachable after a successful forward */
+  if (c->bf16) {
+    head_backward_bf16_(c, head, embed, loss_scale);
+    return;
+  }
   for (int r0 = 0; r0 < c->N; r0 += c->head_chunk) {
     int rows = c->N - r0 < c->head_chunk ? c->N - r0 : c->head_chunk;
     if (c->head_chunk < c->N) head_logits_(c, W, r0, rows); /* recompute this block */
@@ -417,6 +701,10 @@ static int any_g_(const unit_view *u, const tensor_kind *kinds, int n) {
 
 /* c->dx holds dL/d x_out on entry and dL/d x_in on exit (when needed). */
 void model_block_backward(model_ctx *c, int layer, const unit_view *u) {
+  if (c->bf16) {
+    block_backward_bf16_(c, layer, u);
+    return;
+  }
   const kernels *k = c->k;
   size_t N = (size_t)c->N;
   block_acts *a = &c->acts[layer];

@@ -1,4 +1,5 @@
-/* The Llama-family model (llama, mistral, qwen2, qwen3), fp32, one unit at a time.
+/* The Llama-family model (llama, mistral, qwen2, qwen3), fp32 or bf16 mixed precision
+ * (model_opts.bf16), one unit at a time.
  *
  * The caller (the training loop, eval, tests) owns all parameter memory and hands in each
  * unit's gathered parameters as a unit_view (model/tensors.h): w[kind] for the weights,
@@ -52,6 +53,14 @@ typedef struct {
    * as many as fit. With fewer than B*T the head keeps no logits and recomputes each
    * block in backward (one extra (rows, C) x (C, V) product per block). */
   int head_chunk_tokens;
+  /* Mixed precision (training.bf16; docs/model.md "Precision"): weights come in
+   * unit_view.wb (bf16), every matrix product runs on bf16 operands with fp32 accumulation
+   * (kernels.h gemm_bf16), and the activations that PyTorch autocast keeps in bf16 (the
+   * inputs of the matrix products: normed hidden states, q, k, v, attention output, gate,
+   * up, SwiGLU output) are kept in bf16; the residual stream, norm statistics, RoPE
+   * tables, softmax / logsumexp, logits, the loss and all gradients of weights stay fp32.
+   * 0: fp32 throughout (w[]). */
+  int bf16;
 } model_opts;
 
 /* The lowest unit holding a trainable tensor, or tt->n_units when nothing is trainable.

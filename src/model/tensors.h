@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kernels/kernels.h"
 #include "model/config.h"
 
 typedef enum {
@@ -61,9 +62,12 @@ int tensor_table_find(const tensor_table *tt, const char *name); /* index or -1 
 const char *tensor_kind_name(tensor_kind k);
 
 /* Pointers to one gathered unit's tensors, indexed by kind (NULL where the unit or the
- * architecture has none). Gradients are NULL for frozen tensors. */
+ * architecture has none). Weights are fp32 in w[] or, for a model context in bf16 mode
+ * (model_opts.bf16), bf16 in wb[] (the other array is then unused). Gradients are fp32 in
+ * both modes, NULL for frozen tensors. */
 typedef struct {
   float *w[TK_COUNT];
+  bf16_t *wb[TK_COUNT];
   float *g[TK_COUNT];
 } unit_view;
 

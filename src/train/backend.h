@@ -16,8 +16,9 @@
  *     ST_EINPUT error that names `key` and the reason (no CUDA build, no
  *     device, cuBLAS failed);
  *   auto -> cuda when gpu_device_count() > 0, else cpu.
- * bf16 needs cuda: with cpu (or guard, or auto without a GPU) it is an ST_EINPUT error
- * naming training.bf16. Logs nothing (eval's --json output stays clean):
+ * bf16 (training.bf16, eval --bf16: mixed precision, docs/model.md "Precision") works on
+ * every table; with cpu and guard the description names what the CPU's bf16 products run
+ * on (kernels_cpu_bf16_description); cuda gets kernels_cuda(1). Logs nothing (eval's --json output stays clean):
  * kernels_select_description() says what was chosen and why, for the caller to log. Local: every rank resolves on its own;
  * coll_set_transport(*transport, *out) then proves that all ranks agree. */
 int kernels_select(const char *key, int backend, int bf16, int local_rank, const kernels **out,

@@ -243,6 +243,9 @@ int train_setup(train_ctx *t, const job_config *job) {
   coll_transport tr = COLL_TRANSPORT_MPI;
   rc = kernels_select("training.backend", (int)job->training.backend, job->training.bf16,
                       comm_local_rank(), &t->k, &tr);
+  if (!rc && job->training.bf16 && strcmp(t->k->name, "cuda") != 0)
+    rc = st_fail(ST_EINPUT, "training.bf16: bf16 training on the %s kernels is not there yet "
+                 "(spectrain eval --bf16 is); set training.bf16 to false", t->k->name);
   if (rc) rc = st_fail_ctx(rc, "%s: ", job->source_path);
   else log_info("%s", kernels_select_description());
   rc = agree_(rc, "choosing the kernels (training.backend)");

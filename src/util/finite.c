@@ -22,6 +22,18 @@ uint64_t finite_first_bad_f32(const float *x, uint64_t n) {
   return n;
 }
 
+uint64_t finite_first_bad_bf16(const uint16_t *x, uint64_t n) {
+  for (uint64_t b = 0; b < n; b += BLOCK_) {
+    uint64_t e = n - b < BLOCK_ ? n - b : BLOCK_;
+    uint32_t bad = 0;
+    for (uint64_t i = 0; i < e; i++) bad |= (x[b + i] & 0x7f80u) == 0x7f80u;
+    if (!bad) continue;
+    for (uint64_t i = 0; i < e; i++)
+      if ((x[b + i] & 0x7f80u) == 0x7f80u) return b + i;
+  }
+  return n;
+}
+
 uint64_t finite_first_bad_f64(const double *x, uint64_t n) {
   for (uint64_t b = 0; b < n; b += BLOCK_) {
     uint64_t e = n - b < BLOCK_ ? n - b : BLOCK_;

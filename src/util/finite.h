@@ -9,6 +9,8 @@
 /* Index of the first NaN or infinity in x[0..n), or n when every value is finite. */
 uint64_t finite_first_bad_f32(const float *x, uint64_t n);
 uint64_t finite_first_bad_f64(const double *x, uint64_t n);
+/* The same for bfloat16 bits (the upper half of a float32). */
+uint64_t finite_first_bad_bf16(const uint16_t *x, uint64_t n);
 /* "NaN", "+Inf" or "-Inf" for a non-finite value ("finite" otherwise). */
 const char *finite_name(double v);
 /* The multi-index of flat row-major element `flat` of a tensor of shape[0..ndim): "[3, 17]"

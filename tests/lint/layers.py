@@ -13,7 +13,7 @@ module, and so is X_internal.h). Libraries' headers are restricted too: <mpi.h> 
 and src/ckpt/h5.c (the parallel HDF5 header includes it), <nccl.h> only in mpi/ (and the
 version probe in src/kernels/cuda/device.cu), <hdf5.h> only in src/ckpt/h5.c, CUDA headers
 only in src/kernels/cuda/ and the NCCL transport mpi/coll_nccl.c, oneDNN's only in
-src/kernels/cpu_bf16.c.
+src/kernels/cpu_bf16.c, PCRE2's and utf8proc's only in src/io/tokenizer.c.
 
 Exit 0 when clean, 1 with one line per problem. Run by ctest as lint.layers."""
 import argparse
@@ -43,6 +43,7 @@ SYSTEM_HEADERS = [  # (header regex, path prefixes allowed to include it)
     (r"hdf5\.h|H5.*\.h", ["src/ckpt/h5.c"]),
     (r"cuda.*\.h|cublas.*\.h|cusolver.*\.h|curand.*\.h", ["src/kernels/cuda/", "mpi/coll_nccl.c"]),
     (r"oneapi/dnnl/.*\.h|dnnl.*\.h", ["src/kernels/cpu_bf16.c"]),
+    (r"pcre2\.h|utf8proc\.h", ["src/io/tokenizer.c"]),
 ]
 SOURCE_EXT = (".c", ".h", ".cu")
 INCLUDE_RE = re.compile(r'^\s*#\s*include\s*([<"])([^>"]+)[>"]', re.M)

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "io/model_dir.h"
 #include "io/safetensors.h"
 #include "train/backend.h"
 #include "train/metrics.h"
@@ -115,9 +116,6 @@ int train_setup(train_ctx *t, const job_config *job) {
   coll_transport tr = COLL_TRANSPORT_MPI;
   rc = kernels_select("training.backend", (int)job->training.backend, job->training.bf16,
                       comm_local_rank(), &t->k, &tr);
-  if (!rc && job->training.bf16 && strcmp(t->k->name, "cuda") != 0)
-    rc = st_fail(ST_EINPUT, "training.bf16: bf16 training on the %s kernels is not there yet "
-                 "(spectrain eval --bf16 is); set training.bf16 to false", t->k->name);
   if (rc) rc = st_fail_ctx(rc, "%s: ", job->source_path);
   else log_info("%s", kernels_select_description());
   rc = agree_(rc, "choosing the kernels (training.backend)");
@@ -133,7 +131,8 @@ int train_setup(train_ctx *t, const job_config *job) {
   if (!rc) rc = plan_build(&t->tt, t->nranks, t->rank, &t->plan);
   if (!rc) rc = plan_agree(&t->plan, &t->tt);
   fsdp_opts fo = {(int)job->sharding.offload, (int)job->sharding.prefetch,
-                  job->sharding.limit_all_gathers, job->sharding.reshard_after_forward, 0};
+                  job->sharding.limit_all_gathers, job->sharding.reshard_after_forward, 0,
+                  job->training.bf16};
   if (!rc) rc = fsdp_create(&t->tt, &t->plan, &t->cfg, t->k, &fo, &t->fs);
   /* 4. each rank reads its own slices */
   if (!rc) rc = fsdp_load(&t->fs, &m);
@@ -142,11 +141,13 @@ int train_setup(train_ctx *t, const job_config *job) {
   model_opts mo = {.batch = (int)job->training.per_device_train_batch_size,
                    .seq_len = (int)job->training.max_seq_length,
                    .grad_checkpointing = job->training.gradient_checkpointing,
-                   .lowest_grad_unit = t->plan.lowest_grad_unit};
+                   .lowest_grad_unit = t->plan.lowest_grad_unit,
+                   .bf16 = job->training.bf16};
   if (!rc) rc = agree_(model_ctx_create(&t->cfg, t->k, &mo, &t->mctx), "creating the model");
   model_opts eo = {.batch = (int)job->training.per_device_eval_batch_size,
                    .seq_len = (int)job->training.max_seq_length,
-                   .lowest_grad_unit = t->plan.n_units};
+                   .lowest_grad_unit = t->plan.n_units,
+                   .bf16 = job->training.bf16};
   if (!rc && t->data.val.n)
     rc = agree_(model_ctx_create(&t->cfg, t->k, &eo, &t->ectx), "creating the eval model");
   /* activations are the model's memory; the accounting records them under their category */
@@ -299,10 +300,13 @@ int train_export_hf(train_ctx *t, const char *dir) {
   if (!rc && !lrc && t->rank == 0) {
     lrc = fs_mkdir_p(dir);
     char *p = xasprintf("%s/config.json", dir);
-    /* the tensors are written as F32 whatever the input stored: config.json must say so,
-     * or transformers would cast them to the input's dtype on load */
+    /* the tensors are written in the input model's own dtype (its torch_dtype: bf16 for a
+     * bf16 model, whether it trained in fp32 or bf16; float32 when it names none), and
+     * config.json says which (transformers casts to it on load) */
     model_config cfg = t->cfg;
-    snprintf(cfg.torch_dtype, sizeof cfg.torch_dtype, "float32");
+    sft_dtype dt = model_dir_dtype_of(&cfg);
+    snprintf(cfg.torch_dtype, sizeof cfg.torch_dtype, "%s",
+             dt == SFT_BF16 ? "bfloat16" : dt == SFT_F16 ? "float16" : "float32");
     if (!lrc) lrc = model_config_save(p, &cfg);
     free(p);
     sft_out_tensor *o = xcalloc((size_t)t->tt.n, sizeof *o);
@@ -314,7 +318,7 @@ int train_export_hf(train_ctx *t, const char *dir) {
       o[i].data = full[i];
     }
     p = xasprintf("%s/model.safetensors", dir);
-    if (!lrc) lrc = sft_write_f32(p, o, t->tt.n, SFT_F32);
+    if (!lrc) lrc = sft_write_f32(p, o, t->tt.n, dt);
     free(p);
     free(o);
     /* the tokenizer travels with the model, unchanged */
@@ -341,9 +345,10 @@ static void predict_(const train_ctx *t, uint64_t pred[MC_NCAT]) {
   const fsdp *f = &t->fs;
   memset(pred, 0, MC_NCAT * sizeof(uint64_t));
   uint64_t sf = plan_total_shard(p, PB_FROZEN), st = plan_total_shard(p, PB_TRAIN);
-  pred[MC_PARAM_FROZEN] = 4 * sf;
-  pred[MC_PARAM_TRAIN] = 4 * st;
-  pred[MC_MASTER] = 0; /* fp32 parameters are the master copy */
+  const uint64_t es = f->o.bf16 ? 2 : 4; /* bytes per stored / gathered parameter */
+  pred[MC_PARAM_FROZEN] = es * sf;
+  pred[MC_PARAM_TRAIN] = es * st;
+  pred[MC_MASTER] = f->o.bf16 ? 4 * st : 0; /* fp32 parameters are their own master */
   pred[MC_GRAD] = 4 * st;
   pred[MC_OPTIM] = 8 * st;
   /* gathered units: at most max(cap, units one op needs) of the largest units alive;
@@ -351,7 +356,7 @@ static void predict_(const train_ctx *t, uint64_t pred[MC_NCAT]) {
   int n = p->n_units;
   uint64_t *sz = xcalloc((size_t)n, sizeof(uint64_t)), *tr = xcalloc((size_t)n, sizeof(uint64_t));
   for (int u = 0; u < n; u++) {
-    sz[u] = 4 * (p->units[u].padded[PB_FROZEN] + p->units[u].padded[PB_TRAIN]);
+    sz[u] = es * (p->units[u].padded[PB_FROZEN] + p->units[u].padded[PB_TRAIN]);
     tr[u] = 4 * (p->units[u].padded[PB_TRAIN] + p->units[u].shard[PB_TRAIN]);
   }
   int live = f->o.reshard_after_forward ? (f->cap < n ? f->cap : n) : n;
@@ -371,13 +376,22 @@ static void predict_(const train_ctx *t, uint64_t pred[MC_NCAT]) {
   free(tr);
   /* host staging: offload's persistent buffer, or the load's 1 Mi-float chunk (freed after
    * the load); plus, at a checkpoint, host copies of every shard kept in compute memory the
-   * host cannot read (parameters; m and v of trainable ones): fsdp_foreach_piece */
-  uint64_t mirrors = 0;
-  if (!f->k->host_addressable)
-    for (int u = 0; u < f->plan->n_units; u++)
-      for (int k = 0; k < PB_NKINDS; k++)
-        if (f->space[k] != MS_HOST)
-          mirrors += 4 * f->plan->units[u].shard[k] * (k == PB_TRAIN ? 3u : 1u);
+   * host cannot read (parameters; m and v of trainable ones): fsdp_foreach_piece; bf16:
+   * fp32 copies of every frozen shard (widened), through one unit's bf16 download at a time
+   * where the host cannot read the shard */
+  uint64_t mirrors = 0, down16 = 0;
+  for (int u = 0; u < f->plan->n_units; u++)
+    for (int k = 0; k < PB_NKINDS; k++) {
+      uint64_t sh = f->plan->units[u].shard[k];
+      int hidden = f->space[k] != MS_HOST && !f->k->host_addressable;
+      if (f->o.bf16 && k == PB_FROZEN) {
+        mirrors += 4 * sh;
+        if (hidden && 2 * sh > down16) down16 = 2 * sh;
+      } else if (hidden) {
+        mirrors += 4 * sh * (k == PB_TRAIN ? 3u : 1u);
+      }
+    }
+  mirrors += down16;
   uint64_t load = (f->space[PB_FROZEN] != MS_HOST || f->space[PB_TRAIN] != MS_HOST) ? 4u << 20 : 0;
   pred[MC_STAGING] = (f->o.offload ? 4 * f->staging_n : 0) + (load > mirrors ? load : mirrors);
   pred[MC_ACT] = (t->mctx ? model_ctx_bytes(t->mctx) : 0) + (t->ectx ? model_ctx_bytes(t->ectx) : 0);
@@ -444,7 +458,7 @@ static json_t *comm_report_(train_ctx *t) {
   uint64_t eg, er, all = 0, tr = 0, A = (uint64_t)t->job->training.gradient_accumulation_steps;
   fsdp_expected_bytes(&t->fs, 1, &eg, &er);
   for (int u = 0; u < t->plan.n_units; u++) {
-    all += 4 * (t->plan.units[u].padded[PB_FROZEN] + t->plan.units[u].padded[PB_TRAIN]);
+    all += (t->fs.o.bf16 ? 2u : 4u) * (t->plan.units[u].padded[PB_FROZEN] + t->plan.units[u].padded[PB_TRAIN]);
     tr += 4 * t->plan.units[u].padded[PB_TRAIN];
   }
   char a[32], b[32], c[32], d[32];

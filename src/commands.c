@@ -22,6 +22,7 @@ const command spectrain_commands[] = {
     {"analyze", "Spectrum scan: SNR per weight matrix, unfrozen-parameters YAMLs, heatmap", cmd_analyze},
     {"check", "check a job file and its token data", cmd_check},
     {"eval", "mean next-token loss and perplexity of a model on token data", cmd_eval},
+    {"tokenize", "tokenize SFT or text records into token data (tokenizer.json, chat template)", cmd_tokenize},
     {"init", "write a randomly initialised model directory", cmd_init},
     {"export", "write a checkpoint's weights as a Hugging Face model directory", cmd_export},
     {"inspect", "show tensors, shapes and parameter counts of a model directory", cmd_inspect},

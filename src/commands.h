@@ -18,6 +18,7 @@ int cmd_export(int argc, char **argv);
 int cmd_analyze(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_report(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
 
 /* The table main() dispatches on (src/commands.c). */
 extern const command spectrain_commands[];

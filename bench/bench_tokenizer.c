@@ -83,8 +83,8 @@ int main(int argc, char **argv) {
   size_t tokens = 0;
   uint64_t h = HASH64_INIT;
   for (size_t d = 0; d < n; d++) tokens += count[d], h = hash64_u64(h, hash[d]);
-  printf("spectrain tokens %zu bytes %zu wall %.4f cpu %.4f hash %016llx\n", tokens * (size_t)repeats,
-         bytes * (size_t)repeats, wall, cpu, (unsigned long long)h);
+  printf("spectrain tokens %zu bytes %zu wall %.4f cpu %.4f hash %016llx\n",
+         tokens * (size_t)repeats, bytes * (size_t)repeats, wall, cpu, (unsigned long long)h);
   for (int i = 0; i < threads; i++) tok_scratch_free(s[i]);
   tokenizer_free(t);
   return bad ? 1 : 0;

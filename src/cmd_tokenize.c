@@ -178,7 +178,10 @@ static int tokenize_(const job_ *j, FILE *in, const json_t *squad, FILE *out, si
 
 int cmd_tokenize(int argc, char **argv) {
   static const opt_cmd cmd = {
-      "tokenize", "INPUT OUTPUT", 2, 2,
+      "tokenize",
+      "INPUT OUTPUT",
+      2,
+      2,
       "tokenize SFT or text records into JSONL token data (tokenizer.json, chat template)",
       "INPUT holds one JSON object per line, the records TRL's SFTTrainer takes:\n"
       "  {\"prompt\": ..., \"completion\": ...}  loss on the completion only (+ EOS without the\n"
@@ -194,27 +197,33 @@ int cmd_tokenize(int argc, char **argv) {
       "(byte-level BPE: GPT-2, Llama 3, Qwen2/2.5, SmolLM2 and their kin), eos_token,\n"
       "bos_token and chat_template from DIR/tokenizer_config.json (or DIR/chat_template.jinja).\n"
       "Chat templates spectrain renders: chatml, qwen2, qwen2.5, qwen3, smollm2, llama3,\n"
-      "llama3.1 "
-      "(recognised by their exact text; another is an error when a record needs it).\n"
+      "llama3.1, llama3.2 (recognised by their exact text; another is an error when a\n"
+      "record needs it).\n"
       "Runs on rank 0 only; --threads workers (default: OMP_NUM_THREADS or every core)."};
   const char *tok_dir = NULL;
   int squad = 0, no_chat = 0;
   long max_length = 0, threads = 0;
   const opt_spec specs[] = {
-      {"tokenizer", OPT_STR, "DIR", "model or tokenizer directory with tokenizer.json (required)", &tok_dir},
+      {"tokenizer", OPT_STR, "DIR", "model or tokenizer directory with tokenizer.json (required)",
+       &tok_dir},
       {"squad", OPT_FLAG, NULL, "INPUT is a SQuAD JSON file", &squad},
-      {"no-chat", OPT_FLAG, NULL, "prompt/completion as plain text even when there is a chat template", &no_chat},
+      {"no-chat", OPT_FLAG, NULL,
+       "prompt/completion as plain text even when there is a chat template", &no_chat},
       {"max-length", OPT_INT, "N", "report how many records are longer than N tokens", &max_length},
-      {"threads", OPT_INT, "N", "worker threads (default: OMP_NUM_THREADS, else every core)", &threads},
+      {"threads", OPT_INT, "N", "worker threads (default: OMP_NUM_THREADS, else every core)",
+       &threads},
   };
   int np;
   char **pos;
   int rc = opt_parse(&cmd, specs, (int)(sizeof specs / sizeof specs[0]), argc, argv, &np, &pos);
   if (rc) return rc == OPT_HELP_SHOWN ? ST_OK : st_report(rc);
-  if (!tok_dir) rc = st_fail(ST_EINPUT, "tokenize: --tokenizer DIR is required");
+  if (!tok_dir)
+    rc = st_fail(ST_EINPUT, "tokenize: --tokenizer DIR is required");
   else if (threads < 0 || threads > 4096)
-    rc = st_fail(ST_EINPUT, "tokenize: --threads: expected 1 to 4096 (or 0: the default), found %ld", threads);
-  else if (max_length < 0) rc = st_fail(ST_EINPUT, "tokenize: --max-length: expected N >= 1, found %ld", max_length);
+    rc = st_fail(ST_EINPUT,
+                 "tokenize: --threads: expected 1 to 4096 (or 0: the default), found %ld", threads);
+  else if (max_length < 0)
+    rc = st_fail(ST_EINPUT, "tokenize: --max-length: expected N >= 1, found %ld", max_length);
   if (rc || comm_rank() != 0) {
     free(pos);
     return rc ? st_report(rc) : ST_OK;
@@ -230,8 +239,10 @@ int cmd_tokenize(int argc, char **argv) {
   json_t *records = NULL;
   FILE *in = NULL, *out = NULL;
   char *tmp = xasprintf("%s.tmp", j.output);
-  if (squad) rc = sft_squad_records(j.input, &records);
-  else if (!(in = fopen(j.input, "rb"))) rc = st_fail(ST_EINPUT, "%s: cannot open: %s", j.input, strerror(errno));
+  if (squad)
+    rc = sft_squad_records(j.input, &records);
+  else if (!(in = fopen(j.input, "rb")))
+    rc = st_fail(ST_EINPUT, "%s: cannot open: %s", j.input, strerror(errno));
   if (!rc) {
     char *d = xstrdup(j.output);
     rc = fs_mkdir_p(dirname(d));
@@ -245,26 +256,34 @@ int cmd_tokenize(int argc, char **argv) {
   if (!rc) {
     log_info("tokenize: %s/tokenizer.json, vocabulary %lld, chat template %s, %d thread%s", tok_dir,
              (long long)tokenizer_vocab_size(t.tok),
-             !j.chat ? (t.template_text ? "not used (--no-chat)" : "none")
-                     : t.template ? chat_template_name(t.template) : "not one spectrain knows",
+             !j.chat      ? (t.template_text ? "not used (--no-chat)" : "none")
+             : t.template ? chat_template_name(t.template)
+                          : "not one spectrain knows",
              j.threads, j.threads == 1 ? "" : "s");
-    rc = tokenize_(&j, in, records, out, &n, &counted, &longer, &tokens, &misaligned, &first_misaligned);
+    rc = tokenize_(&j, in, records, out, &n, &counted, &longer, &tokens, &misaligned,
+                   &first_misaligned);
   }
-  if (out && fclose(out) != 0 && !rc) rc = st_fail(ST_ERUNTIME, "%s: write failed: %s", tmp, strerror(errno));
+  if (out && fclose(out) != 0 && !rc)
+    rc = st_fail(ST_ERUNTIME, "%s: write failed: %s", tmp, strerror(errno));
   if (!rc && rename(tmp, j.output) != 0)
     rc = st_fail(ST_ERUNTIME, "%s: cannot rename to %s: %s", tmp, j.output, strerror(errno));
   if (rc && out) remove(tmp);
   if (!rc) {
     double dt = time_now_s() - t0;
     if (max_length > 0)
-      log_info("%s: %zu records, %zu counted targets, %zu longer than %ld", j.output, n, counted, longer, max_length);
-    else log_info("%s: %zu records, %zu counted targets", j.output, n, counted);
-    log_info("tokenize: %zu tokens in %.2f s (%.0f tokens/s)", tokens, dt, dt > 0 ? (double)tokens / dt : 0.0);
+      log_info("%s: %zu records, %zu counted targets, %zu longer than %ld", j.output, n, counted,
+               longer, max_length);
+    else
+      log_info("%s: %zu records, %zu counted targets", j.output, n, counted);
+    log_info("tokenize: %zu tokens in %.2f s (%.0f tokens/s)", tokens, dt,
+             dt > 0 ? (double)tokens / dt : 0.0);
     if (misaligned)
-      log_warn("%s: %zu messages records (the first on line %ld): the chat template renders the "
-               "conversation up to an assistant turn differently from inside the whole (Qwen3 writes "
-               "a think block on the last turn only), so their labels, made as "
-               "prepare_sft_jsonl.py makes them, also cover tokens outside the assistant turns", j.input, misaligned, first_misaligned);
+      log_warn(
+          "%s: %zu messages records (the first on line %ld): the chat template renders the "
+          "conversation up to an assistant turn differently from inside the whole (Qwen3 writes "
+          "a think block on the last turn only), so their labels, made as "
+          "prepare_sft_jsonl.py makes them, also cover tokens outside the assistant turns",
+          j.input, misaligned, first_misaligned);
   }
   if (in) fclose(in);
   json_decref(records);

@@ -23,7 +23,7 @@ typedef struct {
   const char *role;    /* NUL-terminated UTF-8 */
   const char *content; /* UTF-8, content_len bytes (may hold NUL characters) */
   size_t content_len;
-  int has_tool_calls;  /* the message has a "tool_calls" key */
+  int has_tool_calls;        /* the message has a "tool_calls" key */
   int has_reasoning_content; /* ... a "reasoning_content" key */
 } chat_msg;
 
@@ -36,9 +36,12 @@ const char *chat_template_name(const chat_template *ct);
 void chat_template_describe(const char *text, char *buf, size_t n);
 
 /* Render into *out (malloc'ed, NUL-terminated; *len bytes). bos: the tokenizer's bos_token
- * (the Llama templates write it; NULL when it has none). ST_EINPUT naming the message for an
- * empty conversation, a role the template renders specially or a message with tool calls. */
+ * (the Llama templates write it; NULL when it has none). date: the Llama 3.x date_string
+ * (NULL: the template's own, which for llama3.2 is today's, as transformers' strftime_now).
+ * ST_EINPUT naming the message for an empty conversation, a role the template renders
+ * specially or a message with tool calls. */
 int chat_template_render(const chat_template *ct, const chat_msg *msgs, int n,
-                         int add_generation_prompt, const char *bos, char **out, size_t *len);
+                         int add_generation_prompt, const char *bos, const char *date, char **out,
+                         size_t *len);
 
 #endif

@@ -11,13 +11,21 @@
 static const char *kind_(const json_t *v) {
   if (!v) return "nothing (the key is missing)";
   switch (json_typeof(v)) {
-  case JSON_OBJECT: return "an object";
-  case JSON_ARRAY: return "an array";
-  case JSON_STRING: return "a string";
-  case JSON_INTEGER: return "an integer";
-  case JSON_REAL: return "a real number";
-  case JSON_TRUE: case JSON_FALSE: return "a boolean";
-  default: return "null";
+    case JSON_OBJECT:
+      return "an object";
+    case JSON_ARRAY:
+      return "an array";
+    case JSON_STRING:
+      return "a string";
+    case JSON_INTEGER:
+      return "an integer";
+    case JSON_REAL:
+      return "a real number";
+    case JSON_TRUE:
+    case JSON_FALSE:
+      return "a boolean";
+    default:
+      return "null";
   }
 }
 
@@ -60,8 +68,10 @@ int sft_tokenizer_open(const char *dir, sft_tokenizer *t) {
   char *path = xasprintf("%s/tokenizer.json", dir);
   int rc = 0;
   if (!exists_(path))
-    rc = st_fail(ST_EINPUT, "%s: no tokenizer.json (spectrain reads Hugging Face's fast tokenizer "
-                 "file; vocab.json + merges.txt alone are not enough)", dir);
+    rc = st_fail(ST_EINPUT,
+                 "%s: no tokenizer.json (spectrain reads Hugging Face's fast tokenizer "
+                 "file; vocab.json + merges.txt alone are not enough)",
+                 dir);
   if (!rc) rc = tokenizer_load(path, &t->tok);
   free(path);
   path = xasprintf("%s/tokenizer_config.json", dir);
@@ -69,8 +79,11 @@ int sft_tokenizer_open(const char *dir, sft_tokenizer *t) {
   if (!rc && exists_(path)) {
     json_error_t e;
     cfg = json_load_file(path, 0, &e);
-    if (!cfg) rc = st_fail(ST_EINPUT, "%s: line %d, column %d: not valid JSON: %s", path, e.line, e.column, e.text);
-    else if (!json_is_object(cfg)) rc = st_fail(ST_EINPUT, "%s: expected an object, found %s", path, kind_(cfg));
+    if (!cfg)
+      rc = st_fail(ST_EINPUT, "%s: line %d, column %d: not valid JSON: %s", path, e.line, e.column,
+                   e.text);
+    else if (!json_is_object(cfg))
+      rc = st_fail(ST_EINPUT, "%s: expected an object, found %s", path, kind_(cfg));
   }
   char *eos = NULL;
   if (!rc && cfg) rc = config_token_(path, cfg, "bos_token", &t->bos);
@@ -78,7 +91,8 @@ int sft_tokenizer_open(const char *dir, sft_tokenizer *t) {
   if (!rc && eos) {
     t->eos_id = tokenizer_token_id(t->tok, eos);
     if (t->eos_id < 0)
-      rc = st_fail(ST_EINPUT, "%s: eos_token '%s' is not a token of %s/tokenizer.json", path, eos, dir);
+      rc = st_fail(ST_EINPUT, "%s: eos_token '%s' is not a token of %s/tokenizer.json", path, eos,
+                   dir);
   }
   free(eos);
   if (!rc && cfg) { /* chat_template: a string, or named templates of which "default" is used */
@@ -86,10 +100,13 @@ int sft_tokenizer_open(const char *dir, sft_tokenizer *t) {
     if (json_is_array(ct)) {
       json_t *found = NULL, *e;
       size_t i;
-      json_array_foreach(ct, i, e) if (json_is_string(json_object_get(e, "name")) &&
-                                        strcmp(json_string_value(json_object_get(e, "name")), "default") == 0)
+      json_array_foreach(
+          ct, i, e) if (json_is_string(json_object_get(e, "name")) &&
+                        strcmp(json_string_value(json_object_get(e, "name")), "default") == 0)
           found = json_object_get(e, "template");
-      if (!found) rc = st_fail(ST_EINPUT, "%s: chat_template: named templates without one named 'default'", path);
+      if (!found)
+        rc = st_fail(ST_EINPUT, "%s: chat_template: named templates without one named 'default'",
+                     path);
       ct = found;
     }
     if (!rc && ct && !json_is_null(ct)) {
@@ -131,8 +148,10 @@ void sft_tokenizer_close(sft_tokenizer *t) {
 static int template_(const sft_tokenizer *t, const char *what) {
   if (t->template) return 0;
   if (!t->template_text)
-    return st_fail(ST_EINPUT, "%s are rendered with the chat template, and %s has none "
-                   "(tokenizer_config.json: chat_template, or chat_template.jinja)", what, t->dir);
+    return st_fail(ST_EINPUT,
+                   "%s are rendered with the chat template, and %s has none "
+                   "(tokenizer_config.json: chat_template, or chat_template.jinja)",
+                   what, t->dir);
   char desc[2048];
   chat_template_describe(t->template_text, desc, sizeof desc);
   return st_fail(ST_EINPUT, "%s are rendered with the chat template, and %s holds %s", what,
@@ -143,7 +162,7 @@ static int render_ids_(const sft_tokenizer *t, tok_scratch *s, const chat_msg *m
                        tok_ids *out) {
   char *text;
   size_t len;
-  int rc = chat_template_render(t->template, m, n, gen, t->bos, &text, &len);
+  int rc = chat_template_render(t->template, m, n, gen, t->bos, NULL, &text, &len);
   if (!rc) rc = tokenizer_encode(t->tok, s, text, len, 0, out);
   free(text);
   return rc;
@@ -170,14 +189,14 @@ static int prompt_completion_(const sft_tokenizer *t, tok_scratch *s, const json
   if (!rc) rc = str_(rec, "completion", "", &c, &lc);
   if (rc) return rc;
   if (chat) {
-    if ((rc = template_(t, "prompt/completion records (without --no-chat)")))
-      return rc;
+    if ((rc = template_(t, "prompt/completion records (without --no-chat)"))) return rc;
     chat_msg m[2] = {{"user", p, lp, 0, 0}, {"assistant", c, lc, 0, 0}};
     tok_ids prompt = {0};
     rc = render_ids_(t, s, m, 1, 1, &prompt);
     if (!rc) rc = render_ids_(t, s, m, 2, 0, ids);
     if (!rc && (prompt.n > ids->n || memcmp(prompt.v, ids->v, prompt.n * sizeof *prompt.v) != 0))
-      rc = st_fail(ST_EINPUT, "the chat template renders the prompt differently inside the "
+      rc = st_fail(ST_EINPUT,
+                   "the chat template renders the prompt differently inside the "
                    "conversation (its tokens are not a prefix of the conversation's, as when the "
                    "completion starts with white space); use --no-chat");
     if (!rc) {
@@ -199,7 +218,8 @@ static int prompt_completion_(const sft_tokenizer *t, tok_scratch *s, const json
 static int messages_(const sft_tokenizer *t, tok_scratch *s, const json_t *list, tok_ids *ids,
                      tok_ids *labels, int *misaligned) {
   if (!json_is_array(list))
-    return st_fail(ST_EINPUT, "messages: expected an array of {\"role\", \"content\"}, found %s", kind_(list));
+    return st_fail(ST_EINPUT, "messages: expected an array of {\"role\", \"content\"}, found %s",
+                   kind_(list));
   int rc = template_(t, "messages records");
   if (rc) return rc;
   int n = (int)json_array_size(list);
@@ -214,7 +234,8 @@ static int messages_(const sft_tokenizer *t, tok_scratch *s, const json_t *list,
       break;
     }
     if ((rc = str_(o, "role", where, &m[i].role, &len))) break;
-    if (strlen(m[i].role) != len) rc = st_fail(ST_EINPUT, "messages[%d].role: holds a NUL character", i);
+    if (strlen(m[i].role) != len)
+      rc = st_fail(ST_EINPUT, "messages[%d].role: holds a NUL character", i);
     if (!rc) rc = str_(o, "content", where, &m[i].content, &m[i].content_len);
     m[i].has_tool_calls = json_object_get(o, "tool_calls") != NULL;
     m[i].has_reasoning_content = json_object_get(o, "reasoning_content") != NULL;
@@ -242,7 +263,8 @@ static int messages_(const sft_tokenizer *t, tok_scratch *s, const json_t *list,
 int sft_encode(const sft_tokenizer *t, tok_scratch *s, const json_t *rec, int chat, tok_ids *ids,
                tok_ids *labels, int *misaligned) {
   *misaligned = 0;
-  if (!json_is_object(rec)) return st_fail(ST_EINPUT, "expected a JSON object, found %s", kind_(rec));
+  if (!json_is_object(rec))
+    return st_fail(ST_EINPUT, "expected a JSON object, found %s", kind_(rec));
   if (json_object_get(rec, "prompt") && json_object_get(rec, "completion"))
     return prompt_completion_(t, s, rec, chat, ids, labels);
   if (json_object_get(rec, "messages"))
@@ -260,7 +282,8 @@ int sft_encode(const sft_tokenizer *t, tok_scratch *s, const json_t *rec, int ch
   const char *k;
   json_t *v;
   json_object_foreach((json_t *)rec, k, v) {
-    if (w < sizeof keys) w += (size_t)snprintf(keys + w, sizeof keys - w, "%s'%s'", w ? ", " : "", k);
+    if (w < sizeof keys)
+      w += (size_t)snprintf(keys + w, sizeof keys - w, "%s'%s'", w ? ", " : "", k);
   }
   return st_fail(ST_EINPUT, "expected prompt+completion, messages or text; found keys [%s]", keys);
 }
@@ -271,57 +294,65 @@ int sft_squad_records(const char *path, json_t **records) {
   json_t *doc = json_load_file(path, 0, &e);
   if (!doc)
     return e.line < 0 ? st_fail(ST_EINPUT, "%s: cannot read: %s", path, e.text)
-                      : st_fail(ST_EINPUT, "%s: line %d, column %d: not valid JSON: %s", path, e.line,
-                                e.column, e.text);
+                      : st_fail(ST_EINPUT, "%s: line %d, column %d: not valid JSON: %s", path,
+                                e.line, e.column, e.text);
   json_t *out = json_array(), *data = json_object_get(doc, "data");
   int rc = 0;
   if (!json_is_array(data))
-    rc = st_fail(ST_EINPUT, "%s: data: expected the SQuAD array of articles, found %s", path, kind_(data));
+    rc = st_fail(ST_EINPUT, "%s: data: expected the SQuAD array of articles, found %s", path,
+                 kind_(data));
   size_t a, p, q;
   json_t *art, *para, *qa;
   if (!rc) json_array_foreach(data, a, art) {
-    json_t *paras = json_object_get(art, "paragraphs");
-    if (!json_is_array(paras)) {
-      rc = st_fail(ST_EINPUT, "%s: data[%zu].paragraphs: expected an array, found %s", path, a, kind_(paras));
-      break;
-    }
-    json_array_foreach(paras, p, para) {
-      json_t *ctx = json_object_get(para, "context"), *qas = json_object_get(para, "qas");
-      if (!json_is_string(ctx) || !json_is_array(qas)) {
-        rc = st_fail(ST_EINPUT, "%s: data[%zu].paragraphs[%zu]: expected a string context and an "
-                     "array qas", path, a, p);
+      json_t *paras = json_object_get(art, "paragraphs");
+      if (!json_is_array(paras)) {
+        rc = st_fail(ST_EINPUT, "%s: data[%zu].paragraphs: expected an array, found %s", path, a,
+                     kind_(paras));
         break;
       }
-      json_array_foreach(qas, q, qa) {
-        json_t *ans = json_object_get(qa, "answers"), *question = json_object_get(qa, "question");
-        if (!json_is_array(ans) || json_array_size(ans) == 0) continue; /* SQuAD 2.0 unanswerable */
-        json_t *text = json_object_get(json_array_get(ans, 0), "text");
-        if (!json_is_string(question) || !json_is_string(text)) {
-          rc = st_fail(ST_EINPUT, "%s: data[%zu].paragraphs[%zu].qas[%zu]: expected a string question "
-                       "and answers[0].text", path, a, p, q);
+      json_array_foreach(paras, p, para) {
+        json_t *ctx = json_object_get(para, "context"), *qas = json_object_get(para, "qas");
+        if (!json_is_string(ctx) || !json_is_array(qas)) {
+          rc = st_fail(ST_EINPUT,
+                       "%s: data[%zu].paragraphs[%zu]: expected a string context and an "
+                       "array qas",
+                       path, a, p);
           break;
         }
-        size_t lc = json_string_length(ctx), lq = json_string_length(question), la = json_string_length(text);
-        char *prompt = xmalloc(lc + lq + 32), *completion = xmalloc(la + 2);
-        size_t n = 0;
-        memcpy(prompt + n, "Context: ", 9), n += 9;
-        memcpy(prompt + n, json_string_value(ctx), lc), n += lc;
-        memcpy(prompt + n, "\nQuestion: ", 11), n += 11;
-        memcpy(prompt + n, json_string_value(question), lq), n += lq;
-        memcpy(prompt + n, "\nAnswer:", 8), n += 8;
-        completion[0] = ' ';
-        memcpy(completion + 1, json_string_value(text), la);
-        json_t *r = json_object();
-        json_object_set_new(r, "prompt", json_stringn_nocheck(prompt, n));
-        json_object_set_new(r, "completion", json_stringn_nocheck(completion, la + 1));
-        json_array_append_new(out, r);
-        free(prompt);
-        free(completion);
+        json_array_foreach(qas, q, qa) {
+          json_t *ans = json_object_get(qa, "answers"), *question = json_object_get(qa, "question");
+          if (!json_is_array(ans) || json_array_size(ans) == 0)
+            continue; /* SQuAD 2.0 unanswerable */
+          json_t *text = json_object_get(json_array_get(ans, 0), "text");
+          if (!json_is_string(question) || !json_is_string(text)) {
+            rc = st_fail(ST_EINPUT,
+                         "%s: data[%zu].paragraphs[%zu].qas[%zu]: expected a string question "
+                         "and answers[0].text",
+                         path, a, p, q);
+            break;
+          }
+          size_t lc = json_string_length(ctx), lq = json_string_length(question),
+                 la = json_string_length(text);
+          char *prompt = xmalloc(lc + lq + 32), *completion = xmalloc(la + 2);
+          size_t n = 0;
+          memcpy(prompt + n, "Context: ", 9), n += 9;
+          memcpy(prompt + n, json_string_value(ctx), lc), n += lc;
+          memcpy(prompt + n, "\nQuestion: ", 11), n += 11;
+          memcpy(prompt + n, json_string_value(question), lq), n += lq;
+          memcpy(prompt + n, "\nAnswer:", 8), n += 8;
+          completion[0] = ' ';
+          memcpy(completion + 1, json_string_value(text), la);
+          json_t *r = json_object();
+          json_object_set_new(r, "prompt", json_stringn_nocheck(prompt, n));
+          json_object_set_new(r, "completion", json_stringn_nocheck(completion, la + 1));
+          json_array_append_new(out, r);
+          free(prompt);
+          free(completion);
+        }
+        if (rc) break;
       }
       if (rc) break;
     }
-    if (rc) break;
-  }
   json_decref(doc);
   if (rc) {
     json_decref(out);

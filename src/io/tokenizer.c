@@ -169,7 +169,9 @@ typedef struct {
   size_t mask;
 } pairmap;
 
-static uint64_t pair_key_(int32_t a, int32_t b) { return ((uint64_t)(uint32_t)a << 32) | (uint32_t)b; }
+static uint64_t pair_key_(int32_t a, int32_t b) {
+  return ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
+}
 
 static size_t pair_slot_(uint64_t k, size_t mask) {
   uint64_t h = k * 0x9E3779B97F4A7C15ULL;
@@ -190,7 +192,7 @@ static void pairmap_put_(pairmap *m, int32_t a, int32_t b, uint32_t rank, int32_
   uint64_t k = pair_key_(a, b);
   size_t i = pair_slot_(k, m->mask);
   while (m->key[i] != UINT64_MAX && m->key[i] != k) i = (i + 1) & m->mask;
-  m->key[i] = k;  /* a later duplicate overwrites, as tokenizers' HashMap collect does */
+  m->key[i] = k; /* a later duplicate overwrites, as tokenizers' HashMap collect does */
   m->rank[i] = rank;
   m->id[i] = id;
 }
@@ -218,19 +220,25 @@ static void pairmap_free_(pairmap *m) {
 
 /* ---- the tokenizer ----------------------------------------------------------------------- */
 
-typedef enum { SPLIT_REMOVED, SPLIT_ISOLATED, SPLIT_MERGED_PREV, SPLIT_MERGED_NEXT, SPLIT_CONTIGUOUS } split_behavior;
+typedef enum {
+  SPLIT_REMOVED,
+  SPLIT_ISOLATED,
+  SPLIT_MERGED_PREV,
+  SPLIT_MERGED_NEXT,
+  SPLIT_CONTIGUOUS
+} split_behavior;
 
 typedef struct {
-  pcre2_code *re;        /* NULL: no split (ByteLevel without use_regex) */
+  pcre2_code *re; /* NULL: no split (ByteLevel without use_regex) */
   split_behavior behavior;
   int invert;
-  int prefix_space;      /* ByteLevel's add_prefix_space (before its regex) */
+  int prefix_space; /* ByteLevel's add_prefix_space (before its regex) */
 } pre_step;
 
 typedef struct {
-  const char *s;    /* what is matched: the content, normalized when normalized=true */
+  const char *s; /* what is matched: the content, normalized when normalized=true */
   size_t len;
-  char *orig;       /* the content as written (owned, like s) */
+  char *orig; /* the content as written (owned, like s) */
   int32_t id;
   int single_word, lstrip, rstrip;
 } added_tok;
@@ -285,7 +293,8 @@ static long byte_level_decode_(const char *s, size_t len, const int byte_of_cp[3
   size_t i = 0, n = 0;
   while (i < len) {
     utf8proc_int32_t cp;
-    utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(len - i), &cp);
+    utf8proc_ssize_t k =
+        utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(len - i), &cp);
     if (k <= 0 || cp >= 324 || byte_of_cp[cp] < 0) return -1;
     dst[n++] = (char)byte_of_cp[cp];
     i += (size_t)k;
@@ -315,18 +324,27 @@ static int bad_(const tokenizer *t, const char *key, const char *fmt, ...) {
 static const char *json_kind_(const json_t *v) {
   if (!v) return "nothing (the key is missing)";
   switch (json_typeof(v)) {
-  case JSON_OBJECT: return "an object";
-  case JSON_ARRAY: return "an array";
-  case JSON_STRING: return "a string";
-  case JSON_INTEGER: return "an integer";
-  case JSON_REAL: return "a real number";
-  case JSON_TRUE: case JSON_FALSE: return "a boolean";
-  default: return "null";
+    case JSON_OBJECT:
+      return "an object";
+    case JSON_ARRAY:
+      return "an array";
+    case JSON_STRING:
+      return "a string";
+    case JSON_INTEGER:
+      return "an integer";
+    case JSON_REAL:
+      return "a real number";
+    case JSON_TRUE:
+    case JSON_FALSE:
+      return "a boolean";
+    default:
+      return "null";
   }
 }
 
 /* optional boolean: absent or null = dflt */
-static int get_bool_(const tokenizer *t, const json_t *o, const char *k, const char *key, int dflt, int *out) {
+static int get_bool_(const tokenizer *t, const json_t *o, const char *k, const char *key, int dflt,
+                     int *out) {
   json_t *v = json_object_get(o, k);
   if (!v || json_is_null(v)) {
     *out = dflt;
@@ -348,7 +366,8 @@ static int get_type_(const tokenizer *t, const json_t *o, const char *key, const
 
 /* Unicode White_Space as the inside of a character class */
 static const char WHITE_SPACE_CLASS[] =
-    "\\t\\n\\x0B\\f\\r\\x20\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}";
+    "\\t\\n\\x0B\\f\\r\\x20\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}"
+    "\\x{205F}\\x{3000}";
 
 /* HF's regex (Oniguruma syntax) as a PCRE2 pattern with the same meaning. */
 static int translate_regex_(const tokenizer *t, const char *key, const char *re, bbuf *out) {
@@ -358,15 +377,18 @@ static int translate_regex_(const tokenizer *t, const char *key, const char *re,
     if (c == '\\' && re[i + 1]) {
       char e = re[++i];
       if (strchr("wWbBhH", e))
-        return bad_(t, key, "the regex '%s' uses \\%c, whose Unicode meaning differs between "
-                    "Oniguruma (tokenizers) and PCRE2: not supported", re, e);
+        return bad_(t, key,
+                    "the regex '%s' uses \\%c, whose Unicode meaning differs between "
+                    "Oniguruma (tokenizers) and PCRE2: not supported",
+                    re, e);
       if (e == 's') { /* Oniguruma's \s: Unicode White_Space (PCRE2's differs at U+0085, U+180E) */
         if (!in_class) bbuf_append_(out, "[", 1);
         bbuf_append_(out, WHITE_SPACE_CLASS, strlen(WHITE_SPACE_CLASS));
         if (!in_class) bbuf_append_(out, "]", 1);
       } else if (e == 'S') {
         if (in_class)
-          return bad_(t, key, "the regex '%s' uses \\S inside a character class: not supported", re);
+          return bad_(t, key, "the regex '%s' uses \\S inside a character class: not supported",
+                      re);
         bbuf_append_(out, "[^", 2);
         bbuf_append_(out, WHITE_SPACE_CLASS, strlen(WHITE_SPACE_CLASS));
         bbuf_append_(out, "]", 1);
@@ -404,8 +426,10 @@ static int compile_(const tokenizer *t, const char *key, const char *pattern, in
                     pcre2_code **out) {
   bbuf pat = {0};
   int rc = 0;
-  if (literal) bbuf_append_(&pat, pattern, strlen(pattern) + 1);
-  else rc = translate_regex_(t, key, pattern, &pat);
+  if (literal)
+    bbuf_append_(&pat, pattern, strlen(pattern) + 1);
+  else
+    rc = translate_regex_(t, key, pattern, &pat);
   if (rc) {
     free(pat.p);
     return rc;
@@ -413,7 +437,8 @@ static int compile_(const tokenizer *t, const char *key, const char *pattern, in
   int err;
   PCRE2_SIZE erroff;
   uint32_t opts = PCRE2_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP | PCRE2_MULTILINE);
-  pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat.p, PCRE2_ZERO_TERMINATED, opts, &err, &erroff, NULL);
+  pcre2_code *re =
+      pcre2_compile((PCRE2_SPTR)pat.p, PCRE2_ZERO_TERMINATED, opts, &err, &erroff, NULL);
   free(pat.p);
   if (!re) {
     PCRE2_UCHAR msg[256];
@@ -448,12 +473,15 @@ static int parse_pre_(tokenizer *t, const json_t *o, const char *key, int *saw_b
   int rc = get_type_(t, o, key, &type);
   if (rc) return rc;
   if (*saw_byte_level)
-    return bad_(t, key, "'%s' after ByteLevel: spectrain needs ByteLevel to be the last "
-                "pre-tokenizer (as in GPT-2, Llama 3, Qwen2, SmolLM2)", type);
+    return bad_(t, key,
+                "'%s' after ByteLevel: spectrain needs ByteLevel to be the last "
+                "pre-tokenizer (as in GPT-2, Llama 3, Qwen2, SmolLM2)",
+                type);
   if (strcmp(type, "Sequence") == 0) {
     json_t *list = json_object_get(o, "pretokenizers");
     if (!json_is_array(list))
-      return bad_(t, key, "Sequence: expected an array \"pretokenizers\", found %s", json_kind_(list));
+      return bad_(t, key, "Sequence: expected an array \"pretokenizers\", found %s",
+                  json_kind_(list));
     for (size_t i = 0; i < json_array_size(list) && !rc; i++) {
       snprintf(sub, sizeof sub, "%s.pretokenizers[%zu]", key, i);
       rc = parse_pre_(t, json_array_get(list, i), sub, saw_byte_level);
@@ -485,13 +513,16 @@ static int parse_pre_(tokenizer *t, const json_t *o, const char *key, int *saw_b
     json_t *pat = json_object_get(o, "pattern"), *beh = json_object_get(o, "behavior");
     json_t *rx = json_object_get(pat, "Regex"), *lit = json_object_get(pat, "String");
     if (!json_is_string(rx) && !json_is_string(lit))
-      return bad_(t, key, "Split: expected \"pattern\" {\"Regex\": ...} or {\"String\": ...}, found %s",
+      return bad_(t, key,
+                  "Split: expected \"pattern\" {\"Regex\": ...} or {\"String\": ...}, found %s",
                   json_kind_(pat));
     static const struct {
       const char *name;
       split_behavior b;
-    } behaviors[] = {{"Removed", SPLIT_REMOVED},         {"Isolated", SPLIT_ISOLATED},
-                     {"MergedWithPrevious", SPLIT_MERGED_PREV}, {"MergedWithNext", SPLIT_MERGED_NEXT},
+    } behaviors[] = {{"Removed", SPLIT_REMOVED},
+                     {"Isolated", SPLIT_ISOLATED},
+                     {"MergedWithPrevious", SPLIT_MERGED_PREV},
+                     {"MergedWithNext", SPLIT_MERGED_NEXT},
                      {"Contiguous", SPLIT_CONTIGUOUS}};
     int found = 0;
     for (size_t i = 0; i < sizeof behaviors / sizeof *behaviors; i++)
@@ -500,20 +531,26 @@ static int parse_pre_(tokenizer *t, const json_t *o, const char *key, int *saw_b
         found = 1;
       }
     if (!found)
-      return bad_(t, key, "Split: \"behavior\" must be Removed, Isolated, MergedWithPrevious, "
-                  "MergedWithNext or Contiguous, found %s%s%s", json_is_string(beh) ? "'" : "",
+      return bad_(t, key,
+                  "Split: \"behavior\" must be Removed, Isolated, MergedWithPrevious, "
+                  "MergedWithNext or Contiguous, found %s%s%s",
+                  json_is_string(beh) ? "'" : "",
                   json_is_string(beh) ? json_string_value(beh) : json_kind_(beh),
                   json_is_string(beh) ? "'" : "");
     snprintf(sub, sizeof sub, "%s.invert", key);
     if ((rc = get_bool_(t, o, "invert", sub, 0, &s.invert))) return rc;
     snprintf(sub, sizeof sub, "%s.pattern", key);
-    if (json_is_string(rx)) rc = compile_(t, sub, json_string_value(rx), 0, &s.re);
-    else rc = compile_(t, sub, json_string_value(lit), 1, &s.re);
+    if (json_is_string(rx))
+      rc = compile_(t, sub, json_string_value(rx), 0, &s.re);
+    else
+      rc = compile_(t, sub, json_string_value(lit), 1, &s.re);
     if (rc) return rc;
     return add_step_(t, s);
   }
-  return bad_(t, key, "pre-tokenizer '%s' is not supported (spectrain implements Split, "
-              "ByteLevel, Digits and Sequence: the byte-level BPE families)", type);
+  return bad_(t, key,
+              "pre-tokenizer '%s' is not supported (spectrain implements Split, "
+              "ByteLevel, Digits and Sequence: the byte-level BPE families)",
+              type);
 }
 
 static int parse_norm_(tokenizer *t, const json_t *o, const char *key) {
@@ -524,7 +561,8 @@ static int parse_norm_(tokenizer *t, const json_t *o, const char *key) {
   if (strcmp(type, "Sequence") == 0) {
     json_t *list = json_object_get(o, "normalizers");
     if (!json_is_array(list))
-      return bad_(t, key, "Sequence: expected an array \"normalizers\", found %s", json_kind_(list));
+      return bad_(t, key, "Sequence: expected an array \"normalizers\", found %s",
+                  json_kind_(list));
     for (size_t i = 0; i < json_array_size(list) && !rc; i++) {
       char sub[256];
       snprintf(sub, sizeof sub, "%s.normalizers[%zu]", key, i);
@@ -545,8 +583,10 @@ static int parse_norm_(tokenizer *t, const json_t *o, const char *key) {
       t->norm[t->n_norm++] = forms[i].opt;
       return 0;
     }
-  return bad_(t, key, "normalizer '%s' is not supported (spectrain implements NFC, NFD, NFKC, "
-              "NFKD and Sequence)", type);
+  return bad_(t, key,
+              "normalizer '%s' is not supported (spectrain implements NFC, NFD, NFKC, "
+              "NFKD and Sequence)",
+              type);
 }
 
 static void post_add_(int32_t **v, int *n, const int32_t *ids, int k, int front) {
@@ -599,7 +639,8 @@ static int parse_post_(tokenizer *t, const json_t *o, const char *key) {
   if (strcmp(type, "TemplateProcessing") == 0) {
     json_t *single = json_object_get(o, "single"), *specials = json_object_get(o, "special_tokens");
     snprintf(sub, sizeof sub, "%s.single", key);
-    if (!json_is_array(single)) return bad_(t, sub, "expected an array, found %s", json_kind_(single));
+    if (!json_is_array(single))
+      return bad_(t, sub, "expected an array, found %s", json_kind_(single));
     int32_t *pre = NULL, *suf = NULL;
     int npre = 0, nsuf = 0, seen_a = 0;
     for (size_t i = 0; i < json_array_size(single) && !rc; i++) {
@@ -615,7 +656,8 @@ static int parse_post_(tokenizer *t, const json_t *o, const char *key) {
         const char *name = json_string_value(json_object_get(sp, "id"));
         json_t *ids = json_object_get(json_object_get(specials, name), "ids");
         if (!json_is_array(ids)) {
-          rc = bad_(t, sub, "special token '%s' is not in %s.special_tokens (with its ids)", name, key);
+          rc = bad_(t, sub, "special token '%s' is not in %s.special_tokens (with its ids)", name,
+                    key);
           break;
         }
         for (size_t j = 0; j < json_array_size(ids) && !rc; j++) {
@@ -625,11 +667,14 @@ static int parse_post_(tokenizer *t, const json_t *o, const char *key) {
             break;
           }
           int32_t id = (int32_t)json_integer_value(v);
-          if (seen_a) post_add_(&suf, &nsuf, &id, 1, 0);
-          else post_add_(&pre, &npre, &id, 1, 0);
+          if (seen_a)
+            post_add_(&suf, &nsuf, &id, 1, 0);
+          else
+            post_add_(&pre, &npre, &id, 1, 0);
         }
       } else {
-        rc = bad_(t, sub, "expected {\"SpecialToken\": {\"id\": ...}} or {\"Sequence\": {\"id\": \"A\"}}");
+        rc = bad_(t, sub,
+                  "expected {\"SpecialToken\": {\"id\": ...}} or {\"Sequence\": {\"id\": \"A\"}}");
       }
     }
     if (!rc && !seen_a) rc = bad_(t, key, "TemplateProcessing: the single template has no $A");
@@ -641,8 +686,10 @@ static int parse_post_(tokenizer *t, const json_t *o, const char *key) {
     free(suf);
     return rc;
   }
-  return bad_(t, key, "post-processor '%s' is not supported (spectrain implements "
-              "TemplateProcessing, RobertaProcessing, BertProcessing, ByteLevel and Sequence)", type);
+  return bad_(t, key,
+              "post-processor '%s' is not supported (spectrain implements "
+              "TemplateProcessing, RobertaProcessing, BertProcessing, ByteLevel and Sequence)",
+              type);
 }
 
 static int cmp_len_desc_(const void *a, const void *b, void *ctx) {
@@ -668,7 +715,8 @@ static void added_index_(added_set *s) {
     s->first[b][s->nfirst[b]++] = i;
   }
   for (int b = 0; b < 256; b++)
-    if (s->nfirst[b] > 1) qsort_r(s->first[b], (size_t)s->nfirst[b], sizeof(int), cmp_len_desc_, s->tok);
+    if (s->nfirst[b] > 1)
+      qsort_r(s->first[b], (size_t)s->nfirst[b], sizeof(int), cmp_len_desc_, s->tok);
 }
 
 static void added_free_(added_set *s) {
@@ -681,21 +729,20 @@ static void added_free_(added_set *s) {
  * does not compose into them (tests/fixtures/tokenizer/make_fixtures.py checks this list
  * against both libraries). */
 static const uint32_t hf_unnormalized_[] = {
-    0x032FF, 0x0A7F2, 0x0A7F3, 0x0A7F4, 0x0AB69, 0x10781, 0x10782, 0x10783, 0x10784,
-    0x10785, 0x10787, 0x10788, 0x10789, 0x1078A, 0x1078B, 0x1078C, 0x1078D, 0x1078E,
-    0x1078F, 0x10790, 0x10791, 0x10792, 0x10793, 0x10794, 0x10795, 0x10796, 0x10797,
-    0x10798, 0x10799, 0x1079A, 0x1079B, 0x1079C, 0x1079D, 0x1079E, 0x1079F, 0x107A0,
-    0x107A1, 0x107A2, 0x107A3, 0x107A4, 0x107A5, 0x107A6, 0x107A7, 0x107A8, 0x107A9,
-    0x107AA, 0x107AB, 0x107AC, 0x107AD, 0x107AE, 0x107AF, 0x107B0, 0x107B2, 0x107B3,
-    0x107B4, 0x107B5, 0x107B6, 0x107B7, 0x107B8, 0x107B9, 0x107BA, 0x11938, 0x1E030,
-    0x1E031, 0x1E032, 0x1E033, 0x1E034, 0x1E035, 0x1E036, 0x1E037, 0x1E038, 0x1E039,
-    0x1E03A, 0x1E03B, 0x1E03C, 0x1E03D, 0x1E03E, 0x1E03F, 0x1E040, 0x1E041, 0x1E042,
-    0x1E043, 0x1E044, 0x1E045, 0x1E046, 0x1E047, 0x1E048, 0x1E049, 0x1E04A, 0x1E04B,
-    0x1E04C, 0x1E04D, 0x1E04E, 0x1E04F, 0x1E050, 0x1E051, 0x1E052, 0x1E053, 0x1E054,
-    0x1E055, 0x1E056, 0x1E057, 0x1E058, 0x1E059, 0x1E05A, 0x1E05B, 0x1E05C, 0x1E05D,
-    0x1E05E, 0x1E05F, 0x1E060, 0x1E061, 0x1E062, 0x1E063, 0x1E064, 0x1E065, 0x1E066,
-    0x1E067, 0x1E068, 0x1E069, 0x1E06A, 0x1E06B, 0x1E06C, 0x1E06D, 0x1F16C, 0x1FBF0,
-    0x1FBF1, 0x1FBF2, 0x1FBF3, 0x1FBF4, 0x1FBF5, 0x1FBF6, 0x1FBF7, 0x1FBF8, 0x1FBF9};
+    0x032FF, 0x0A7F2, 0x0A7F3, 0x0A7F4, 0x0AB69, 0x10781, 0x10782, 0x10783, 0x10784, 0x10785,
+    0x10787, 0x10788, 0x10789, 0x1078A, 0x1078B, 0x1078C, 0x1078D, 0x1078E, 0x1078F, 0x10790,
+    0x10791, 0x10792, 0x10793, 0x10794, 0x10795, 0x10796, 0x10797, 0x10798, 0x10799, 0x1079A,
+    0x1079B, 0x1079C, 0x1079D, 0x1079E, 0x1079F, 0x107A0, 0x107A1, 0x107A2, 0x107A3, 0x107A4,
+    0x107A5, 0x107A6, 0x107A7, 0x107A8, 0x107A9, 0x107AA, 0x107AB, 0x107AC, 0x107AD, 0x107AE,
+    0x107AF, 0x107B0, 0x107B2, 0x107B3, 0x107B4, 0x107B5, 0x107B6, 0x107B7, 0x107B8, 0x107B9,
+    0x107BA, 0x11938, 0x1E030, 0x1E031, 0x1E032, 0x1E033, 0x1E034, 0x1E035, 0x1E036, 0x1E037,
+    0x1E038, 0x1E039, 0x1E03A, 0x1E03B, 0x1E03C, 0x1E03D, 0x1E03E, 0x1E03F, 0x1E040, 0x1E041,
+    0x1E042, 0x1E043, 0x1E044, 0x1E045, 0x1E046, 0x1E047, 0x1E048, 0x1E049, 0x1E04A, 0x1E04B,
+    0x1E04C, 0x1E04D, 0x1E04E, 0x1E04F, 0x1E050, 0x1E051, 0x1E052, 0x1E053, 0x1E054, 0x1E055,
+    0x1E056, 0x1E057, 0x1E058, 0x1E059, 0x1E05A, 0x1E05B, 0x1E05C, 0x1E05D, 0x1E05E, 0x1E05F,
+    0x1E060, 0x1E061, 0x1E062, 0x1E063, 0x1E064, 0x1E065, 0x1E066, 0x1E067, 0x1E068, 0x1E069,
+    0x1E06A, 0x1E06B, 0x1E06C, 0x1E06D, 0x1F16C, 0x1FBF0, 0x1FBF1, 0x1FBF2, 0x1FBF3, 0x1FBF4,
+    0x1FBF5, 0x1FBF6, 0x1FBF7, 0x1FBF8, 0x1FBF9};
 
 /* the table, plus the last code point of each one's canonical decomposition (kept out of
  * composition: NFC must not build a character tokenizers does not know) */
@@ -704,8 +751,10 @@ static int protected_(const tokenizer *t, utf8proc_int32_t cp) {
   size_t lo = 0, hi = t->n_protect;
   while (lo < hi) {
     size_t mid = (lo + hi) / 2;
-    if (t->protect[mid] < (uint32_t)cp) lo = mid + 1;
-    else hi = mid;
+    if (t->protect[mid] < (uint32_t)cp)
+      lo = mid + 1;
+    else
+      hi = mid;
   }
   return lo < t->n_protect && t->protect[lo] == (uint32_t)cp;
 }
@@ -735,7 +784,8 @@ static int norm_run_(const tokenizer *t, const char *text, size_t len, bbuf *out
   size_t n = len;
   for (int i = 0; i < t->n_norm; i++) {
     utf8proc_uint8_t *dst = NULL;
-    utf8proc_ssize_t k = utf8proc_map((const utf8proc_uint8_t *)cur, (utf8proc_ssize_t)n, &dst, t->norm[i]);
+    utf8proc_ssize_t k =
+        utf8proc_map((const utf8proc_uint8_t *)cur, (utf8proc_ssize_t)n, &dst, t->norm[i]);
     free(cur);
     if (k < 0) {
       free(dst);
@@ -751,7 +801,8 @@ static int norm_run_(const tokenizer *t, const char *text, size_t len, bbuf *out
 
 /* normalize text[0..len) through every normalizer, protected code points passed through
  * as they are; *out is malloc'ed (caller frees) */
-static int normalize_(const tokenizer *t, const char *text, size_t len, char **out, size_t *out_len) {
+static int normalize_(const tokenizer *t, const char *text, size_t len, char **out,
+                      size_t *out_len) {
   bbuf b = {0};
   size_t run = 0, i = 0;
   int rc = 0;
@@ -761,7 +812,8 @@ static int normalize_(const tokenizer *t, const char *text, size_t len, char **o
       continue;
     }
     utf8proc_int32_t cp;
-    utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)text + i, (utf8proc_ssize_t)(len - i), &cp);
+    utf8proc_ssize_t k =
+        utf8proc_iterate((const utf8proc_uint8_t *)text + i, (utf8proc_ssize_t)(len - i), &cp);
     if (k <= 0) k = 1;
     if (protected_(t, cp)) {
       if (i > run) rc = norm_run_(t, text + run, i - run, &b);
@@ -784,7 +836,8 @@ static int normalize_(const tokenizer *t, const char *text, size_t len, char **o
 
 static int parse_added_(tokenizer *t, const json_t *list, size_t model_vocab_entries) {
   if (!list || json_is_null(list)) return 0;
-  if (!json_is_array(list)) return bad_(t, "added_tokens", "expected an array, found %s", json_kind_(list));
+  if (!json_is_array(list))
+    return bad_(t, "added_tokens", "expected an array, found %s", json_kind_(list));
   size_t n = json_array_size(list);
   t->raw.tok = xcalloc(n + 1, sizeof(added_tok));
   t->normalized.tok = xcalloc(n + 1, sizeof(added_tok));
@@ -796,7 +849,8 @@ static int parse_added_(tokenizer *t, const json_t *list, size_t model_vocab_ent
     snprintf(key, sizeof key, "added_tokens[%zu]", i);
     json_t *content = json_object_get(a, "content"), *id = json_object_get(a, "id");
     if (!json_is_string(content) || !json_is_integer(id))
-      return bad_(t, key, "expected {\"id\": integer, \"content\": string, ...}, found %s", json_kind_(a));
+      return bad_(t, key, "expected {\"id\": integer, \"content\": string, ...}, found %s",
+                  json_kind_(a));
     added_tok tok = {0};
     int normalized = 0;
     int rc = get_bool_(t, a, "single_word", key, 0, &tok.single_word);
@@ -814,8 +868,9 @@ static int parse_added_(tokenizer *t, const json_t *list, size_t model_vocab_ent
     int32_t mid = strmap_get_(&t->vocab_str, s, len);
     if (mid < 0)
       mid = max_added < 0 ? (int32_t)model_vocab_entries
-            : (max_added >= (int32_t)model_vocab_entries || model_vocab_entries == 0) ? max_added + 1
-                                                                                     : (int32_t)model_vocab_entries;
+            : (max_added >= (int32_t)model_vocab_entries || model_vocab_entries == 0)
+                ? max_added + 1
+                : (int32_t)model_vocab_entries;
     if (mid != (int32_t)json_integer_value(id))
       log_warn("%s: %s ('%s') has id %lld, but tokenizers gives it %d (as spectrain does)", t->path,
                key, s, (long long)json_integer_value(id), mid);
@@ -847,14 +902,19 @@ static int parse_model_(tokenizer *t, const json_t *m) {
   const char *type = "BPE";
   json_t *tv = json_object_get(m, "type");
   if (!json_is_object(m)) return bad_(t, "model", "expected an object, found %s", json_kind_(m));
-  if (tv && !json_is_string(tv)) return bad_(t, "model.type", "expected a string, found %s", json_kind_(tv));
+  if (tv && !json_is_string(tv))
+    return bad_(t, "model.type", "expected a string, found %s", json_kind_(tv));
   if (tv) type = json_string_value(tv);
   if (strcmp(type, "BPE") != 0)
-    return bad_(t, "model.type", "expected 'BPE', found '%s' (spectrain implements byte-level BPE: "
-                "GPT-2, Llama 3, Qwen2, SmolLM2)", type);
+    return bad_(t, "model.type",
+                "expected 'BPE', found '%s' (spectrain implements byte-level BPE: "
+                "GPT-2, Llama 3, Qwen2, SmolLM2)",
+                type);
   json_t *dropout = json_object_get(m, "dropout");
-  if (dropout && !json_is_null(dropout) && !(json_is_number(dropout) && json_number_value(dropout) == 0.0))
-    return bad_(t, "model.dropout", "BPE dropout is random: expected null, found %g", json_number_value(dropout));
+  if (dropout && !json_is_null(dropout) &&
+      !(json_is_number(dropout) && json_number_value(dropout) == 0.0))
+    return bad_(t, "model.dropout", "BPE dropout is random: expected null, found %g",
+                json_number_value(dropout));
   static const char *const empty_keys[] = {"continuing_subword_prefix", "end_of_word_suffix"};
   for (int i = 0; i < 2; i++) {
     json_t *v = json_object_get(m, empty_keys[i]);
@@ -865,13 +925,16 @@ static int parse_model_(tokenizer *t, const json_t *m) {
   int byte_fallback = 0, rc;
   if ((rc = get_bool_(t, m, "byte_fallback", "model.byte_fallback", 0, &byte_fallback))) return rc;
   if (byte_fallback)
-    return bad_(t, "model.byte_fallback", "true (sentencepiece-style BPE, as Llama 2 and Mistral v0.1) "
+    return bad_(t, "model.byte_fallback",
+                "true (sentencepiece-style BPE, as Llama 2 and Mistral v0.1) "
                 "is not supported: spectrain implements byte-level BPE");
   if ((rc = get_bool_(t, m, "fuse_unk", "model.fuse_unk", 0, &t->fuse_unk))) return rc;
-  if ((rc = get_bool_(t, m, "ignore_merges", "model.ignore_merges", 0, &t->ignore_merges))) return rc;
+  if ((rc = get_bool_(t, m, "ignore_merges", "model.ignore_merges", 0, &t->ignore_merges)))
+    return rc;
 
   json_t *vocab = json_object_get(m, "vocab");
-  if (!json_is_object(vocab)) return bad_(t, "model.vocab", "expected an object, found %s", json_kind_(vocab));
+  if (!json_is_object(vocab))
+    return bad_(t, "model.vocab", "expected an object, found %s", json_kind_(vocab));
   size_t nv = json_object_size(vocab), total = 0;
   const char *k;
   json_t *v;
@@ -905,14 +968,16 @@ static int parse_model_(tokenizer *t, const json_t *m) {
   t->unk_id = -1;
   json_t *unk = json_object_get(m, "unk_token");
   if (unk && !json_is_null(unk)) {
-    if (!json_is_string(unk)) return bad_(t, "model.unk_token", "expected a string or null, found %s", json_kind_(unk));
+    if (!json_is_string(unk))
+      return bad_(t, "model.unk_token", "expected a string or null, found %s", json_kind_(unk));
     t->unk_id = strmap_get_(&t->vocab_str, json_string_value(unk), json_string_length(unk));
     if (t->unk_id < 0)
       return bad_(t, "model.unk_token", "'%s' is not in model.vocab", json_string_value(unk));
   }
 
   json_t *merges = json_object_get(m, "merges");
-  if (!json_is_array(merges)) return bad_(t, "model.merges", "expected an array, found %s", json_kind_(merges));
+  if (!json_is_array(merges))
+    return bad_(t, "model.merges", "expected an array, found %s", json_kind_(merges));
   size_t nm = json_array_size(merges);
   pairmap_init_(&t->merges, nm);
   char *joined = NULL;
@@ -933,15 +998,16 @@ static int parse_model_(tokenizer *t, const json_t *m) {
       la = (size_t)(sp - a);
       b = sp + 1;
       lb = strlen(b);
-    } else if (json_is_array(e) && json_array_size(e) == 2 && json_is_string(json_array_get(e, 0)) &&
-               json_is_string(json_array_get(e, 1))) {
+    } else if (json_is_array(e) && json_array_size(e) == 2 &&
+               json_is_string(json_array_get(e, 0)) && json_is_string(json_array_get(e, 1))) {
       a = json_string_value(json_array_get(e, 0));
       la = json_string_length(json_array_get(e, 0));
       b = json_string_value(json_array_get(e, 1));
       lb = json_string_length(json_array_get(e, 1));
     } else {
       free(joined);
-      return bad_(t, key, "expected \"left right\" or [\"left\", \"right\"], found %s", json_kind_(e));
+      return bad_(t, key, "expected \"left right\" or [\"left\", \"right\"], found %s",
+                  json_kind_(e));
     }
     if (la + lb + 1 > jcap) {
       jcap = 2 * (la + lb + 1);
@@ -953,9 +1019,12 @@ static int parse_model_(tokenizer *t, const json_t *m) {
     int32_t ij = strmap_get_(&t->vocab_str, joined, la + lb);
     if (ia < 0 || ib < 0 || ij < 0) {
       joined[la + lb] = '\0';
-      int rc2 = ia < 0 ? bad_(t, key, "'%.*s' + '%.*s': the left token is not in model.vocab", (int)la, a, (int)lb, b)
-              : ib < 0 ? bad_(t, key, "'%.*s' + '%.*s': the right token is not in model.vocab", (int)la, a, (int)lb, b)
-                       : bad_(t, key, "'%.*s' + '%.*s': their merge '%s' is not in model.vocab", (int)la, a, (int)lb, b, joined);
+      int rc2 = ia < 0   ? bad_(t, key, "'%.*s' + '%.*s': the left token is not in model.vocab",
+                                (int)la, a, (int)lb, b)
+                : ib < 0 ? bad_(t, key, "'%.*s' + '%.*s': the right token is not in model.vocab",
+                                (int)la, a, (int)lb, b)
+                         : bad_(t, key, "'%.*s' + '%.*s': their merge '%s' is not in model.vocab",
+                                (int)la, a, (int)lb, b, joined);
       free(joined);
       return rc2;
     }
@@ -1000,7 +1069,8 @@ int tokenizer_load(const char *path, tokenizer **out) {
   tokenizer *t = xcalloc(1, sizeof *t);
   t->path = xstrdup(path);
   int rc = 0;
-  if (!json_is_object(root)) rc = bad_(t, "(top level)", "expected an object, found %s", json_kind_(root));
+  if (!json_is_object(root))
+    rc = bad_(t, "(top level)", "expected an object, found %s", json_kind_(root));
   if (!rc) rc = parse_norm_(t, json_object_get(root, "normalizer"), "normalizer");
   if (!rc && t->n_norm) protect_init_(t);
   if (!rc) rc = parse_model_(t, json_object_get(root, "model"));
@@ -1009,17 +1079,21 @@ int tokenizer_load(const char *path, tokenizer **out) {
     json_t *pre = json_object_get(root, "pre_tokenizer");
     int saw = 0;
     if (!pre || json_is_null(pre))
-      rc = bad_(t, "pre_tokenizer", "missing: spectrain implements byte-level BPE, which needs a "
+      rc = bad_(t, "pre_tokenizer",
+                "missing: spectrain implements byte-level BPE, which needs a "
                 "ByteLevel pre-tokenizer");
-    else rc = parse_pre_(t, pre, "pre_tokenizer", &saw);
+    else
+      rc = parse_pre_(t, pre, "pre_tokenizer", &saw);
     if (!rc && !saw)
-      rc = bad_(t, "pre_tokenizer", "has no ByteLevel step: spectrain implements byte-level BPE only");
+      rc = bad_(t, "pre_tokenizer",
+                "has no ByteLevel step: spectrain implements byte-level BPE only");
   }
   if (!rc) rc = parse_post_(t, json_object_get(root, "post_processor"), "post_processor");
   if (!rc) {
     json_t *dec = json_object_get(root, "decoder");
     const char *type;
-    if (dec && !json_is_null(dec) && !get_type_(t, dec, "decoder", &type) && strcmp(type, "ByteLevel") != 0)
+    if (dec && !json_is_null(dec) && !get_type_(t, dec, "decoder", &type) &&
+        strcmp(type, "ByteLevel") != 0)
       log_warn("%s: decoder '%s' (not ByteLevel) is ignored: spectrain only encodes", path, type);
     st_clear_error();
   }
@@ -1145,7 +1219,8 @@ void tok_scratch_free(tok_scratch *s) {
   free(s);
 }
 
-/* ---- encoding ----------------------------------------------------------------------------------- */
+/* ---- encoding -----------------------------------------------------------------------------------
+ */
 
 static int utf8_check_(const char *text, size_t len) {
   size_t i = 0;
@@ -1155,7 +1230,8 @@ static int utf8_check_(const char *text, size_t len) {
       continue;
     }
     utf8proc_int32_t cp;
-    utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)text + i, (utf8proc_ssize_t)(len - i), &cp);
+    utf8proc_ssize_t k =
+        utf8proc_iterate((const utf8proc_uint8_t *)text + i, (utf8proc_ssize_t)(len - i), &cp);
     if (k <= 0)
       return st_fail(ST_EINPUT, "invalid UTF-8 at byte %zu (0x%02x)", i, (unsigned char)text[i]);
     i += (size_t)k;
@@ -1163,8 +1239,10 @@ static int utf8_check_(const char *text, size_t len) {
   return 0;
 }
 
-static int is_alnum_at_(const tokenizer *t, tok_scratch *s, const char *text, size_t len, size_t at) {
-  int rc = pcre2_match(t->alnum, (PCRE2_SPTR)text, len, at, PCRE2_ANCHORED | PCRE2_NO_UTF_CHECK, s->md, NULL);
+static int is_alnum_at_(const tokenizer *t, tok_scratch *s, const char *text, size_t len,
+                        size_t at) {
+  int rc = pcre2_match(t->alnum, (PCRE2_SPTR)text, len, at, PCRE2_ANCHORED | PCRE2_NO_UTF_CHECK,
+                       s->md, NULL);
   return rc >= 0;
 }
 
@@ -1188,7 +1266,7 @@ static void split_added_(const tokenizer *t, tok_scratch *s, const added_set *se
       continue;
     }
     size_t start = pos, stop = pos + hit->len;
-    pos = stop; /* the automaton goes on after the match, used or not */
+    pos = stop;             /* the automaton goes on after the match, used or not */
     if (hit->single_word) { /* the characters before and after must not be alphanumeric */
       size_t i = start;
       while (i > 0 && ((unsigned char)text[i - 1] & 0xC0) == 0x80) i--;
@@ -1211,7 +1289,8 @@ static void split_added_(const tokenizer *t, tok_scratch *s, const added_set *se
     if (hit->rstrip) {
       while (stop < len) {
         utf8proc_int32_t cp;
-        utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)text + stop, (utf8proc_ssize_t)(len - stop), &cp);
+        utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)text + stop,
+                                              (utf8proc_ssize_t)(len - stop), &cp);
         if (k <= 0 || !is_white_space_(cp)) break;
         stop += (size_t)k;
       }
@@ -1255,44 +1334,48 @@ static int split_pieces_(const pre_step *st, tok_scratch *s, const spans *in, sp
     size_t first = out->n;
     int prev_match = 0, have_prev = 0;
     switch (st->behavior) {
-    case SPLIT_ISOLATED:
-      for (size_t i = 0; i < n; i++) spans_push_(out, base + g[i].off, g[i].len);
-      break;
-    case SPLIT_REMOVED:
-      for (size_t i = 0; i < n; i++)
-        if (!g[i].match) spans_push_(out, base + g[i].off, g[i].len);
-      break;
-    case SPLIT_MERGED_PREV:
-      for (size_t i = 0; i < n; i++) {
-        if (g[i].match && !prev_match && out->n > first) out->v[out->n - 1].len += g[i].len;
-        else spans_push_(out, base + g[i].off, g[i].len);
-        prev_match = g[i].match;
-      }
-      break;
-    case SPLIT_MERGED_NEXT: /* a match joins the piece after it */
-      for (size_t j = n; j-- > 0;) {
-        if (g[j].match && !prev_match && out->n > first) {
-          out->v[out->n - 1].off -= g[j].len;
-          out->v[out->n - 1].len += g[j].len;
-        } else {
-          spans_push_(out, base + g[j].off, g[j].len);
+      case SPLIT_ISOLATED:
+        for (size_t i = 0; i < n; i++) spans_push_(out, base + g[i].off, g[i].len);
+        break;
+      case SPLIT_REMOVED:
+        for (size_t i = 0; i < n; i++)
+          if (!g[i].match) spans_push_(out, base + g[i].off, g[i].len);
+        break;
+      case SPLIT_MERGED_PREV:
+        for (size_t i = 0; i < n; i++) {
+          if (g[i].match && !prev_match && out->n > first)
+            out->v[out->n - 1].len += g[i].len;
+          else
+            spans_push_(out, base + g[i].off, g[i].len);
+          prev_match = g[i].match;
         }
-        prev_match = g[j].match;
-      }
-      for (size_t i = first, j = out->n; i + 1 < j; i++, j--) {
-        span tmp = out->v[i];
-        out->v[i] = out->v[j - 1];
-        out->v[j - 1] = tmp;
-      }
-      break;
-    case SPLIT_CONTIGUOUS:
-      for (size_t i = 0; i < n; i++) {
-        if (have_prev && g[i].match == prev_match && out->n > first) out->v[out->n - 1].len += g[i].len;
-        else spans_push_(out, base + g[i].off, g[i].len);
-        prev_match = g[i].match;
-        have_prev = 1;
-      }
-      break;
+        break;
+      case SPLIT_MERGED_NEXT: /* a match joins the piece after it */
+        for (size_t j = n; j-- > 0;) {
+          if (g[j].match && !prev_match && out->n > first) {
+            out->v[out->n - 1].off -= g[j].len;
+            out->v[out->n - 1].len += g[j].len;
+          } else {
+            spans_push_(out, base + g[j].off, g[j].len);
+          }
+          prev_match = g[j].match;
+        }
+        for (size_t i = first, j = out->n; i + 1 < j; i++, j--) {
+          span tmp = out->v[i];
+          out->v[i] = out->v[j - 1];
+          out->v[j - 1] = tmp;
+        }
+        break;
+      case SPLIT_CONTIGUOUS:
+        for (size_t i = 0; i < n; i++) {
+          if (have_prev && g[i].match == prev_match && out->n > first)
+            out->v[out->n - 1].len += g[i].len;
+          else
+            spans_push_(out, base + g[i].off, g[i].len);
+          prev_match = g[i].match;
+          have_prev = 1;
+        }
+        break;
     }
   }
   return 0;
@@ -1320,8 +1403,10 @@ static merge_cand heap_pop_(tok_scratch *s, size_t *n) {
   for (;;) {
     size_t l = 2 * i + 1, r = l + 1, m = i;
     const merge_cand *best = &last;
-    if (l < *n && (h[l].rank < best->rank || (h[l].rank == best->rank && h[l].pos < best->pos))) m = l, best = &h[l];
-    if (r < *n && (h[r].rank < best->rank || (h[r].rank == best->rank && h[r].pos < best->pos))) m = r, best = &h[r];
+    if (l < *n && (h[l].rank < best->rank || (h[l].rank == best->rank && h[l].pos < best->pos)))
+      m = l, best = &h[l];
+    if (r < *n && (h[r].rank < best->rank || (h[r].rank == best->rank && h[r].pos < best->pos)))
+      m = r, best = &h[r];
     if (m == i) break;
     h[i] = h[m];
     i = m;
@@ -1415,7 +1500,8 @@ static void bpe_(const tokenizer *t, tok_scratch *s, const char *w, size_t len, 
 }
 
 /* pre-tokenize text (normalized, no added tokens left) and BPE every piece */
-static int pre_and_bpe_(const tokenizer *t, tok_scratch *s, const char *text, size_t len, tok_ids *out) {
+static int pre_and_bpe_(const tokenizer *t, tok_scratch *s, const char *text, size_t len,
+                        tok_ids *out) {
   if (!len) return 0;
   s->work.n = 0;
   bbuf_append_(&s->work, text, len);
@@ -1472,8 +1558,10 @@ int tokenizer_encode(const tokenizer *t, tok_scratch *s, const char *text, size_
     split_added_(t, s, &t->normalized, piece, plen, &s->sub);
     for (size_t j = 0; j < s->sub.n && !rc; j++) {
       seg h = s->sub.v[j];
-      if (h.match >= 0) tok_ids_push(out, h.match);
-      else rc = pre_and_bpe_(t, s, piece + h.off, h.len, out);
+      if (h.match >= 0)
+        tok_ids_push(out, h.match);
+      else
+        rc = pre_and_bpe_(t, s, piece + h.off, h.len, out);
     }
     free(norm);
   }

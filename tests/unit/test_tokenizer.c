@@ -104,7 +104,8 @@ static void family_path_(const char *fam, char *out, size_t n) {
   }
   char cmd[4096];
   snprintf(out, n, "%s/tokenizer-%s.json", tmp_(), fam);
-  snprintf(cmd, sizeof cmd, "gzip -dc '%s/tokenizer/%s/tokenizer.json.gz' > '%s'", fixtures_(), fam, out);
+  snprintf(cmd, sizeof cmd, "gzip -dc '%s/tokenizer/%s/tokenizer.json.gz' > '%s'", fixtures_(), fam,
+           out);
   if (system(cmd) != 0) fprintf(stderr, "cannot decompress %s's tokenizer.json.gz\n", fam);
 }
 
@@ -137,8 +138,10 @@ static void check_family_(const char *fam, const corpus *c) {
     tokens += ids.n;
     if (ids.n != want_n || ids_hash_(&ids) != want_h) {
       if (bad++ < 5)
-        fprintf(stderr, "%s: corpus document %d (%s): %zu ids, Hugging Face has %llu (or other ids); "
-                "see make_fixtures.py --show %s %d\n", fam, d, c->source[d], ids.n, want_n, fam, d);
+        fprintf(stderr,
+                "%s: corpus document %d (%s): %zu ids, Hugging Face has %llu (or other ids); "
+                "see make_fixtures.py --show %s %d\n",
+                fam, d, c->source[d], ids.n, want_n, fam, d);
     }
   }
   fclose(f);
@@ -196,8 +199,10 @@ static int load_variant_(const char *name, const char *key, const char *value_js
     fprintf(stderr, "bad variant %s: %s\n", name, e.text);
     return -1;
   }
-  if (strncmp(key, "model.", 6) == 0) json_object_set_new(json_object_get(root, "model"), key + 6, v);
-  else json_object_set_new(root, key, v);
+  if (strncmp(key, "model.", 6) == 0)
+    json_object_set_new(json_object_get(root, "model"), key + 6, v);
+  else
+    json_object_set_new(root, key, v);
   snprintf(path, n, "%s/tokenizer-%s.json", tmp_(), name);
   json_dump_file(root, path, 0);
   json_decref(root);
@@ -224,39 +229,48 @@ static void check_errors_(void) {
       {"metaspace", "pre_tokenizer", "{\"type\": \"Metaspace\", \"replacement\": \"_\"}",
        "pre_tokenizer: pre-tokenizer 'Metaspace' is not supported", "Split, ByteLevel, Digits"},
       {"seq", "pre_tokenizer",
-       "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"ByteLevel\"}, {\"type\": \"Whitespace\"}]}",
+       "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"ByteLevel\"}, {\"type\": "
+       "\"Whitespace\"}]}",
        "pre_tokenizer.pretokenizers[1]", "after ByteLevel"},
       {"nobytelevel", "pre_tokenizer", "{\"type\": \"Digits\", \"individual_digits\": true}",
        "pre_tokenizer: has no ByteLevel step", ""},
       {"nopre", "pre_tokenizer", "null", "pre_tokenizer: missing", ""},
       {"wregex", "pre_tokenizer",
-       "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", \"pattern\": {\"Regex\": \"\\\\w+\"}, "
+       "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", \"pattern\": "
+       "{\"Regex\": \"\\\\w+\"}, "
        "\"behavior\": \"Isolated\", \"invert\": false}, {\"type\": \"ByteLevel\"}]}",
        "pre_tokenizer.pretokenizers[0].pattern", "uses \\w"},
       {"badregex", "pre_tokenizer",
-       "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", \"pattern\": {\"Regex\": \"(ab\"}, "
+       "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", \"pattern\": "
+       "{\"Regex\": \"(ab\"}, "
        "\"behavior\": \"Isolated\"}, {\"type\": \"ByteLevel\"}]}",
        "does not compile", "(ab"},
       {"emptyregex", "pre_tokenizer",
-       "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", \"pattern\": {\"Regex\": \"a*\"}, "
+       "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", \"pattern\": "
+       "{\"Regex\": \"a*\"}, "
        "\"behavior\": \"Isolated\"}, {\"type\": \"ByteLevel\"}]}",
        "can match the empty string", ""},
       {"behavior", "pre_tokenizer",
-       "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", \"pattern\": {\"String\": \"x\"}, "
+       "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", \"pattern\": "
+       "{\"String\": \"x\"}, "
        "\"behavior\": \"Sideways\"}, {\"type\": \"ByteLevel\"}]}",
        "\"behavior\" must be", "'Sideways'"},
-      {"normalizer", "normalizer", "{\"type\": \"Lowercase\"}", "normalizer: normalizer 'Lowercase'", ""},
+      {"normalizer", "normalizer", "{\"type\": \"Lowercase\"}",
+       "normalizer: normalizer 'Lowercase'", ""},
       {"post", "post_processor", "{\"type\": \"Nonsense\"}", "post-processor 'Nonsense'", ""},
       {"template", "post_processor",
-       "{\"type\": \"TemplateProcessing\", \"single\": [{\"SpecialToken\": {\"id\": \"<x>\", \"type_id\": 0}}, "
+       "{\"type\": \"TemplateProcessing\", \"single\": [{\"SpecialToken\": {\"id\": \"<x>\", "
+       "\"type_id\": 0}}, "
        "{\"Sequence\": {\"id\": \"A\", \"type_id\": 0}}], \"special_tokens\": {}}",
        "special token '<x>' is not in post_processor.special_tokens", ""},
       {"unigram", "model.type", "\"Unigram\"", "model.type: expected 'BPE', found 'Unigram'", ""},
       {"fallback", "model.byte_fallback", "true", "model.byte_fallback", "sentencepiece"},
       {"dropout", "model.dropout", "0.1", "model.dropout", "random"},
       {"suffix", "model.end_of_word_suffix", "\"</w>\"", "end_of_word_suffix '</w>'", ""},
-      {"unk", "model.unk_token", "\"<nope>\"", "model.unk_token: '<nope>' is not in model.vocab", ""},
-      {"merge", "model.merges", "[\"a b\", \"Ġ zzzq\"]", "model.merges[1]", "'zzzq': the right token is not"},
+      {"unk", "model.unk_token", "\"<nope>\"", "model.unk_token: '<nope>' is not in model.vocab",
+       ""},
+      {"merge", "model.merges", "[\"a b\", \"Ġ zzzq\"]", "model.merges[1]",
+       "'zzzq': the right token is not"},
       {"merge3", "model.merges", "[\"a b c\"]", "model.merges[0]", "two tokens, one space"},
       {"vocab", "model.vocab", "{\"a\": \"zero\"}", "model.vocab: 'a': expected an id", ""},
       {"added", "added_tokens", "[{\"id\": 3, \"content\": 5}]", "added_tokens[0]", "expected {"},
@@ -279,7 +293,10 @@ static void check_errors_(void) {
   static const struct {
     const char *text;
     size_t at;
-  } bad[] = {{"ok \xff", 3}, {"caf\xc3", 3}, {"\xed\xa0\x80 surrogate", 0}, {"ab\xc0\xafoverlong", 2},
+  } bad[] = {{"ok \xff", 3},
+             {"caf\xc3", 3},
+             {"\xed\xa0\x80 surrogate", 0},
+             {"ab\xc0\xafoverlong", 2},
              {"x\xf4\x90\x80\x80 > U+10FFFF", 1}};
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
     CHECK_EQ_INT(tokenizer_encode(t, s, bad[i].text, strlen(bad[i].text), 1, &ids), ST_EINPUT);
@@ -314,7 +331,8 @@ static void check_errors_(void) {
 int main(void) {
   corpus c;
   if (load_corpus_(&c) != 0) {
-    fprintf(stderr, "cannot read the corpus (gzip -dc %s/tokenizer/corpus.jsonl.gz)\n", fixtures_());
+    fprintf(stderr, "cannot read the corpus (gzip -dc %s/tokenizer/corpus.jsonl.gz)\n",
+            fixtures_());
     return 1;
   }
   size_t bytes = 0;

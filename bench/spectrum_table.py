@@ -14,8 +14,13 @@ controls the article did not have: the bottom-SNR 25 % and a random 25 %.
 Standard library only; drives the built binary. Runs are cached in --work (a finished
 run is not repeated), so an interrupted table continues where it stopped.
 
+With --model DIR (a pretrained Hugging Face directory, e.g. SmolLM2-135M imported by
+`spectrain import`) steps 1 is skipped and the rows fine-tune that model on --train, with
+--val held out (token files from `spectrain tokenize`, or anything `spectrain train` reads).
+
 usage: bench/spectrum_table.py [--blocks 8] [--width 384] [--pretrain-steps 200]
-         [--steps 150] [--seeds 1,2] [--ranks 2] [--work out/bench-table] [--quick]"""
+         [--steps 150] [--seeds 1,2] [--ranks 2] [--work out/bench-table] [--quick]
+       bench/spectrum_table.py --model DIR --train FILE --val FILE [--steps N] ..."""
 import argparse
 import json
 import os
@@ -45,7 +50,7 @@ model:
   path: {model}
 data:
   train: {train}
-  {"validation" if val.endswith(".txt") else "validation_split"}: {val}
+  {"validation_split" if re.fullmatch(r"[0-9.]+", val) else "validation"}: {val}
 spectrum:
 {spectrum}training:
   max_seq_length: {a.seq}
@@ -125,7 +130,12 @@ def main():
     ap.add_argument("--ranks", type=int, default=2)
     ap.add_argument("--work", default="out/bench-table")
     ap.add_argument("--quick", action="store_true", help="a tiny smoke run of the whole script")
+    ap.add_argument("--model", help="a pretrained model directory to fine-tune (no pretraining)")
+    ap.add_argument("--train", help="with --model: the fine-tuning data")
+    ap.add_argument("--val", help="with --model: the held-out validation data")
     a = ap.parse_args()
+    if a.model and not (a.train and a.val):
+        ap.error("--model needs --train and --val")
     if a.quick:
         a.blocks, a.width, a.seq, a.pretrain_steps, a.steps, a.eval_batches = 4, 64, 32, 6, 4, 1
     exe = f"{ROOT}/build/spectrain"
@@ -136,22 +146,28 @@ def main():
         os.environ.setdefault(k, v)
     w = os.path.abspath(a.work)
     os.makedirs(w, exist_ok=True)
-    sh([f"{ROOT}/scripts/prepare-tiny-data.sh", f"{w}/data"], f"{w}/prep1.log")
-    sh([f"{ROOT}/scripts/prepare-finetune-data.sh", f"{w}/data"], f"{w}/prep2.log")
-    kjv, pyt, pyv = f"{w}/data/kjv.txt", f"{w}/data/pydoc-train.txt", f"{w}/data/pydoc-val.txt"
+    if a.model:
+        model, pyt, pyv = os.path.abspath(a.model), os.path.abspath(a.train), os.path.abspath(a.val)
+        what = f"{os.path.basename(model.rstrip('/'))} (pretrained), fine-tuned on {os.path.basename(pyt)}"
+    else:
+        sh([f"{ROOT}/scripts/prepare-tiny-data.sh", f"{w}/data"], f"{w}/prep1.log")
+        sh([f"{ROOT}/scripts/prepare-finetune-data.sh", f"{w}/data"], f"{w}/prep2.log")
+        kjv, pyt, pyv = f"{w}/data/kjv.txt", f"{w}/data/pydoc-train.txt", f"{w}/data/pydoc-val.txt"
 
-    base = f"{w}/base"
-    if not os.path.exists(f"{base}/final/config.json"):
-        heads = max(1, a.width // 64)
-        sh([exe, "init", "--out", f"{w}/init", "--preset", "tiny-llama", "--force", "--seed", "1",
-            "--set", f"num_hidden_layers={a.blocks}", "--set", f"hidden_size={a.width}",
-            "--set", f"num_attention_heads={heads}", "--set", f"num_key_value_heads={heads}",
-            "--set", f"intermediate_size={a.width * 8 // 3 // 32 * 32}",
-            "--set", f"max_position_embeddings={max(a.seq, 128)}"], f"{w}/init.log")
-        job_yaml(f"{w}/pretrain.yaml", f"{w}/init", base, kjv, "0.02", a.pretrain_steps, 1, None, a)
-        print(f"pretraining {a.blocks} x {a.width} on the KJV Bible, {a.pretrain_steps} steps ...", flush=True)
-        sh(env_mpi + ["train", f"{w}/pretrain.yaml"], f"{w}/pretrain.log")
-    model = f"{base}/final"
+        base = f"{w}/base"
+        if not os.path.exists(f"{base}/final/config.json"):
+            heads = max(1, a.width // 64)
+            sh([exe, "init", "--out", f"{w}/init", "--preset", "tiny-llama", "--force", "--seed", "1",
+                "--set", f"num_hidden_layers={a.blocks}", "--set", f"hidden_size={a.width}",
+                "--set", f"num_attention_heads={heads}", "--set", f"num_key_value_heads={heads}",
+                "--set", f"intermediate_size={a.width * 8 // 3 // 32 * 32}",
+                "--set", f"max_position_embeddings={max(a.seq, 128)}"], f"{w}/init.log")
+            job_yaml(f"{w}/pretrain.yaml", f"{w}/init", base, kjv, "0.02", a.pretrain_steps, 1, None, a)
+            print(f"pretraining {a.blocks} x {a.width} on the KJV Bible, {a.pretrain_steps} steps ...", flush=True)
+            sh(env_mpi + ["train", f"{w}/pretrain.yaml"], f"{w}/pretrain.log")
+        model = f"{base}/final"
+        what = (f"{a.blocks} blocks x width {a.width}, pretrained {a.pretrain_steps} steps on "
+                f"the KJV Bible, fine-tuned on Python's docs")
     sh(env_mpi + ["analyze", "--model", model, "--model-name", "bench", "--top-percent", "50", "25",
                   "10", "--out", f"{w}/scan", "--quiet"], f"{w}/scan.log")
     y = lambda p: f"{w}/scan/snr_results_bench_unfrozenparameters_{p}percent.yaml"
@@ -184,9 +200,8 @@ def main():
 
     full = results["full"]
     fv, fw = mean([m["val"] for m in full]), mean([m["wall"] for m in full])
-    print(f"\nSpectrum at small scale: {a.blocks} blocks x width {a.width}, pretrained {a.pretrain_steps} "
-          f"steps on the KJV Bible, fine-tuned {a.steps} steps x {a.batch} x {a.seq} tokens on Python's "
-          f"docs, {a.ranks} ranks, seeds {a.seeds} (mean; ± = max - min over seeds)\n")
+    print(f"\nSpectrum: {what}, {a.steps} steps x {a.batch} x {a.seq} tokens, {a.ranks} ranks, "
+          f"seeds {a.seeds} (mean; ± = max - min over seeds)\n")
     print("| run | trainable params | peak mem / rank (MiB) | optimizer bytes / rank (MiB) | val loss "
           "| vs full | wall time (s) | time saved |")
     print("|---|---|---|---|---|---|---|---|")

@@ -75,7 +75,9 @@ static int eval_run_(const char *model_dir, const char *data_path, long max_toke
     data_fill(&view, samples, n, inputs, targets);
     for (size_t j = (size_t)n * T; j < (size_t)B * T; j++) /* short last batch: ignored rows */
       inputs[j] = 0, targets[j] = MODEL_IGNORE_INDEX;
-    rc = model_forward(ctx, mw.units, inputs, targets, &loss_sum, &counted);
+    /* as long as the batch's longest sequence (the loss is the same: causal) */
+    rc = model_ctx_set_seq_len(ctx, data_trim(inputs, targets, B, T, 16));
+    if (!rc) rc = model_forward(ctx, mw.units, inputs, targets, &loss_sum, &counted);
   }
   double elapsed = time_now_s() - t0;
   rc = comm_max_status(rc);

@@ -417,6 +417,26 @@ void data_fill(const data_view *v, const uint64_t *samples, int n, int32_t *inpu
               targets + (size_t)b * T);
 }
 
+int data_trim(int32_t *inputs, int32_t *targets, int n, int T, int multiple) {
+  int used = 0;
+  for (int b = 0; b < n; b++)
+    for (int t = T - 1; t >= used; t--)
+      if (targets[(size_t)b * T + t] != DATA_IGNORE_INDEX) {
+        used = t + 1;
+        break;
+      }
+  if (multiple < 1) multiple = 1;
+  int Tp = used < 1 ? 1 : used;
+  Tp = (Tp + multiple - 1) / multiple * multiple;
+  if (Tp > T) Tp = T;
+  if (Tp == T) return T;
+  for (int b = 1; b < n; b++) { /* row b moves down from b*T to b*Tp: never overlaps row b-1 */
+    memmove(inputs + (size_t)b * Tp, inputs + (size_t)b * T, (size_t)Tp * sizeof *inputs);
+    memmove(targets + (size_t)b * Tp, targets + (size_t)b * T, (size_t)Tp * sizeof *targets);
+  }
+  return Tp;
+}
+
 uint64_t data_count_targets(const data_view *v, const uint64_t *samples, int n) {
   const data_source *s = v->src;
   uint64_t count = 0;

@@ -74,6 +74,13 @@ uint64_t data_sample_global(const data_view *v, uint64_t seed, uint64_t g);
  * Inputs are token ids (padding 0), targets token ids or DATA_IGNORE_INDEX. */
 void data_fill(const data_view *v, const uint64_t *samples, int n, int32_t *inputs,
                int32_t *targets);
+/* Padding to the longest: rows (n, T) of inputs/targets as data_fill wrote them are
+ * compacted in place to (n, T') and T' returned, T' = one past the last counted target of
+ * any row, rounded up to a multiple of `multiple` (fewer distinct GEMM shapes), at most T,
+ * at least 1. Nothing after a row's last counted target changes its loss (causal models),
+ * so the batch means the same; SFT records far shorter than max_seq_length cost their own
+ * length, as with Hugging Face's collators (padding="longest"). */
+int data_trim(int32_t *inputs, int32_t *targets, int n, int T, int multiple);
 /* Number of counted targets (!= -100) of these view samples (the loss of a global batch
  * is normalised by the sum of this over every rank's samples). */
 uint64_t data_count_targets(const data_view *v, const uint64_t *samples, int n);

@@ -78,7 +78,9 @@ int sft_tokenizer_open(const char *dir, sft_tokenizer *t) {
   json_t *cfg = NULL;
   if (!rc && exists_(path)) {
     json_error_t e;
-    cfg = json_load_file(path, 0, &e);
+    /* integers as reals: transformers writes model_max_length = int(1e30), beyond int64 (no
+     * key read here is an integer) */
+    cfg = json_load_file(path, JSON_DECODE_INT_AS_REAL, &e);
     if (!cfg)
       rc = st_fail(ST_EINPUT, "%s: line %d, column %d: not valid JSON: %s", path, e.line, e.column,
                    e.text);

@@ -132,6 +132,13 @@ static const job_key schema_[] = {
      NULL,
      "Sequence length T of every sample; longer JSONL records are truncated (and counted). "
      "Also accepted as `training.max_length` (newer TRL)."},
+    {"training.padding", JT_ENUM, OFF(training.padding), "longest", 0, 0, 0, 0,
+     "longest|max_length",
+     "How long each micro-batch is. longest: as long as its longest sequence (one past its "
+     "last counted target, rounded up to a multiple of 16 tokens), as Hugging Face's "
+     "collators pad: JSONL records shorter than max_seq_length cost their own length, and "
+     "the loss is the same (a causal model's loss at a position never sees later ones); "
+     "max_length: always max_seq_length tokens. Text and .bin windows are always full."},
     {"training.backend", JT_ENUM, OFF(training.backend), "auto", 0, 0, 0, 0, "cpu|cuda|auto",
      "Where the model computes: cpu (OpenBLAS + OpenMP), cuda (one GPU per rank, chosen by "
      "the node-local rank; NCCL collectives), or auto (cuda when a GPU is usable, else cpu; "

@@ -26,6 +26,7 @@ typedef enum { BACKEND_CPU = 0, BACKEND_CUDA, BACKEND_AUTO } job_backend;
 typedef enum { OFFLOAD_NONE = 0, OFFLOAD_CPU, OFFLOAD_CPU_TRAINABLE } job_offload; /* = fsdp_opts.offload */
 typedef enum { DATA_AUTO = 0, DATA_BIN, DATA_JSONL, DATA_TEXT } job_data_format;
 typedef enum { NONFINITE_STOP = 0, NONFINITE_SKIP } job_nonfinite;
+typedef enum { PADDING_LONGEST = 0, PADDING_MAX_LENGTH } job_padding;
 
 typedef struct {
   int n;
@@ -83,6 +84,7 @@ typedef struct {
     int64_t save_steps;       /* 0: checkpoint only at the end (and on a signal) */
     int64_t save_total_limit; /* 0: keep every checkpoint */
     int64_t max_seq_length;   /* T */
+    job_padding padding;      /* micro-batches as long as their longest sequence, or T */
     job_backend backend;
     int optim;         /* TRL compatibility: every AdamW spelling is the same AdamW */
     int fp16, packing; /* TRL compatibility: must be false */

@@ -36,6 +36,7 @@ struct model_ctx {
   const model_config *cfg;
   const kernels *k;
   int B, T, N, C, F, H, KV, D, V, L, HD, KVD;
+  int T_max, head_chunk_max; /* as created; T, N and head_chunk follow model_ctx_set_seq_len */
   int ckpt, lowest_unit, lowest_block;
   float eps;
   size_t bytes;
@@ -230,6 +231,8 @@ int model_ctx_create(const model_config *m, const kernels *k, const model_opts *
   size_t chunk = o->head_chunk_tokens > 0 ? (size_t)o->head_chunk_tokens
                                           : (256u << 20) / per_row;
   c->head_chunk = (int)(chunk < 1 ? 1 : (chunk > (size_t)c->N ? (size_t)c->N : chunk));
+  c->T_max = c->T;
+  c->head_chunk_max = c->head_chunk;
   size_t N = (size_t)c->N;
   int ok = 1;
 
@@ -311,6 +314,19 @@ void model_ctx_free(model_ctx *c) {
   free(c->acts);
   free(c);
 }
+
+int model_ctx_set_seq_len(model_ctx *c, int T) {
+  if (T < 1 || T > c->T_max)
+    return st_fail(ST_ERUNTIME, "model: sequence length %d outside [1, %d] (the context's)", T,
+                   c->T_max);
+  /* every buffer is laid out (N, ...) with N = B*T rows from its start, the RoPE tables
+   * (T, D/2) by position: a shorter T uses a prefix of each */
+  c->T = T;
+  c->N = c->B * T;
+  c->head_chunk = c->head_chunk_max < c->N ? c->head_chunk_max : c->N;
+  return ST_OK;
+}
+int model_ctx_seq_len(const model_ctx *c) { return c->T; }
 
 size_t model_ctx_bytes(const model_ctx *c) { return c->bytes; }
 int model_ctx_lowest_grad_unit(const model_ctx *c) { return c->lowest_unit; }

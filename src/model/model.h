@@ -72,6 +72,14 @@ int model_lowest_grad_unit(const tensor_table *tt);
 int model_ctx_create(const model_config *c, const kernels *k, const model_opts *o,
                      model_ctx **out);
 void model_ctx_free(model_ctx *ctx);
+/* Tokens per sequence of the micro-batches that follow (1 <= T <= the seq_len it was made
+ * for): tokens and targets are then (B, T) arrays. A causal model's loss at a position
+ * never depends on later ones, so a micro-batch whose counted targets all sit in its first
+ * T positions gives the same loss and gradients on (B, T) as on the full length, at T/T_max
+ * of the cost (data_trim makes such a batch). Call between micro-batches, never between a
+ * forward and its backward. */
+int model_ctx_set_seq_len(model_ctx *ctx, int T);
+int model_ctx_seq_len(const model_ctx *ctx);
 /* Bytes of activation memory the context holds (for the memory report). */
 size_t model_ctx_bytes(const model_ctx *ctx);
 int model_ctx_lowest_grad_unit(const model_ctx *ctx);

@@ -170,6 +170,8 @@ void train_teardown(train_ctx *t) {
 
 /* ---- one step ------------------------------------------------------------------------- */
 
+enum { TRIM_MULTIPLE_ = 16 }; /* training.padding: longest rounds up to this many tokens */
+
 int train_step(train_ctx *t, double *loss, double *grad_norm, double *lr) {
   const job_config *j = t->job;
   int B = (int)j->training.per_device_train_batch_size, A = (int)j->training.gradient_accumulation_steps;
@@ -194,9 +196,15 @@ int train_step(train_ctx *t, double *loss, double *grad_norm, double *lr) {
   double loss_sum = 0;
   int64_t n_local = 0;
   fsdp_zero_grads(&t->fs);
-  for (int m = 0; m < A && !rc; m++)
-    rc = fsdp_forward_backward(&t->fs, t->mctx, tok + (size_t)m * bt, tgt + (size_t)m * bt,
-                               scale, &loss_sum, &n_local);
+  for (int m = 0; m < A && !rc; m++) {
+    int Tm = T;
+    if (j->training.padding == PADDING_LONGEST)
+      Tm = data_trim(tok + (size_t)m * bt, tgt + (size_t)m * bt, B, T, TRIM_MULTIPLE_);
+    rc = model_ctx_set_seq_len(t->mctx, Tm);
+    if (!rc)
+      rc = fsdp_forward_backward(&t->fs, t->mctx, tok + (size_t)m * bt, tgt + (size_t)m * bt,
+                                 scale, &loss_sum, &n_local);
+  }
   free(tok);
   free(tgt);
   free(samples);
@@ -255,7 +263,9 @@ int train_eval(train_ctx *t, double *val_loss) {
     }
     if (n) data_fill(&t->data.val, samples, n, tok, tgt);
     for (size_t i = (size_t)n * (size_t)T; i < bt; i++) tok[i] = 0, tgt[i] = DATA_IGNORE_INDEX;
-    rc = fsdp_forward(&t->fs, t->ectx, tok, tgt, &sum, &count);
+    int Tb = j->training.padding == PADDING_LONGEST ? data_trim(tok, tgt, B, T, TRIM_MULTIPLE_) : T;
+    rc = model_ctx_set_seq_len(t->ectx, Tb);
+    if (!rc) rc = fsdp_forward(&t->fs, t->ectx, tok, tgt, &sum, &count);
   }
   free(tok);
   free(tgt);

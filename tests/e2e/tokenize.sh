@@ -18,7 +18,11 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 # SmolLM2's tokenizer.json is committed compressed
 mkdir -p "$W/smollm2"
 gzip -dc "$F/smollm2/tokenizer.json.gz" > "$W/smollm2/tokenizer.json"
-cp "$F/smollm2/tokenizer_config.json" "$W/smollm2/"
+# as transformers 5 saves it: model_max_length is int(1e30) (VERY_LARGE_INTEGER), more than
+# an int64 holds, which a JSON reader must not refuse
+sed 's/"model_max_length": [0-9]*/"model_max_length": 1000000000000000019884624838656/' \
+  "$F/smollm2/tokenizer_config.json" > "$W/smollm2/tokenizer_config.json"
+grep -q 1000000000000000019884624838656 "$W/smollm2/tokenizer_config.json" || fail "sed"
 # qwen3: Qwen2's tokenizer with (the revised) Qwen3 chat template, as make_fixtures.py has it
 mkdir -p "$W/qwen3"
 cp "$F/qwen2/tokenizer.json" "$W/qwen3/"

@@ -103,6 +103,59 @@ static int agree_(int rc, const char *what) {
   return rc;
 }
 
+/* Where the ranks run: one line ("HOST [rank:local ...]" per host) and a check that the
+ * node-local ranks of every host are 0..k-1 (they pick the GPU: an error on the CUDA
+ * kernels, a warning elsewhere). The same gathered data on every rank: all decide alike. */
+static int placement_(train_ctx *t) {
+  int rc = comm_placement(&t->place, &t->nhosts);
+  if (rc) return rc;
+  char line[1024];
+  int len = snprintf(line, sizeof line, "placement: %d host%s, %d rank%s [rank:local rank]:",
+                     t->nhosts, t->nhosts == 1 ? "" : "s", t->nranks, t->nranks == 1 ? "" : "s");
+  for (int h = 0; h < t->nhosts && len < (int)sizeof line - 96; h++) {
+    if (h == 8 && t->nhosts > 9) {
+      len += snprintf(line + len, sizeof line - (size_t)len, " ... and %d more hosts",
+                      t->nhosts - 8);
+      break;
+    }
+    const char *name = NULL;
+    for (int r = 0; r < t->nranks && len < (int)sizeof line - 96; r++) {
+      if (t->place[r].host_index != h) continue;
+      if (!name) {
+        name = t->place[r].host;
+        len += snprintf(line + len, sizeof line - (size_t)len, "%s %s [", h ? "," : "", name);
+      } else {
+        len += snprintf(line + len, sizeof line - (size_t)len, " ");
+      }
+      len += snprintf(line + len, sizeof line - (size_t)len, "%d:%d", r, t->place[r].local_rank);
+    }
+    if (len < (int)sizeof line - 2) len += snprintf(line + len, sizeof line - (size_t)len, "]");
+  }
+  log_info("%s", line);
+  rc = comm_placement_check(t->place, t->nranks);
+  if (rc && strcmp(t->k->name, "cuda") == 0) return rc;
+  if (rc) {
+    if (t->rank == 0) log_warn("%s (harmless on the %s kernels)", st_errmsg(), t->k->name);
+    st_clear_error();
+  }
+  return ST_OK;
+}
+
+static json_t *placement_report_(const train_ctx *t) {
+  json_t *o = json_object(), *jr = json_array();
+  json_object_set_new(o, "event", json_string("placement"));
+  json_object_set_new(o, "hosts", json_integer(t->nhosts));
+  json_object_set_new(o, "local_rank_source", json_string(comm_local_rank_source()));
+  for (int r = 0; r < t->nranks; r++) {
+    json_t *x = json_object();
+    json_object_set_new(x, "host", json_string(t->place[r].host));
+    json_object_set_new(x, "local_rank", json_integer(t->place[r].local_rank));
+    json_array_append_new(jr, x);
+  }
+  json_object_set_new(o, "ranks", jr);
+  return o;
+}
+
 int train_setup(train_ctx *t, const job_config *job) {
   memset(t, 0, sizeof *t);
   t->job = job;
@@ -123,6 +176,8 @@ int train_setup(train_ctx *t, const job_config *job) {
   if (rc) return rc;
   log_info("backend: %s kernels, %s collectives, local rank %d (%s)", t->k->name,
            coll_transport_name(tr), comm_local_rank(), comm_local_rank_source());
+  rc = placement_(t);
+  if (rc) return rc;
   /* 2. model, trainable set, data: local reads, outcome agreed */
   sft_model m;
   memset(&m, 0, sizeof m);
@@ -164,6 +219,7 @@ void train_teardown(train_ctx *t) {
   plan_free(&t->plan);
   tensor_table_free(&t->tt);
   data_job_close(&t->data);
+  free(t->place);
   free(t->snr_json_path);
   memset(t, 0, sizeof *t);
 }
@@ -491,6 +547,30 @@ static json_t *comm_report_(train_ctx *t) {
   return o;
 }
 
+/* Everything the collectives moved in this process (steps, evaluations, export; not the
+ * checkpoints' MPI-IO): what a cluster's links carried, at least in part. */
+static json_t *comm_total_(void) {
+  coll_counters c;
+  coll_counters_get(&c);
+  char a[32], b[32], d[32];
+  log_info("communication in all: all-gather %s, reduce-scatter %s, allreduce %s "
+           "(%llu collective calls)",
+           mem_human(c.bytes[COLL_ALLGATHER], a, sizeof a),
+           mem_human(c.bytes[COLL_REDUCE_SCATTER], b, sizeof b),
+           mem_human(c.bytes[COLL_ALLREDUCE], d, sizeof d),
+           (unsigned long long)(c.calls[0] + c.calls[1] + c.calls[2]));
+  json_t *o = json_object();
+  json_object_set_new(o, "event", json_string("comm_total"));
+  for (int k = 0; k < COLL_NCAT; k++) {
+    char key[48];
+    snprintf(key, sizeof key, "%s_bytes", coll_category_name((coll_category)k));
+    json_object_set_new(o, key, json_integer((json_int_t)c.bytes[k]));
+    snprintf(key, sizeof key, "%s_calls", coll_category_name((coll_category)k));
+    json_object_set_new(o, key, json_integer((json_int_t)c.calls[k]));
+  }
+  return o;
+}
+
 /* ---- the loop ------------------------------------------------------------------------- */
 
 static void hms_(double s, char *buf, size_t len) {
@@ -580,6 +660,7 @@ int train_run(const job_config *job, const train_hooks *hooks) {
            job_enum_name("sharding.offload", (int)job->sharding.offload));
   rc = metrics_write(&mw, memory_report_(&t, 0));
   if (!rc) rc = metrics_write(&mw, comm_report_(&t));
+  if (!rc) rc = metrics_write(&mw, placement_report_(&t));
 
   const uint64_t tokens_per_step = t.st.global_batch * (uint64_t)job->training.max_seq_length;
   double t_start = time_now_s();
@@ -658,6 +739,7 @@ int train_run(const job_config *job, const train_hooks *hooks) {
                       (hms_(t.st.elapsed_s, h2, sizeof h2), h2));
     free(dir);
   }
+  if (!rc) rc = metrics_write(&mw, comm_total_());
   int stopped = t.stopped;
   metrics_close(&mw);
   train_teardown(&t);

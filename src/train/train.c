@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "io/model_dir.h"
 #include "io/safetensors.h"
 #include "train/backend.h"
 #include "train/metrics.h"
@@ -124,9 +125,11 @@ static void model_opts_(const train_ctx *t, model_opts *mo, model_opts *eo) {
   mo->seq_len = (int)j->training.max_seq_length;
   mo->grad_checkpointing = j->training.gradient_checkpointing;
   mo->lowest_grad_unit = t->plan.lowest_grad_unit;
+  mo->bf16 = j->training.bf16;
   eo->batch = (int)j->training.per_device_eval_batch_size;
   eo->seq_len = (int)j->training.max_seq_length;
   eo->lowest_grad_unit = t->plan.n_units;
+  eo->bf16 = j->training.bf16;
 }
 
 /* Host memory per rank, predicted by the formula the memory report prints (shards,
@@ -296,9 +299,6 @@ int train_setup(train_ctx *t, const job_config *job) {
   coll_transport tr = COLL_TRANSPORT_MPI;
   rc = kernels_select("training.backend", (int)job->training.backend, job->training.bf16,
                       comm_local_rank(), &t->k, &tr);
-  if (!rc && job->training.bf16 && strcmp(t->k->name, "cuda") != 0)
-    rc = st_fail(ST_EINPUT, "training.bf16: bf16 training on the %s kernels is not there yet "
-                 "(spectrain eval --bf16 is); set training.bf16 to false", t->k->name);
   if (rc) rc = st_fail_ctx(rc, "%s: ", job->source_path);
   else log_info("%s", kernels_select_description());
   rc = agree_(rc, "choosing the kernels (training.backend)");
@@ -315,7 +315,8 @@ int train_setup(train_ctx *t, const job_config *job) {
   /* 3. the plan, proven identical before the first collective that uses it */
   if (!rc) rc = plan_build(&t->tt, t->nranks, t->rank, &t->plan);
   fsdp_opts fo = {(int)job->sharding.offload, (int)job->sharding.prefetch,
-                  job->sharding.limit_all_gathers, job->sharding.reshard_after_forward, 0};
+                  job->sharding.limit_all_gathers, job->sharding.reshard_after_forward, 0,
+                  job->training.bf16};
   model_opts mo, eo;
   model_opts_(t, &mo, &eo);
   /* 3b. the memory formula, before anything big is allocated: a job that cannot fit is an
@@ -492,10 +493,13 @@ int train_export_hf(train_ctx *t, const char *dir) {
   if (!rc && !lrc && t->rank == 0) {
     lrc = fs_mkdir_p(dir);
     char *p = xasprintf("%s/config.json", dir);
-    /* the tensors are written as F32 whatever the input stored: config.json must say so,
-     * or transformers would cast them to the input's dtype on load */
+    /* the tensors are written in the input model's own dtype (its torch_dtype: bf16 for a
+     * bf16 model, whether it trained in fp32 or bf16; float32 when it names none), and
+     * config.json says which (transformers casts to it on load) */
     model_config cfg = t->cfg;
-    snprintf(cfg.torch_dtype, sizeof cfg.torch_dtype, "float32");
+    sft_dtype dt = model_dir_dtype_of(&cfg);
+    snprintf(cfg.torch_dtype, sizeof cfg.torch_dtype, "%s",
+             dt == SFT_BF16 ? "bfloat16" : dt == SFT_F16 ? "float16" : "float32");
     if (!lrc) lrc = model_config_save(p, &cfg);
     free(p);
     sft_out_tensor *o = xcalloc((size_t)t->tt.n, sizeof *o);
@@ -507,7 +511,7 @@ int train_export_hf(train_ctx *t, const char *dir) {
       o[i].data = full[i];
     }
     p = xasprintf("%s/model.safetensors", dir);
-    if (!lrc) lrc = sft_write_f32(p, o, t->tt.n, SFT_F32);
+    if (!lrc) lrc = sft_write_f32(p, o, t->tt.n, dt);
     free(p);
     free(o);
     /* the tokenizer travels with the model, unchanged */
@@ -595,7 +599,7 @@ static json_t *comm_report_(train_ctx *t) {
   uint64_t eg, er, all = 0, tr = 0, A = (uint64_t)t->job->training.gradient_accumulation_steps;
   fsdp_expected_bytes(&t->fs, 1, &eg, &er);
   for (int u = 0; u < t->plan.n_units; u++) {
-    all += 4 * (t->plan.units[u].padded[PB_FROZEN] + t->plan.units[u].padded[PB_TRAIN]);
+    all += (t->fs.o.bf16 ? 2u : 4u) * (t->plan.units[u].padded[PB_FROZEN] + t->plan.units[u].padded[PB_TRAIN]);
     tr += 4 * t->plan.units[u].padded[PB_TRAIN];
   }
   char a[32], b[32], c[32], d[32];

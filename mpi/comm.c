@@ -10,7 +10,7 @@
 #include "mpi/comm_internal.h"
 #include "util/err.h"
 
-static int rank_ = 0, size_ = 1, local_rank_ = 0, inited_ = 0;
+static int rank_ = 0, size_ = 1, local_rank_ = 0, node_size_ = 1, inited_ = 0;
 static const char *local_source_ = "single rank";
 static MPI_Comm probe_comm_ = MPI_COMM_NULL; /* the timeout's who-is-there exchange */
 static double timeout_s_ = 0;
@@ -77,6 +77,12 @@ int comm_init(int *argc, char ***argv) {
   log_set_rank(rank_, size_);
   place_local_rank_();
   if (size_ > 1) MPI_Comm_dup(MPI_COMM_WORLD, &probe_comm_);
+  if (size_ > 1) { /* ranks sharing this host's memory */
+    MPI_Comm node;
+    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node);
+    MPI_Comm_size(node, &node_size_);
+    MPI_Comm_free(&node);
+  }
   return ST_OK;
 }
 
@@ -200,6 +206,7 @@ void comm_finalize(void) {
 int comm_rank(void) { return rank_; }
 int comm_size(void) { return size_; }
 int comm_local_rank(void) { return local_rank_; }
+int comm_node_size(void) { return node_size_; }
 const char *comm_local_rank_source(void) { return local_source_; }
 
 int comm_placement(comm_place **out, int *nhosts) {

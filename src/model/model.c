@@ -65,10 +65,16 @@ struct model_ctx {
   size_t sw_slot;
   void **allocs;
   int nallocs;
+  int dry; /* model_ctx_predict_bytes: count the bytes, allocate nothing */
 };
 
 /* Compute memory (the kernel table's alloc): the host never dereferences it. */
 static void *buf_bytes_(model_ctx *c, size_t bytes) {
+  static float dry_; /* a non-NULL stand-in nobody dereferences */
+  if (c->dry) {
+    c->bytes += bytes;
+    return &dry_;
+  }
   void *p = c->k->alloc(bytes);
   if (!p) return NULL;
   c->allocs = xrealloc(c->allocs, (size_t)(c->nallocs + 1) * sizeof *c->allocs);
@@ -181,8 +187,8 @@ static void rope_tables_(model_ctx *c) {
   free(sin_h);
 }
 
-int model_ctx_create(const model_config *m, const kernels *k, const model_opts *o,
-                     model_ctx **out) {
+static int ctx_build_(const model_config *m, const kernels *k, const model_opts *o, int dry,
+                      model_ctx **out) {
   *out = NULL;
   if (o->batch <= 0 || o->seq_len <= 0)
     return st_fail(ST_EINPUT, "model: batch and seq_len must be positive, found %d and %d",
@@ -202,6 +208,7 @@ int model_ctx_create(const model_config *m, const kernels *k, const model_opts *
     return st_fail(ST_EINPUT, "model: batch*seq_len too large (%lld)",
                    (long long)o->batch * o->seq_len);
   model_ctx *c = xcalloc(1, sizeof *c);
+  c->dry = dry;
   c->cfg = m;
   c->k = k;
   c->B = o->batch;
@@ -301,8 +308,24 @@ int model_ctx_create(const model_config *m, const kernels *k, const model_opts *
                    "%d x seq_len %d; lower batch or seq_len, or set gradient_checkpointing",
                    bytes, o->batch, o->seq_len);
   }
-  rope_tables_(c);
+  if (!dry) rope_tables_(c);
   *out = c;
+  return 0;
+}
+
+int model_ctx_create(const model_config *m, const kernels *k, const model_opts *o,
+                     model_ctx **out) {
+  return ctx_build_(m, k, o, 0, out);
+}
+
+int model_ctx_predict_bytes(const model_config *m, const kernels *k, const model_opts *o,
+                            uint64_t *bytes) {
+  model_ctx *c = NULL;
+  *bytes = 0;
+  int rc = ctx_build_(m, k, o, 1, &c);
+  if (rc) return rc;
+  *bytes = c->bytes;
+  model_ctx_free(c);
   return 0;
 }
 
@@ -559,7 +582,7 @@ void model_block_forward(model_ctx *c, int layer, const unit_view *blk) {
 
 /* The head's matrix: lm_head, or the embedding when tied. */
 static const float *head_w_(const unit_view *head, const unit_view *embed) {
-  return head->w[TK_LM_HEAD] ? head->w[TK_LM_HEAD] : embed->w[TK_EMBED];
+  return head->w[TK_LM_HEAD] ? head->w[TK_LM_HEAD] : embed ? embed->w[TK_EMBED] : NULL;
 }
 static float *head_g_(const unit_view *head, const unit_view *embed) {
   if (head->w[TK_LM_HEAD] || head->wb[TK_LM_HEAD]) return head->g[TK_LM_HEAD];
@@ -646,11 +669,6 @@ int model_head_forward(model_ctx *c, const unit_view *head, const unit_view *emb
 
 void model_head_backward(model_ctx *c, const unit_view *head, const unit_view *embed,
                          const int32_t *targets, float loss_scale) {
-  const kernels *k = c->k;
-  const float *W = head_w_(head, embed);
-  float *gW = head_g_(head, embed);
-  int need_dx = c->lowest_unit <= c->L;
-  float *gnorm = head->g[TK_FINAL_NORM];
   /* the same targets as head_forward's, as a rule; uploaded again so that the call stands
    * on its own (N ids) */
   if (targets_upload_(c, targets)) return; /* unreachable after a successful forward */
@@ -658,6 +676,11 @@ void model_head_backward(model_ctx *c, const unit_view *head, const unit_view *e
     head_backward_bf16_(c, head, embed, loss_scale);
     return;
   }
+  const kernels *k = c->k;
+  const float *W = head_w_(head, embed);
+  float *gW = head_g_(head, embed);
+  int need_dx = c->lowest_unit <= c->L;
+  float *gnorm = head->g[TK_FINAL_NORM];
   for (int r0 = 0; r0 < c->N; r0 += c->head_chunk) {
     int rows = c->N - r0 < c->head_chunk ? c->N - r0 : c->head_chunk;
     if (c->head_chunk < c->N) head_logits_(c, W, r0, rows); /* recompute this block */

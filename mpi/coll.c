@@ -371,6 +371,35 @@ int coll_ireduce_scatter_to_host_f32(const float *in, float *host_out, size_t co
   return ST_OK;
 }
 
+/* ---- bf16 all-gathers (mpi/coll.h): pairs of bf16 values as 32-bit words ---------------- */
+
+static int even_(size_t count) {
+  if (count % 2 == 0) return ST_OK;
+  return st_fail(ST_EINPUT, "bf16 all-gather: %zu values per rank; expected an even count "
+                 "(two bf16 values travel as one 32-bit word)", count);
+}
+
+int coll_iallgather_bf16(bf16_t *buf, size_t count, coll_req *req) {
+  memset(req, 0, sizeof *req);
+  int rc = even_(count);
+  return rc ? rc : coll_iallgather_f32((float *)(void *)buf, count / 2, req);
+}
+
+int coll_allgather_bf16(bf16_t *buf, size_t count) {
+  int rc = even_(count);
+  return rc ? rc : coll_allgather_f32((float *)(void *)buf, count / 2);
+}
+
+int coll_iallgather_from_host_bf16(bf16_t *buf, const bf16_t *host_slice, size_t count,
+                                   coll_req *req) {
+  memset(req, 0, sizeof *req);
+  int rc = even_(count);
+  return rc ? rc
+            : coll_iallgather_from_host_f32((float *)(void *)buf,
+                                            (const float *)(const void *)host_slice, count / 2,
+                                            req);
+}
+
 static void finish_(coll_req *req) {
   if (req->kind == REQ_REDUCE_SCATTER) scale_(req->out, req->out_count, req->scale);
   req->active = 0;

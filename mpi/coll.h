@@ -96,6 +96,15 @@ int coll_iallgather_from_host_f32(float *buf, const float *host_slice, size_t co
 int coll_ireduce_scatter_to_host_f32(const float *in, float *host_out, size_t count,
                                      float scale, coll_req *req);
 
+/* bf16 all-gathers (the bf16 parameter shards of training.bf16): an all-gather only moves
+ * bits, so `count` bf16 values (count must be even: the trainer's shards are multiples of
+ * 16) travel as count / 2 32-bit words through the f32 calls above, on every transport,
+ * with the same contracts; the byte counters count 2 bytes per value. */
+int coll_iallgather_bf16(bf16_t *buf, size_t count, coll_req *req);
+int coll_allgather_bf16(bf16_t *buf, size_t count);
+int coll_iallgather_from_host_bf16(bf16_t *buf, const bf16_t *host_slice, size_t count,
+                                   coll_req *req);
+
 /* Complete a request (no-op on an idle one). Blocks without spinning the CPU hard: MPI's
  * progress engine runs inside; polling cost is what MPI_Wait costs. */
 int coll_wait(coll_req *req);

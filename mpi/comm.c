@@ -1,8 +1,10 @@
 #include "mpi/comm.h"
 
 #include <mpi.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "util/err.h"
 
@@ -80,6 +82,60 @@ int comm_rank(void) { return rank_; }
 int comm_size(void) { return size_; }
 int comm_local_rank(void) { return local_rank_; }
 const char *comm_local_rank_source(void) { return local_source_; }
+
+int comm_placement(comm_place **out, int *nhosts) {
+  comm_place me;
+  memset(&me, 0, sizeof me);
+  if (gethostname(me.host, sizeof me.host - 1) != 0) snprintf(me.host, sizeof me.host, "?");
+  me.host[sizeof me.host - 1] = 0;
+  me.local_rank = local_rank_;
+  comm_place *p = xcalloc((size_t)size_, sizeof *p);
+  if (size_ == 1)
+    p[0] = me;
+  else if (MPI_Allgather(&me, (int)sizeof me, MPI_BYTE, p, (int)sizeof me, MPI_BYTE,
+                         MPI_COMM_WORLD) != MPI_SUCCESS) {
+    free(p);
+    return st_fail(ST_ERUNTIME, "MPI_Allgather of the rank placement failed");
+  }
+  int h = 0;
+  for (int r = 0; r < size_; r++) {
+    p[r].host_index = -1;
+    for (int q = 0; q < r && p[r].host_index < 0; q++)
+      if (strcmp(p[q].host, p[r].host) == 0) p[r].host_index = p[q].host_index;
+    if (p[r].host_index < 0) p[r].host_index = h++;
+  }
+  *out = p;
+  *nhosts = h;
+  return ST_OK;
+}
+
+int comm_placement_check(const comm_place *p, int n) {
+  for (int r = 0; r < n; r++) {
+    if (p[r].host_index < 0) continue;
+    int k = 0, ok = 1;
+    for (int q = 0; q < n; q++) k += p[q].host_index == p[r].host_index;
+    /* a permutation of 0..k-1: every value in range and none twice */
+    for (int q = 0; q < n && ok; q++) {
+      if (p[q].host_index != p[r].host_index) continue;
+      if (p[q].local_rank < 0 || p[q].local_rank >= k) ok = 0;
+      for (int o = q + 1; o < n && ok; o++)
+        if (p[o].host_index == p[q].host_index && p[o].local_rank == p[q].local_rank) ok = 0;
+    }
+    if (ok) continue;
+    char list[256];
+    int len = 0;
+    for (int q = 0; q < n && len < (int)sizeof list - 32; q++)
+      if (p[q].host_index == p[r].host_index)
+        len += snprintf(list + len, sizeof list - (size_t)len, "%s rank %d: %d", len ? "," : "",
+                        q, p[q].local_rank);
+    return st_fail(ST_EINPUT,
+                   "node-local ranks on host %s are not 0..%d (%s, from %s): ranks would share "
+                   "a GPU or leave one idle; start the ranks with mpirun or `srun --mpi=pmix`, "
+                   "and give every host its own host name",
+                   p[r].host, k - 1, list, local_source_);
+  }
+  return ST_OK;
+}
 
 void comm_abort(int code) {
   if (inited_) MPI_Abort(MPI_COMM_WORLD, code);

@@ -18,6 +18,21 @@ int comm_local_rank(void);
 /* Where comm_local_rank() came from: "SLURM_LOCALID", "OMPI_COMM_WORLD_LOCAL_RANK",
  * "shared-memory split" or "single rank". */
 const char *comm_local_rank_source(void);
+/* Where every rank runs: its host name (gethostname, what Open MPI and Slurm call the node)
+ * and node-local rank. */
+#define COMM_HOST_MAX 64
+typedef struct {
+  char host[COMM_HOST_MAX]; /* NUL-terminated, truncated to COMM_HOST_MAX - 1 */
+  int local_rank;
+  int host_index;           /* hosts numbered 0.. in order of their lowest rank */
+} comm_place;
+/* Gathers every rank's placement on every rank: *out = comm_place[comm_size()] (free()),
+ * *nhosts = distinct host names. Collective. */
+int comm_placement(comm_place **out, int *nhosts);
+/* ST_OK when on every host the node-local ranks of its k ranks are exactly 0..k-1 (what
+ * device selection by local rank needs); else ST_EINPUT with a message naming the host and
+ * its local ranks. */
+int comm_placement_check(const comm_place *p, int n);
 void comm_abort(int code);
 void comm_barrier(void);
 

@@ -3,7 +3,8 @@
 # only what is missing; waits for the apt lock instead of failing. Run as root.
 #   scripts/install-deps.sh          build + run dependencies
 #   scripts/install-deps.sh --test   also what the test suite needs (Python reference, fuzzing,
-#                                    and a one-machine Slurm cluster for the sbatch tests)
+#                                    a one-machine Slurm cluster for the sbatch tests, and
+#                                    iproute2 for the simulated multi-host cluster)
 #   scripts/install-deps.sh --bench  also python3-venv, with which bench/run_model_bench.sh
 #                                    makes its PyTorch peer's venv (torch from PyPI)
 #   scripts/install-deps.sh --slurm  also Slurm (slurmctld, slurmd, client) and munge, for
@@ -20,7 +21,8 @@ want=(build-essential cmake pkg-config git
 slurm=(slurmctld slurmd slurm-client munge)
 for arg in "$@"; do
   case "$arg" in
-    --test) want+=(clang libclang-rt-14-dev python3-numpy librsvg2-bin chromium "${slurm[@]}") ;;
+    --test) want+=(clang libclang-rt-14-dev python3-numpy librsvg2-bin chromium "${slurm[@]}"
+                   iproute2 util-linux) ;;  # ip netns, tc, nsenter, unshare: tests/cluster/
     --slurm) want+=("${slurm[@]}") ;;
     --bench) want+=(python3-venv) ;;
     *) echo "install-deps: unknown option '$arg' (expected --test, --slurm or --bench)" >&2; exit 2 ;;

@@ -10,6 +10,8 @@
 #include "util/err.h"
 
 static size_t fbytes_(uint64_t n) { return (size_t)n * sizeof(float); }
+static size_t hbytes_(uint64_t n) { return (size_t)n * sizeof(bf16_t); }
+static void train16_refresh_(fsdp *f, int u);
 
 /* ---- the background optimizer step (offload) -------------------------------------------
  * One thread per step, started by fsdp_step after the norm: it updates units 0, 1, ... in
@@ -118,9 +120,16 @@ int fsdp_create(const tensor_table *tt, const shard_plan *plan, const model_conf
   for (int u = 0; u < plan->n_units; u++) {
     const plan_unit *pu = &plan->units[u];
     fsdp_shard *s = &f->sh[u];
-    s->param[PB_FROZEN] = ms_alloc(&f->ms, f->space[PB_FROZEN], MC_PARAM_FROZEN, fbytes_(pu->shard[PB_FROZEN]));
-    s->param[PB_TRAIN] = ms_alloc(&f->ms, f->shard_space, MC_PARAM_TRAIN, fbytes_(pu->shard[PB_TRAIN]));
-    /* fp32 parameters are their own master copy: no MC_MASTER buffer. */
+    if (o->bf16) { /* bf16 shards; the trainable one's fp32 master is MC_MASTER */
+      s->param16[PB_FROZEN] = ms_alloc(&f->ms, f->space[PB_FROZEN], MC_PARAM_FROZEN,
+                                       hbytes_(pu->shard[PB_FROZEN]));
+      s->param16[PB_TRAIN] = ms_alloc(&f->ms, f->shard_space, MC_PARAM_TRAIN,
+                                      hbytes_(pu->shard[PB_TRAIN]));
+      s->param[PB_TRAIN] = ms_alloc(&f->ms, f->shard_space, MC_MASTER, fbytes_(pu->shard[PB_TRAIN]));
+    } else { /* fp32 parameters are their own master copy: no MC_MASTER buffer */
+      s->param[PB_FROZEN] = ms_alloc(&f->ms, f->space[PB_FROZEN], MC_PARAM_FROZEN, fbytes_(pu->shard[PB_FROZEN]));
+      s->param[PB_TRAIN] = ms_alloc(&f->ms, f->shard_space, MC_PARAM_TRAIN, fbytes_(pu->shard[PB_TRAIN]));
+    }
     s->grad = ms_alloc(&f->ms, f->shard_space, MC_GRAD, fbytes_(pu->shard[PB_TRAIN]));
     s->m = ms_alloc(&f->ms, f->shard_space, MC_OPTIM, fbytes_(pu->shard[PB_TRAIN]));
     s->v = ms_alloc(&f->ms, f->shard_space, MC_OPTIM, fbytes_(pu->shard[PB_TRAIN]));
@@ -154,8 +163,16 @@ void fsdp_free(fsdp *f) {
     release_(f, u);
     const plan_unit *pu = &f->plan->units[u];
     fsdp_shard *s = &f->sh[u];
-    ms_free(&f->ms, f->space[PB_FROZEN], MC_PARAM_FROZEN, s->param[PB_FROZEN], fbytes_(pu->shard[PB_FROZEN]));
-    ms_free(&f->ms, f->shard_space, MC_PARAM_TRAIN, s->param[PB_TRAIN], fbytes_(pu->shard[PB_TRAIN]));
+    if (f->o.bf16) {
+      ms_free(&f->ms, f->space[PB_FROZEN], MC_PARAM_FROZEN, s->param16[PB_FROZEN],
+              hbytes_(pu->shard[PB_FROZEN]));
+      ms_free(&f->ms, f->shard_space, MC_PARAM_TRAIN, s->param16[PB_TRAIN],
+              hbytes_(pu->shard[PB_TRAIN]));
+      ms_free(&f->ms, f->shard_space, MC_MASTER, s->param[PB_TRAIN], fbytes_(pu->shard[PB_TRAIN]));
+    } else {
+      ms_free(&f->ms, f->space[PB_FROZEN], MC_PARAM_FROZEN, s->param[PB_FROZEN], fbytes_(pu->shard[PB_FROZEN]));
+      ms_free(&f->ms, f->shard_space, MC_PARAM_TRAIN, s->param[PB_TRAIN], fbytes_(pu->shard[PB_TRAIN]));
+    }
     ms_free(&f->ms, f->shard_space, MC_GRAD, s->grad, fbytes_(pu->shard[PB_TRAIN]));
     ms_free(&f->ms, f->shard_space, MC_OPTIM, s->m, fbytes_(pu->shard[PB_TRAIN]));
     ms_free(&f->ms, f->shard_space, MC_OPTIM, s->v, fbytes_(pu->shard[PB_TRAIN]));
@@ -208,6 +225,22 @@ static int load_local_(fsdp *f, const sft_model *m) {
       const plan_unit *pu = &f->plan->units[u];
       for (int s = 0; s < pu->nseg[k] && !rc; s++) {
         const plan_seg *sg = &pu->seg[k][s];
+        if (f->o.bf16 && k == PB_FROZEN) { /* bf16 only: no fp32 copy on the way */
+          bf16_t *dst16 = f->sh[u].param16[k] + sg->shard_off, *stage16 = (bf16_t *)stage;
+          if (f->space[k] == MS_HOST) {
+            rc = sft_read_bf16(m, st[sg->tensor], sg->tensor_off, sg->count, dst16);
+            if (!rc) rc = sft_check_finite_bf16(m, st[sg->tensor], sg->tensor_off, dst16, sg->count);
+            continue;
+          }
+          for (uint64_t done = 0; done < sg->count && !rc; done += chunk) {
+            uint64_t n = sg->count - done < chunk ? sg->count - done : chunk;
+            rc = sft_read_bf16(m, st[sg->tensor], sg->tensor_off + done, n, stage16);
+            if (!rc) rc = sft_check_finite_bf16(m, st[sg->tensor], sg->tensor_off + done, stage16, n);
+            if (!rc) ms_copy(&f->ms, f->space[k], dst16 + done, MS_HOST, stage16, hbytes_(n));
+            f->k->sync();
+          }
+          continue;
+        }
         float *dst = f->sh[u].param[k] + sg->shard_off;
         /* non-finite numbers are bad input: named (tensor, index) by the rank that read them */
         if (f->space[k] == MS_HOST) {
@@ -226,6 +259,7 @@ static int load_local_(fsdp *f, const sft_model *m) {
     }
   ms_free(&f->ms, MS_HOST, MC_STAGING, stage, fbytes_(chunk));
   free(st);
+  for (int u = 0; u < f->plan->n_units && !rc; u++) train16_refresh_(f, u);
   return rc;
 }
 
@@ -247,12 +281,22 @@ void fsdp_fill(fsdp *f, float (*value)(int tensor, uint64_t elem, void *arg), vo
         const plan_seg *sg = &pu->seg[k][s];
         float *tmp = xmalloc(fbytes_(sg->count));
         for (uint64_t e = 0; e < sg->count; e++) tmp[e] = value(sg->tensor, sg->tensor_off + e, arg);
-        ms_copy(&f->ms, f->space[k], f->sh[u].param[k] + sg->shard_off, MS_HOST, tmp,
-                fbytes_(sg->count));
-        f->k->sync();
+        if (f->o.bf16 && k == PB_FROZEN) {
+          bf16_t *t16 = xmalloc(hbytes_(sg->count));
+          f->hk->to_bf16(t16, tmp, sg->count);
+          ms_copy(&f->ms, f->space[k], f->sh[u].param16[k] + sg->shard_off, MS_HOST, t16,
+                  hbytes_(sg->count));
+          f->k->sync();
+          free(t16);
+        } else {
+          ms_copy(&f->ms, f->space[k], f->sh[u].param[k] + sg->shard_off, MS_HOST, tmp,
+                  fbytes_(sg->count));
+          f->k->sync();
+        }
         free(tmp);
       }
     }
+  for (int u = 0; u < f->plan->n_units; u++) train16_refresh_(f, u);
 }
 
 /* ---- gather / release ----------------------------------------------------------------- */
@@ -264,8 +308,23 @@ static int gather_issue_(fsdp *f, int u) {
   const plan_unit *pu = &f->plan->units[u];
   for (int k = 0; k < PB_NKINDS; k++) {
     if (!pu->padded[k]) continue;
-    sl->buf[k] = ms_alloc(&f->ms, MS_COMPUTE, MC_GATHER, fbytes_(pu->padded[k]));
     int rc;
+    if (f->o.bf16) { /* the bf16 shards, as pairs of values in 32-bit words (mpi/coll.h) */
+      sl->buf16[k] = ms_alloc(&f->ms, MS_COMPUTE, MC_GATHER, hbytes_(pu->padded[k]));
+      if (f->space[k] == MS_HOST) {
+        ms_note_copy(&f->ms, MS_COMPUTE, MS_HOST, hbytes_(pu->shard[k]));
+        rc = coll_iallgather_from_host_bf16(sl->buf16[k], f->sh[u].param16[k], pu->shard[k],
+                                            &sl->req[k]);
+      } else {
+        ms_copy(&f->ms, MS_COMPUTE, sl->buf16[k] + (size_t)f->plan->rank * pu->shard[k],
+                f->space[k], f->sh[u].param16[k], hbytes_(pu->shard[k]));
+        rc = coll_iallgather_bf16(sl->buf16[k], pu->shard[k], &sl->req[k]);
+      }
+      if (rc) return rc;
+      f->gathers++;
+      continue;
+    }
+    sl->buf[k] = ms_alloc(&f->ms, MS_COMPUTE, MC_GATHER, fbytes_(pu->padded[k]));
     if (f->space[k] == MS_HOST) {
       /* offloaded shard: the collective copies it in (on CUDA asynchronously, on the
        * communication stream); the shard stays unchanged until fsdp_step, which syncs */
@@ -301,7 +360,9 @@ static void release_(fsdp *f, int u) {
   const plan_unit *pu = &f->plan->units[u];
   for (int k = 0; k < PB_NKINDS; k++) {
     ms_free(&f->ms, MS_COMPUTE, MC_GATHER, sl->buf[k], fbytes_(pu->padded[k]));
+    ms_free(&f->ms, MS_COMPUTE, MC_GATHER, sl->buf16[k], hbytes_(pu->padded[k]));
     sl->buf[k] = NULL;
+    sl->buf16[k] = NULL;
   }
   sl->state = 0;
   f->live--;
@@ -345,6 +406,7 @@ static void view_(const fsdp *f, int u, float *gfull, unit_view *v) {
     if (t->unit != u) continue;
     tensor_kind kind = f->tt->t[i].kind;
     if (sl->buf[t->buf]) v->w[kind] = sl->buf[t->buf] + t->offset;
+    if (sl->buf16[t->buf]) v->wb[kind] = sl->buf16[t->buf] + t->offset;
     if (t->buf == PB_TRAIN && gfull) v->g[kind] = gfull + t->offset;
   }
 }
@@ -505,6 +567,14 @@ static const kernels *shard_k_(const fsdp *f) {
   return f->shard_space == MS_HOST ? f->hk : f->k;
 }
 
+/* bf16 mode: unit u's gathered trainable copy = its fp32 master rounded to nearest even
+ * (after loading, every update and every restore). The optimizer thread calls it too: host
+ * kernels for offloaded shards, no accounting. */
+static void train16_refresh_(fsdp *f, int u) {
+  size_t n = f->plan->units[u].shard[PB_TRAIN];
+  if (f->o.bf16 && n) shard_k_(f)->to_bf16(f->sh[u].param16[PB_TRAIN], f->sh[u].param[PB_TRAIN], n);
+}
+
 /* Gradient shards still marked fresh become real zeros (before anything reads them). */
 static void grads_realize_(fsdp *f) {
   for (int u = 0; u < f->plan->n_units; u++) {
@@ -535,6 +605,7 @@ static void update_unit_(fsdp *f, int u, const opt_job_ *j) {
     K->adamw(s->param[PB_TRAIN] + o, s->grad + o, s->m + o, s->v + o, sg->count, j->lr,
              j->beta1, j->beta2, j->eps, wd, j->step);
   }
+  train16_refresh_(f, u);
 }
 
 int fsdp_step(fsdp *f, const fsdp_adamw *h, double lr, long step, double *grad_norm) {
@@ -587,6 +658,24 @@ int fsdp_gather_tensors(fsdp *f, int which, int root, float ***out) {
   for (int u = 0; u < f->plan->n_units && !rc; u++)
     for (int k = 0; k < PB_NKINDS && !rc; k++) {
       const plan_unit *pu = &f->plan->units[u];
+      if (which == 0 && f->o.bf16 && k == PB_FROZEN) { /* bf16 only: widened on the host */
+        if (!pu->padded[k]) continue;
+        bf16_t *b16 = ms_alloc(&f->ms, MS_COMPUTE, MC_GATHER, hbytes_(pu->padded[k]));
+        ms_copy(&f->ms, MS_COMPUTE, b16 + (size_t)f->plan->rank * pu->shard[k], f->space[k],
+                f->sh[u].param16[k], hbytes_(pu->shard[k]));
+        rc = coll_allgather_bf16(b16, pu->shard[k]);
+        for (int i = 0; i < f->tt->n && me && !rc; i++) {
+          const plan_tensor *t = &f->plan->tensors[i];
+          if (t->unit != u || t->buf != (plan_buf)k) continue;
+          bf16_t *h = xmalloc(hbytes_(t->numel));
+          ms_copy(&f->ms, MS_HOST, h, MS_COMPUTE, b16 + t->offset, hbytes_(t->numel));
+          o[i] = xmalloc(fbytes_(t->numel));
+          f->hk->to_f32(o[i], h, t->numel);
+          free(h);
+        }
+        ms_free(&f->ms, MS_COMPUTE, MC_GATHER, b16, hbytes_(pu->padded[k]));
+        continue;
+      }
       float *src = shard_of_(f, u, k, which);
       if (!pu->padded[k] || !src) continue;
       float *buf = ms_alloc(&f->ms, MS_COMPUTE, MC_GATHER, fbytes_(pu->padded[k]));
@@ -615,6 +704,33 @@ static float **mirror_slot_(fsdp *f, int which, int u, int k) {
   return &f->mirror[((size_t)which * f->plan->n_units + (size_t)u) * PB_NKINDS + (size_t)k];
 }
 
+/* bf16 mode's frozen parameter shards (pieces of which = 0): fp32 copies handed out */
+static int frozen16_(const fsdp *f, int which, int k) {
+  return f->o.bf16 && which == 0 && k == PB_FROZEN;
+}
+
+/* Host access to unit u's bf16 shard of kind k: the shard itself when the host may use it,
+ * else a host staging copy (downloaded when `read`); host16_end_ uploads it back when
+ * `write` and frees the copy. */
+static bf16_t *host16_begin_(fsdp *f, int u, int k, int read) {
+  bf16_t *sh = f->sh[u].param16[k];
+  if (f->space[k] == MS_HOST || f->k->host_addressable) return sh;
+  size_t n = f->plan->units[u].shard[k];
+  bf16_t *h = ms_alloc(&f->ms, MS_HOST, MC_STAGING, hbytes_(n));
+  if (read) ms_copy(&f->ms, MS_HOST, h, f->space[k], sh, hbytes_(n));
+  return h;
+}
+static void host16_end_(fsdp *f, int u, int k, bf16_t *h, int write) {
+  bf16_t *sh = f->sh[u].param16[k];
+  if (h == sh) return;
+  size_t n = f->plan->units[u].shard[k];
+  if (write) {
+    ms_copy(&f->ms, f->space[k], sh, MS_HOST, h, hbytes_(n));
+    f->k->sync(); /* the upload may still read h */
+  }
+  ms_free(&f->ms, MS_HOST, MC_STAGING, h, hbytes_(n));
+}
+
 int fsdp_foreach_piece(fsdp *f, int which,
                        int (*fn)(int tensor, uint64_t first, uint64_t count, float *data,
                                  void *arg),
@@ -625,9 +741,18 @@ int fsdp_foreach_piece(fsdp *f, int which,
     for (int k = 0; k < PB_NKINDS; k++) {
       float *base = shard_of_(f, u, k, which);
       const plan_unit *pu = &f->plan->units[u];
-      if (!base || !pu->shard[k]) continue;
-      /* compute shard the host may not read (cuda, guard): hand out a host copy */
-      if (f->space[k] != MS_HOST && !f->k->host_addressable) {
+      if (frozen16_(f, which, k) && pu->shard[k]) {
+        /* bf16 frozen shard: an fp32 host copy, widened (exact) */
+        float **mp = mirror_slot_(f, which, u, k);
+        if (!*mp) *mp = ms_alloc(&f->ms, MS_HOST, MC_STAGING, fbytes_(pu->shard[k]));
+        bf16_t *h = host16_begin_(f, u, k, 1);
+        f->hk->to_f32(*mp, h, pu->shard[k]);
+        host16_end_(f, u, k, h, 0);
+        base = *mp;
+      } else if (!base || !pu->shard[k]) {
+        continue;
+      } else if (f->space[k] != MS_HOST && !f->k->host_addressable) {
+        /* compute shard the host may not read (cuda, guard): hand out a host copy */
         float **mp = mirror_slot_(f, which, u, k);
         if (!*mp) *mp = ms_alloc(&f->ms, MS_HOST, MC_STAGING, fbytes_(pu->shard[k]));
         ms_copy(&f->ms, MS_HOST, *mp, f->space[k], base, fbytes_(pu->shard[k]));
@@ -651,7 +776,11 @@ void fsdp_pieces_done(fsdp *f, int written) {
         float **mp = mirror_slot_(f, which, u, k);
         if (!*mp) continue;
         size_t n = f->plan->units[u].shard[k];
-        if (written) {
+        if (written && frozen16_(f, which, k)) { /* narrowed back into the bf16 shard */
+          bf16_t *h = host16_begin_(f, u, k, 0);
+          f->hk->to_bf16(h, *mp, n);
+          host16_end_(f, u, k, h, 1);
+        } else if (written) {
           ms_copy(&f->ms, f->space[k], shard_of_(f, u, k, which), MS_HOST, *mp, fbytes_(n));
           uploaded = 1;
         }
@@ -659,6 +788,9 @@ void fsdp_pieces_done(fsdp *f, int written) {
         ms_free(&f->ms, MS_HOST, MC_STAGING, *mp, fbytes_(n));
         *mp = NULL;
       }
+  /* restored masters (host shards were written in place): their bf16 copies follow */
+  if (written)
+    for (int u = 0; u < f->plan->n_units; u++) train16_refresh_(f, u);
 }
 
 /* ---- theory --------------------------------------------------------------------------- */
@@ -667,7 +799,8 @@ void fsdp_expected_bytes(const fsdp *f, int train, uint64_t *gather_bytes, uint6
   const shard_plan *p = f->plan;
   int L = f->cfg->num_hidden_layers, H = L + 1, lowest = p->lowest_grad_unit;
   uint64_t g = 0, r = 0;
-#define UNIT_BYTES(u) (4 * (p->units[u].padded[PB_FROZEN] + p->units[u].padded[PB_TRAIN]))
+  const uint64_t es = f->o.bf16 ? 2 : 4; /* bytes per gathered parameter */
+#define UNIT_BYTES(u) (es * (p->units[u].padded[PB_FROZEN] + p->units[u].padded[PB_TRAIN]))
 #define TRAIN_BYTES(u) (4 * p->units[u].padded[PB_TRAIN])
   /* forward: every unit once; tied: the head gathers unit 0 again (released after F(0)),
    * unless it is kept for the head's backward */

@@ -32,7 +32,17 @@
  * u (and any other use of u's shards) waits only for u's update, so the updates of the
  * later units run while the compute device does the forward of the earlier ones.
  * Gradient zeroing is lazy (the first reduce-scatter of a step overwrites instead of adding),
- * so fsdp_zero_grads never waits for the optimizer. */
+ * so fsdp_zero_grads never waits for the optimizer.
+ *
+ * bf16 mixed precision (opts.bf16, training.bf16; docs/sharding.md "bf16"): frozen parameter
+ * shards are stored, offloaded and all-gathered in bf16 only (2 bytes per parameter, half the
+ * gather traffic; loaded straight from the file's BF16 or rounded on reading); a trainable
+ * shard is an fp32 master (param[PB_TRAIN], what AdamW, clipping and checkpoints see) plus
+ * its bf16 copy (param16[PB_TRAIN] = the master rounded to nearest even, refreshed after
+ * every update and restore) that is gathered. Gathered units are handed to the model as bf16
+ * (unit_view.wb); the model context must be in bf16 mode. Gradients stay fp32 and are
+ * reduce-scattered in fp32. Whole tensors and checkpoint pieces are fp32 as always (frozen
+ * ones widened from bf16, exactly). */
 #ifndef SPECTRAIN_SHARD_FSDP_H
 #define SPECTRAIN_SHARD_FSDP_H
 #include <stddef.h>
@@ -60,6 +70,8 @@ typedef struct {
   /* Offload only: AdamW in a background host thread, overlapped with the next forward.
    * 0 auto (on when the compute backend is a device, i.e. "cuda"), 1 on, -1 off. */
   int overlap_step;
+  /* 1: bf16 mixed precision (see above); 0: every parameter fp32. */
+  int bf16;
 } fsdp_opts;
 
 typedef struct {
@@ -68,13 +80,17 @@ typedef struct {
 } fsdp_adamw;
 
 typedef struct {
-  float *param[PB_NKINDS]; /* [shard[k]] in the shard space */
-  float *grad, *m, *v;     /* [shard[PB_TRAIN]] in the shard space; NULL when none */
+  float *param[PB_NKINDS];    /* [shard[k]] fp32 in the shard space; bf16 mode: only
+                               * param[PB_TRAIN], the fp32 master (param[PB_FROZEN] NULL) */
+  bf16_t *param16[PB_NKINDS]; /* bf16 mode: [shard[k]] the bf16 shards that are gathered
+                               * (frozen: the only copy; trainable: the rounded master) */
+  float *grad, *m, *v;        /* [shard[PB_TRAIN]] in the shard space; NULL when none */
 } fsdp_shard;
 
 typedef struct {
-  int state;               /* 0 free, 1 gathering, 2 ready */
-  float *buf[PB_NKINDS];   /* [padded[k]] compute */
+  int state;                /* 0 free, 1 gathering, 2 ready */
+  float *buf[PB_NKINDS];    /* [padded[k]] compute (fp32 mode) */
+  bf16_t *buf16[PB_NKINDS]; /* [padded[k]] compute (bf16 mode) */
   coll_req req[PB_NKINDS];
 } fsdp_slot;
 

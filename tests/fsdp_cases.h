@@ -7,6 +7,7 @@
 #include "model/model.h"
 #include "model/optim.h"
 #include "io/weights.h"
+#include "kernels/bf16.h"
 #include "mpi/coll.h"
 #include "mpi/comm.h"
 #include "shard/fsdp.h"
@@ -15,6 +16,8 @@
 #include "util/hash.h"
 
 enum { L_ = 3, B_ = 2, A_ = 2, T_ = 8, STEPS_ = 3 };
+#define BF16_TOL_ 1e-4   /* bf16 cases: losses, norms, parameters (relative) */
+#define BF16_TOL_M_ 1e-3 /* bf16 cases: AdamW m */
 
 /* The kernel table of the sharded side (NULL: the CPU table). tests/mpi/test_fsdp_guard.c
  * sets the guard table, so that any host access to compute memory in shard/fsdp crashes.
@@ -81,6 +84,8 @@ typedef struct {
   int tied, offload /* fsdp_opts.offload: 0, 1, 2 */, prefetch, limit, reshard;
   int overlap; /* fsdp_opts.overlap_step */
   int partial; /* 0 all, 1 spectrum-style (block 1 q/down, block 2, head), 2 top block only */
+  int bf16;    /* fsdp_opts.bf16 and a bf16 model on both sides (the reference keeps an fp32
+                * master and refreshes its bf16 copy after each step, as fsdp does) */
 } case_;
 
 static void trainable_(tensor_table *tt, int partial) {
@@ -114,7 +119,9 @@ static void run_case_(const case_ *cs) {
     for (uint64_t e = 0; e < mw.tt.t[i].numel; e++)
       model_weights_tensor(&mw, i)[e] = value_(i, e, &mw.tt);
   model_weights_enable_grads(&mw);
-  model_opts mo = {.batch = B_, .seq_len = T_, .lowest_grad_unit = model_lowest_grad_unit(&mw.tt)};
+  if (cs->bf16) model_weights_make_bf16(&mw);
+  model_opts mo = {.batch = B_, .seq_len = T_, .lowest_grad_unit = model_lowest_grad_unit(&mw.tt),
+                   .bf16 = cs->bf16};
   model_ctx *rctx = NULL;
   CHECK_EQ_INT(model_ctx_create(&cfg, K, &mo, &rctx), 0);
   float *m = calloc(mw.numel, sizeof(float)), *v = calloc(mw.numel, sizeof(float));
@@ -149,6 +156,7 @@ static void run_case_(const case_ *cs) {
       adamw_step(mw.data + o, mw.grad + o, m + o, v + o, d->numel, (float)lr, (float)h.beta1,
                  (float)h.beta2, (float)h.eps, d->decay ? (float)h.weight_decay : 0.0f, s + 1);
     }
+    if (cs->bf16) model_weights_make_bf16(&mw);
   }
   model_ctx_free(rctx);
 
@@ -159,13 +167,17 @@ static void run_case_(const case_ *cs) {
   shard_plan plan;
   CHECK_EQ_INT(plan_build(&tt, N, r, &plan), 0);
   CHECK_EQ_INT(plan_agree(&plan, &tt), 0);
-  fsdp_opts fo = {cs->offload, cs->prefetch, cs->limit, cs->reshard, cs->overlap};
+  fsdp_opts fo = {cs->offload, cs->prefetch, cs->limit, cs->reshard, cs->overlap, cs->bf16};
+  /* bf16: the sharded side sums gradients over ranks in another order, so its fp32 master
+   * differs from the reference's in the last bits, and a bf16 copy can round the other way */
+  const double tol = cs->bf16 ? BF16_TOL_ : 1e-5;
   fsdp f;
   const kernels *KS = fsdp_cases_k_ ? fsdp_cases_k_ : K;
   CHECK_EQ_INT(fsdp_create(&tt, &plan, &cfg, KS, &fo, &f), 0);
   fsdp_fill(&f, value_, &tt);
   model_ctx *ctx = NULL;
-  model_opts so = {.batch = B_, .seq_len = T_, .lowest_grad_unit = plan.lowest_grad_unit};
+  model_opts so = {.batch = B_, .seq_len = T_, .lowest_grad_unit = plan.lowest_grad_unit,
+                   .bf16 = cs->bf16};
   CHECK_EQ_INT(model_ctx_create(&cfg, KS, &so, &ctx), 0);
   CHECK_EQ_INT(model_ctx_lowest_grad_unit(ctx), model_lowest_grad_unit(&tt));
   int32_t *mtok = malloc((size_t)A * B_ * T_ * sizeof(int32_t));
@@ -202,11 +214,11 @@ static void run_case_(const case_ *cs) {
     double sums[2] = {ls, (double)c};
     coll_allreduce_sum_f64(sums, 2);
     CHECK_EQ_INT((uint64_t)sums[1], cnt);
-    CHECK_MSG(fabs(sums[0] / sums[1] - ref_loss[s]) <= 1e-5 * fabs(ref_loss[s]),
+    CHECK_MSG(fabs(sums[0] / sums[1] - ref_loss[s]) <= tol * fabs(ref_loss[s]),
               "%s step %d: loss %.9g vs reference %.9g", cs->name, s, sums[0] / sums[1], ref_loss[s]);
     double gn;
     CHECK_EQ_INT(fsdp_step(&f, &h, lr_at_step(LR_LINEAR, s, STEPS_ + 2, 1, base_lr), s + 1, &gn), 0);
-    CHECK_MSG(fabs(gn - ref_norm[s]) <= 1e-5 * ref_norm[s], "%s step %d: grad norm %.9g vs %.9g",
+    CHECK_MSG(fabs(gn - ref_norm[s]) <= tol * ref_norm[s], "%s step %d: grad norm %.9g vs %.9g",
               cs->name, s, gn, ref_norm[s]);
   }
   /* gathered parameters == reference; frozen tensors unchanged */
@@ -217,12 +229,16 @@ static void run_case_(const case_ *cs) {
   for (int i = 0; i < tt.n; i++) {
     const float *want = model_weights_tensor(&mw, i);
     for (uint64_t e = 0; e < tt.t[i].numel; e++) {
-      worst = fmax(worst, fabs((double)full[i][e] - want[e]));
+      double w = want[e]; /* bf16: the reference's frozen tensors as stored (rounded) */
+      if (cs->bf16 && !tt.t[i].trainable) w = bf16_to_f32(bf16_from_f32(want[e]));
+      worst = fmax(worst, fabs((double)full[i][e] - w));
       scale = fmax(scale, fabs(want[e]));
-      if (!tt.t[i].trainable) changed_frozen += full[i][e] != value_(i, e, &tt);
+      float v0 = value_(i, e, &tt);
+      if (cs->bf16) v0 = bf16_to_f32(bf16_from_f32(v0)); /* frozen: stored in bf16 */
+      if (!tt.t[i].trainable) changed_frozen += full[i][e] != v0;
     }
   }
-  CHECK_MSG(worst <= 1e-5 * scale, "%s: parameters differ from the reference by %.3g (max %.3g)",
+  CHECK_MSG(worst <= tol * scale, "%s: parameters differ from the reference by %.3g (max %.3g)",
             cs->name, worst, scale);
   CHECK_EQ_INT(changed_frozen, 0);
   /* this rank's pieces are the gathered tensors' ranges, and all ranks' pieces cover every
@@ -248,7 +264,7 @@ static void run_case_(const case_ *cs) {
         scale = fmax(scale, fabs(m[mw.offset[i] + e]));
       }
     }
-    CHECK_MSG(worst <= 1e-4 * scale, "%s: AdamW m differs by %.3g (max %.3g)", cs->name, worst, scale);
+    CHECK_MSG(worst <= (cs->bf16 ? BF16_TOL_M_ : 1e-4) * scale, "%s: AdamW m differs by %.3g (max %.3g)", cs->name, worst, scale);
   }
   fsdp_free_tensors(&f, full);
   /* the background optimizer ran when asked for (offload only) */
@@ -270,8 +286,10 @@ static void run_case_(const case_ *cs) {
   /* accounted shard memory == the formula; nothing gathered remains */
   uint64_t st = plan_total_shard(&plan, PB_TRAIN), sf = plan_total_shard(&plan, PB_FROZEN);
   mem_space sp = cs->offload ? MS_HOST : MS_COMPUTE;
-  CHECK_EQ_INT(f.ms.cur[sp][MC_PARAM_TRAIN], 4 * st);
-  CHECK_EQ_INT(f.ms.cur[cs->offload == 1 ? MS_HOST : MS_COMPUTE][MC_PARAM_FROZEN], 4 * sf);
+  const uint64_t es = cs->bf16 ? 2 : 4; /* bf16: frozen shards and the gathered copy halved */
+  CHECK_EQ_INT(f.ms.cur[sp][MC_PARAM_TRAIN], es * st);
+  CHECK_EQ_INT(f.ms.cur[sp][MC_MASTER], cs->bf16 ? 4 * st : 0);
+  CHECK_EQ_INT(f.ms.cur[cs->offload == 1 ? MS_HOST : MS_COMPUTE][MC_PARAM_FROZEN], es * sf);
   CHECK_EQ_INT(f.ms.cur[sp][MC_GRAD], 4 * st);
   CHECK_EQ_INT(f.ms.cur[sp][MC_OPTIM], 8 * st);
   CHECK_EQ_INT(f.ms.cur[MS_COMPUTE][MC_GATHER], 0);
@@ -282,7 +300,7 @@ static void run_case_(const case_ *cs) {
   if (cs->limit && cs->reshard) {
     uint64_t big = 0, second = 0;
     for (int u = 0; u < plan.n_units; u++) {
-      uint64_t b = 4 * (plan.units[u].padded[0] + plan.units[u].padded[1]);
+      uint64_t b = es * (plan.units[u].padded[0] + plan.units[u].padded[1]);
       if (b > big) second = big, big = b;
       else if (b > second) second = b;
     }
@@ -304,12 +322,16 @@ static void run_case_(const case_ *cs) {
 
 
 static const case_ fsdp_cases_[] = {
-    {"untied-all", 0, 0, 1, 1, 1, 0, 0},
-    {"untied-spectrum-offload", 0, 1, 1, 1, 1, -1, 1},
-    {"untied-spectrum-offload-overlap", 0, 1, 1, 1, 1, 1, 1},
-    {"untied-spectrum-offload-trainable", 0, 2, 1, 1, 1, 1, 1},
-    {"tied-all-keep", 1, 0, 2, 0, 0, 0, 0},
-    {"tied-top-block-prefetch0-overlap", 1, 1, 0, 1, 1, 1, 2},
+    {"untied-all", 0, 0, 1, 1, 1, 0, 0, 0},
+    {"untied-spectrum-offload", 0, 1, 1, 1, 1, -1, 1, 0},
+    {"untied-spectrum-offload-overlap", 0, 1, 1, 1, 1, 1, 1, 0},
+    {"untied-spectrum-offload-trainable", 0, 2, 1, 1, 1, 1, 1, 0},
+    {"tied-all-keep", 1, 0, 2, 0, 0, 0, 0, 0},
+    {"tied-top-block-prefetch0-overlap", 1, 1, 0, 1, 1, 1, 2, 0},
+    {"bf16-untied-all", 0, 0, 1, 1, 1, 0, 0, 1},
+    {"bf16-untied-spectrum-offload-overlap", 0, 1, 1, 1, 1, 1, 1, 1},
+    {"bf16-tied-top-block-offload-trainable", 1, 2, 0, 1, 1, 1, 2, 1},
+    {"bf16-tied-all-keep", 1, 0, 2, 0, 0, 0, 0, 1},
 };
 
 static void run_fsdp_cases_(void) {

@@ -28,8 +28,9 @@ int ckpt_inspect(const char *path, int tensors, int as_json);
 
 /* Write a Hugging Face model directory from a checkpoint's /params (and its config.json):
  * model.safetensors, or model-0000k-of-0000n.safetensors + index when the tensors exceed
- * max_shard_bytes (0: no limit). Serial, rank 0 only. */
-int ckpt_export(const char *path, const char *out_dir, sft_dtype dtype,
-                uint64_t max_shard_bytes);
+ * max_shard_bytes (0: no limit), stored as `dtype` (SFT_F32, SFT_BF16, SFT_F16), or as the
+ * model's own dtype (its config.json's torch_dtype: model_dir_dtype_of) when dtype < 0.
+ * Serial, rank 0 only. */
+int ckpt_export(const char *path, const char *out_dir, int dtype, uint64_t max_shard_bytes);
 
 #endif

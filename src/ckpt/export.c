@@ -45,8 +45,9 @@ static int fill_(void *vctx, const tensor_desc *d, float *out) {
                  c->path, d->name);
 }
 
-int ckpt_export(const char *path, const char *out_dir, sft_dtype dtype,
+int ckpt_export(const char *path, const char *out_dir, int dtype_arg,
                 uint64_t max_shard_bytes) {
+  sft_dtype dtype = SFT_F32;
   ckpt_reader *r;
   ckpt_meta m;
   ckpt_entry *e;
@@ -66,6 +67,7 @@ int ckpt_export(const char *path, const char *out_dir, sft_dtype dtype,
     free(what);
     json_decref(j);
   }
+  if (!rc) dtype = dtype_arg < 0 ? model_dir_dtype_of(&cfg) : (sft_dtype)dtype_arg;
   if (!rc) rc = tensor_table_build(&cfg, &tt);
   if (!rc) rc = fs_mkdir_p(out_dir);
   if (!rc) {

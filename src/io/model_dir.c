@@ -119,6 +119,12 @@ static int write_shard_(const char *path, const tensor_table *tt, int lo, int hi
   return rc;
 }
 
+sft_dtype model_dir_dtype_of(const model_config *c) {
+  if (strcmp(c->torch_dtype, "bfloat16") == 0) return SFT_BF16;
+  if (strcmp(c->torch_dtype, "float16") == 0) return SFT_F16;
+  return SFT_F32;
+}
+
 int model_dir_write(const char *dir, const model_config *c, const tensor_table *tt, sft_dtype dtype,
                     uint64_t max_shard_bytes, model_fill_fn fill, void *ctx) {
   if (dtype != SFT_F32 && dtype != SFT_BF16 && dtype != SFT_F16)

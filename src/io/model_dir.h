@@ -36,6 +36,9 @@ int model_dir_read_f32(const model_dir *md, int i, float *out);
  * in memory at a time. A fill error or a non-finite value (the writer refuses it) removes the
  * shards this call wrote. */
 typedef int (*model_fill_fn)(void *ctx, const tensor_desc *d, float *out);
+/* The dtype a model's config.json names (torch_dtype, or transformers 5's dtype): BF16 for
+ * "bfloat16", F16 for "float16", F32 otherwise ("float32" or none): what exports write. */
+sft_dtype model_dir_dtype_of(const model_config *c);
 int model_dir_write(const char *dir, const model_config *c, const tensor_table *tt, sft_dtype dtype,
                     uint64_t max_shard_bytes, model_fill_fn fill, void *ctx);
 

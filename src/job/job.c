@@ -112,8 +112,10 @@ static const job_key schema_[] = {
     {"training.seed", JT_INT, OFF(training.seed), "42", 0, 0, I64MAX, 0, NULL,
      "Seed of the data order (and of dropout-free training: the only randomness)."},
     {"training.bf16", JT_BOOL, OFF(training.bf16), "false", 0, 0, 0, 0, NULL,
-     "Matrix products in bfloat16 with fp32 accumulation (fp32 master weights and optimizer "
-     "state); needs the cuda backend (an error with cpu)."},
+     "bf16 mixed precision on every backend: frozen parameters stored and all-gathered in "
+     "bfloat16, trainable ones as an fp32 master plus the bf16 copy that is gathered, bf16 "
+     "matrix products with fp32 accumulation, fp32 gradients (reduce-scattered in fp32), "
+     "AdamW and clipping on the fp32 master (docs/model.md, Precision)."},
     {"training.logging_steps", JT_INT, OFF(training.logging_steps), "10", 0, 1, I64MAX, 0, NULL,
      "Print and record training metrics every N steps."},
     {"training.eval_steps", JT_INT, OFF(training.eval_steps), "0", 0, 0, I64MAX, 0, NULL,

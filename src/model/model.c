@@ -559,7 +559,7 @@ void model_block_forward(model_ctx *c, int layer, const unit_view *blk) {
 
 /* The head's matrix: lm_head, or the embedding when tied. */
 static const float *head_w_(const unit_view *head, const unit_view *embed) {
-  return head->w[TK_LM_HEAD] ? head->w[TK_LM_HEAD] : embed->w[TK_EMBED];
+  return head->w[TK_LM_HEAD] ? head->w[TK_LM_HEAD] : embed ? embed->w[TK_EMBED] : NULL;
 }
 static float *head_g_(const unit_view *head, const unit_view *embed) {
   if (head->w[TK_LM_HEAD] || head->wb[TK_LM_HEAD]) return head->g[TK_LM_HEAD];
@@ -646,11 +646,6 @@ int model_head_forward(model_ctx *c, const unit_view *head, const unit_view *emb
 
 void model_head_backward(model_ctx *c, const unit_view *head, const unit_view *embed,
                          const int32_t *targets, float loss_scale) {
-  const kernels *k = c->k;
-  const float *W = head_w_(head, embed);
-  float *gW = head_g_(head, embed);
-  int need_dx = c->lowest_unit <= c->L;
-  float *gnorm = head->g[TK_FINAL_NORM];
   /* the same targets as head_forward's, as a rule; uploaded again so that the call stands
    * on its own (N ids) */
   if (targets_upload_(c, targets)) return; /* unreachable after a successful forward */
@@ -658,6 +653,11 @@ void model_head_backward(model_ctx *c, const unit_view *head, const unit_view *e
     head_backward_bf16_(c, head, embed, loss_scale);
     return;
   }
+  const kernels *k = c->k;
+  const float *W = head_w_(head, embed);
+  float *gW = head_g_(head, embed);
+  int need_dx = c->lowest_unit <= c->L;
+  float *gnorm = head->g[TK_FINAL_NORM];
   for (int r0 = 0; r0 < c->N; r0 += c->head_chunk) {
     int rows = c->N - r0 < c->head_chunk ? c->N - r0 : c->head_chunk;
     if (c->head_chunk < c->N) head_logits_(c, W, r0, rows); /* recompute this block */

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "io/model_dir.h"
 #include "io/safetensors.h"
 #include "train/backend.h"
 #include "train/metrics.h"
@@ -102,6 +103,59 @@ static int agree_(int rc, const char *what) {
   return rc;
 }
 
+/* Where the ranks run: one line ("HOST [rank:local ...]" per host) and a check that the
+ * node-local ranks of every host are 0..k-1 (they pick the GPU: an error on the CUDA
+ * kernels, a warning elsewhere). The same gathered data on every rank: all decide alike. */
+static int placement_(train_ctx *t) {
+  int rc = comm_placement(&t->place, &t->nhosts);
+  if (rc) return rc;
+  char line[1024];
+  int len = snprintf(line, sizeof line, "placement: %d host%s, %d rank%s [rank:local rank]:",
+                     t->nhosts, t->nhosts == 1 ? "" : "s", t->nranks, t->nranks == 1 ? "" : "s");
+  for (int h = 0; h < t->nhosts && len < (int)sizeof line - 96; h++) {
+    if (h == 8 && t->nhosts > 9) {
+      len += snprintf(line + len, sizeof line - (size_t)len, " ... and %d more hosts",
+                      t->nhosts - 8);
+      break;
+    }
+    const char *name = NULL;
+    for (int r = 0; r < t->nranks && len < (int)sizeof line - 96; r++) {
+      if (t->place[r].host_index != h) continue;
+      if (!name) {
+        name = t->place[r].host;
+        len += snprintf(line + len, sizeof line - (size_t)len, "%s %s [", h ? "," : "", name);
+      } else {
+        len += snprintf(line + len, sizeof line - (size_t)len, " ");
+      }
+      len += snprintf(line + len, sizeof line - (size_t)len, "%d:%d", r, t->place[r].local_rank);
+    }
+    if (len < (int)sizeof line - 2) len += snprintf(line + len, sizeof line - (size_t)len, "]");
+  }
+  log_info("%s", line);
+  rc = comm_placement_check(t->place, t->nranks);
+  if (rc && strcmp(t->k->name, "cuda") == 0) return rc;
+  if (rc) {
+    if (t->rank == 0) log_warn("%s (harmless on the %s kernels)", st_errmsg(), t->k->name);
+    st_clear_error();
+  }
+  return ST_OK;
+}
+
+static json_t *placement_report_(const train_ctx *t) {
+  json_t *o = json_object(), *jr = json_array();
+  json_object_set_new(o, "event", json_string("placement"));
+  json_object_set_new(o, "hosts", json_integer(t->nhosts));
+  json_object_set_new(o, "local_rank_source", json_string(comm_local_rank_source()));
+  for (int r = 0; r < t->nranks; r++) {
+    json_t *x = json_object();
+    json_object_set_new(x, "host", json_string(t->place[r].host));
+    json_object_set_new(x, "local_rank", json_integer(t->place[r].local_rank));
+    json_array_append_new(jr, x);
+  }
+  json_object_set_new(o, "ranks", jr);
+  return o;
+}
+
 int train_setup(train_ctx *t, const job_config *job) {
   memset(t, 0, sizeof *t);
   t->job = job;
@@ -115,9 +169,6 @@ int train_setup(train_ctx *t, const job_config *job) {
   coll_transport tr = COLL_TRANSPORT_MPI;
   rc = kernels_select("training.backend", (int)job->training.backend, job->training.bf16,
                       comm_local_rank(), &t->k, &tr);
-  if (!rc && job->training.bf16 && strcmp(t->k->name, "cuda") != 0)
-    rc = st_fail(ST_EINPUT, "training.bf16: bf16 training on the %s kernels is not there yet "
-                 "(spectrain eval --bf16 is); set training.bf16 to false", t->k->name);
   if (rc) rc = st_fail_ctx(rc, "%s: ", job->source_path);
   else log_info("%s", kernels_select_description());
   rc = agree_(rc, "choosing the kernels (training.backend)");
@@ -125,6 +176,8 @@ int train_setup(train_ctx *t, const job_config *job) {
   if (rc) return rc;
   log_info("backend: %s kernels, %s collectives, local rank %d (%s)", t->k->name,
            coll_transport_name(tr), comm_local_rank(), comm_local_rank_source());
+  rc = placement_(t);
+  if (rc) return rc;
   /* 2. model, trainable set, data: local reads, outcome agreed */
   sft_model m;
   memset(&m, 0, sizeof m);
@@ -133,7 +186,8 @@ int train_setup(train_ctx *t, const job_config *job) {
   if (!rc) rc = plan_build(&t->tt, t->nranks, t->rank, &t->plan);
   if (!rc) rc = plan_agree(&t->plan, &t->tt);
   fsdp_opts fo = {(int)job->sharding.offload, (int)job->sharding.prefetch,
-                  job->sharding.limit_all_gathers, job->sharding.reshard_after_forward, 0};
+                  job->sharding.limit_all_gathers, job->sharding.reshard_after_forward, 0,
+                  job->training.bf16};
   if (!rc) rc = fsdp_create(&t->tt, &t->plan, &t->cfg, t->k, &fo, &t->fs);
   /* 4. each rank reads its own slices */
   if (!rc) rc = fsdp_load(&t->fs, &m);
@@ -142,11 +196,13 @@ int train_setup(train_ctx *t, const job_config *job) {
   model_opts mo = {.batch = (int)job->training.per_device_train_batch_size,
                    .seq_len = (int)job->training.max_seq_length,
                    .grad_checkpointing = job->training.gradient_checkpointing,
-                   .lowest_grad_unit = t->plan.lowest_grad_unit};
+                   .lowest_grad_unit = t->plan.lowest_grad_unit,
+                   .bf16 = job->training.bf16};
   if (!rc) rc = agree_(model_ctx_create(&t->cfg, t->k, &mo, &t->mctx), "creating the model");
   model_opts eo = {.batch = (int)job->training.per_device_eval_batch_size,
                    .seq_len = (int)job->training.max_seq_length,
-                   .lowest_grad_unit = t->plan.n_units};
+                   .lowest_grad_unit = t->plan.n_units,
+                   .bf16 = job->training.bf16};
   if (!rc && t->data.val.n)
     rc = agree_(model_ctx_create(&t->cfg, t->k, &eo, &t->ectx), "creating the eval model");
   /* activations are the model's memory; the accounting records them under their category */
@@ -163,6 +219,7 @@ void train_teardown(train_ctx *t) {
   plan_free(&t->plan);
   tensor_table_free(&t->tt);
   data_job_close(&t->data);
+  free(t->place);
   free(t->snr_json_path);
   memset(t, 0, sizeof *t);
 }
@@ -309,10 +366,13 @@ int train_export_hf(train_ctx *t, const char *dir) {
   if (!rc && !lrc && t->rank == 0) {
     lrc = fs_mkdir_p(dir);
     char *p = xasprintf("%s/config.json", dir);
-    /* the tensors are written as F32 whatever the input stored: config.json must say so,
-     * or transformers would cast them to the input's dtype on load */
+    /* the tensors are written in the input model's own dtype (its torch_dtype: bf16 for a
+     * bf16 model, whether it trained in fp32 or bf16; float32 when it names none), and
+     * config.json says which (transformers casts to it on load) */
     model_config cfg = t->cfg;
-    snprintf(cfg.torch_dtype, sizeof cfg.torch_dtype, "float32");
+    sft_dtype dt = model_dir_dtype_of(&cfg);
+    snprintf(cfg.torch_dtype, sizeof cfg.torch_dtype, "%s",
+             dt == SFT_BF16 ? "bfloat16" : dt == SFT_F16 ? "float16" : "float32");
     if (!lrc) lrc = model_config_save(p, &cfg);
     free(p);
     sft_out_tensor *o = xcalloc((size_t)t->tt.n, sizeof *o);
@@ -324,7 +384,7 @@ int train_export_hf(train_ctx *t, const char *dir) {
       o[i].data = full[i];
     }
     p = xasprintf("%s/model.safetensors", dir);
-    if (!lrc) lrc = sft_write_f32(p, o, t->tt.n, SFT_F32);
+    if (!lrc) lrc = sft_write_f32(p, o, t->tt.n, dt);
     free(p);
     free(o);
     /* the tokenizer travels with the model, unchanged */
@@ -351,9 +411,10 @@ static void predict_(const train_ctx *t, uint64_t pred[MC_NCAT]) {
   const fsdp *f = &t->fs;
   memset(pred, 0, MC_NCAT * sizeof(uint64_t));
   uint64_t sf = plan_total_shard(p, PB_FROZEN), st = plan_total_shard(p, PB_TRAIN);
-  pred[MC_PARAM_FROZEN] = 4 * sf;
-  pred[MC_PARAM_TRAIN] = 4 * st;
-  pred[MC_MASTER] = 0; /* fp32 parameters are the master copy */
+  const uint64_t es = f->o.bf16 ? 2 : 4; /* bytes per stored / gathered parameter */
+  pred[MC_PARAM_FROZEN] = es * sf;
+  pred[MC_PARAM_TRAIN] = es * st;
+  pred[MC_MASTER] = f->o.bf16 ? 4 * st : 0; /* fp32 parameters are their own master */
   pred[MC_GRAD] = 4 * st;
   pred[MC_OPTIM] = 8 * st;
   /* gathered units: at most max(cap, units one op needs) of the largest units alive;
@@ -361,7 +422,7 @@ static void predict_(const train_ctx *t, uint64_t pred[MC_NCAT]) {
   int n = p->n_units;
   uint64_t *sz = xcalloc((size_t)n, sizeof(uint64_t)), *tr = xcalloc((size_t)n, sizeof(uint64_t));
   for (int u = 0; u < n; u++) {
-    sz[u] = 4 * (p->units[u].padded[PB_FROZEN] + p->units[u].padded[PB_TRAIN]);
+    sz[u] = es * (p->units[u].padded[PB_FROZEN] + p->units[u].padded[PB_TRAIN]);
     tr[u] = 4 * (p->units[u].padded[PB_TRAIN] + p->units[u].shard[PB_TRAIN]);
   }
   int live = f->o.reshard_after_forward ? (f->cap < n ? f->cap : n) : n;
@@ -381,13 +442,22 @@ static void predict_(const train_ctx *t, uint64_t pred[MC_NCAT]) {
   free(tr);
   /* host staging: offload's persistent buffer, or the load's 1 Mi-float chunk (freed after
    * the load); plus, at a checkpoint, host copies of every shard kept in compute memory the
-   * host cannot read (parameters; m and v of trainable ones): fsdp_foreach_piece */
-  uint64_t mirrors = 0;
-  if (!f->k->host_addressable)
-    for (int u = 0; u < f->plan->n_units; u++)
-      for (int k = 0; k < PB_NKINDS; k++)
-        if (f->space[k] != MS_HOST)
-          mirrors += 4 * f->plan->units[u].shard[k] * (k == PB_TRAIN ? 3u : 1u);
+   * host cannot read (parameters; m and v of trainable ones): fsdp_foreach_piece; bf16:
+   * fp32 copies of every frozen shard (widened), through one unit's bf16 download at a time
+   * where the host cannot read the shard */
+  uint64_t mirrors = 0, down16 = 0;
+  for (int u = 0; u < f->plan->n_units; u++)
+    for (int k = 0; k < PB_NKINDS; k++) {
+      uint64_t sh = f->plan->units[u].shard[k];
+      int hidden = f->space[k] != MS_HOST && !f->k->host_addressable;
+      if (f->o.bf16 && k == PB_FROZEN) {
+        mirrors += 4 * sh;
+        if (hidden && 2 * sh > down16) down16 = 2 * sh;
+      } else if (hidden) {
+        mirrors += 4 * sh * (k == PB_TRAIN ? 3u : 1u);
+      }
+    }
+  mirrors += down16;
   uint64_t load = (f->space[PB_FROZEN] != MS_HOST || f->space[PB_TRAIN] != MS_HOST) ? 4u << 20 : 0;
   pred[MC_STAGING] = (f->o.offload ? 4 * f->staging_n : 0) + (load > mirrors ? load : mirrors);
   pred[MC_ACT] = (t->mctx ? model_ctx_bytes(t->mctx) : 0) + (t->ectx ? model_ctx_bytes(t->ectx) : 0);
@@ -454,7 +524,7 @@ static json_t *comm_report_(train_ctx *t) {
   uint64_t eg, er, all = 0, tr = 0, A = (uint64_t)t->job->training.gradient_accumulation_steps;
   fsdp_expected_bytes(&t->fs, 1, &eg, &er);
   for (int u = 0; u < t->plan.n_units; u++) {
-    all += 4 * (t->plan.units[u].padded[PB_FROZEN] + t->plan.units[u].padded[PB_TRAIN]);
+    all += (t->fs.o.bf16 ? 2u : 4u) * (t->plan.units[u].padded[PB_FROZEN] + t->plan.units[u].padded[PB_TRAIN]);
     tr += 4 * t->plan.units[u].padded[PB_TRAIN];
   }
   char a[32], b[32], c[32], d[32];
@@ -474,6 +544,30 @@ static json_t *comm_report_(train_ctx *t) {
   json_object_set_new(o, "simple_reduce_scatter_bytes", json_integer((json_int_t)(A * tr)));
   json_object_set_new(o, "trainable_params", json_integer((json_int_t)plan_total_numel(&t->plan, PB_TRAIN)));
   json_object_set_new(o, "frozen_params", json_integer((json_int_t)plan_total_numel(&t->plan, PB_FROZEN)));
+  return o;
+}
+
+/* Everything the collectives moved in this process (steps, evaluations, export; not the
+ * checkpoints' MPI-IO): what a cluster's links carried, at least in part. */
+static json_t *comm_total_(void) {
+  coll_counters c;
+  coll_counters_get(&c);
+  char a[32], b[32], d[32];
+  log_info("communication in all: all-gather %s, reduce-scatter %s, allreduce %s "
+           "(%llu collective calls)",
+           mem_human(c.bytes[COLL_ALLGATHER], a, sizeof a),
+           mem_human(c.bytes[COLL_REDUCE_SCATTER], b, sizeof b),
+           mem_human(c.bytes[COLL_ALLREDUCE], d, sizeof d),
+           (unsigned long long)(c.calls[0] + c.calls[1] + c.calls[2]));
+  json_t *o = json_object();
+  json_object_set_new(o, "event", json_string("comm_total"));
+  for (int k = 0; k < COLL_NCAT; k++) {
+    char key[48];
+    snprintf(key, sizeof key, "%s_bytes", coll_category_name((coll_category)k));
+    json_object_set_new(o, key, json_integer((json_int_t)c.bytes[k]));
+    snprintf(key, sizeof key, "%s_calls", coll_category_name((coll_category)k));
+    json_object_set_new(o, key, json_integer((json_int_t)c.calls[k]));
+  }
   return o;
 }
 
@@ -566,6 +660,7 @@ int train_run(const job_config *job, const train_hooks *hooks) {
            job_enum_name("sharding.offload", (int)job->sharding.offload));
   rc = metrics_write(&mw, memory_report_(&t, 0));
   if (!rc) rc = metrics_write(&mw, comm_report_(&t));
+  if (!rc) rc = metrics_write(&mw, placement_report_(&t));
 
   const uint64_t tokens_per_step = t.st.global_batch * (uint64_t)job->training.max_seq_length;
   double t_start = time_now_s();
@@ -644,6 +739,7 @@ int train_run(const job_config *job, const train_hooks *hooks) {
                       (hms_(t.st.elapsed_s, h2, sizeof h2), h2));
     free(dir);
   }
+  if (!rc) rc = metrics_write(&mw, comm_total_());
   int stopped = t.stopped;
   metrics_close(&mw);
   train_teardown(&t);

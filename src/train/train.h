@@ -21,6 +21,7 @@
 #include "model/config.h"
 #include "model/model.h"
 #include "model/tensors.h"
+#include "mpi/comm.h"
 #include "shard/fsdp.h"
 #include "shard/plan.h"
 
@@ -66,6 +67,8 @@ struct train_ctx {
   data_job data;
   train_state st;
   int nranks, rank;
+  comm_place *place;      /* [nranks]: every rank's host and node-local rank */
+  int nhosts;             /* distinct hosts among the ranks */
   int stopped;            /* the run ended on an agreed stop request */
   char *snr_json_path;    /* the Spectrum scan's results JSON when train ran the scan, else NULL */
   uint64_t step_comm_bytes[COLL_NCAT]; /* logical bytes the last train_step moved */

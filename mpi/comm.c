@@ -8,7 +8,7 @@
 
 #include "util/err.h"
 
-static int rank_ = 0, size_ = 1, local_rank_ = 0, inited_ = 0;
+static int rank_ = 0, size_ = 1, local_rank_ = 0, node_size_ = 1, inited_ = 0;
 static const char *local_source_ = "single rank";
 
 /* Integer value of environment variable NAME, or -1 when unset or not a number >= 0. */
@@ -70,6 +70,12 @@ int comm_init(int *argc, char ***argv) {
   MPI_Comm_size(MPI_COMM_WORLD, &size_);
   log_set_rank(rank_, size_);
   place_local_rank_();
+  if (size_ > 1) { /* ranks sharing this host's memory */
+    MPI_Comm node;
+    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node);
+    MPI_Comm_size(node, &node_size_);
+    MPI_Comm_free(&node);
+  }
   return ST_OK;
 }
 
@@ -81,6 +87,7 @@ void comm_finalize(void) {
 int comm_rank(void) { return rank_; }
 int comm_size(void) { return size_; }
 int comm_local_rank(void) { return local_rank_; }
+int comm_node_size(void) { return node_size_; }
 const char *comm_local_rank_source(void) { return local_source_; }
 
 int comm_placement(comm_place **out, int *nhosts) {

@@ -15,6 +15,8 @@ int comm_size(void);
  * inside a Slurm allocation), else a shared-memory split. Warns when Slurm's task numbering
  * disagrees with MPI's outside mpirun (srun without --mpi=pmix starts N one-rank jobs). */
 int comm_local_rank(void);
+/* Ranks on this host (sharing its memory: an MPI shared-memory split at comm_init). */
+int comm_node_size(void);
 /* Where comm_local_rank() came from: "SLURM_LOCALID", "OMPI_COMM_WORLD_LOCAL_RANK",
  * "shared-memory split" or "single rank". */
 const char *comm_local_rank_source(void);

@@ -91,6 +91,86 @@ static void build_ops_(fsdp *f) {
   f->n_ops_train = n;
 }
 
+/* ---- the memory formula --------------------------------------------------------------- */
+
+void fsdp_predict(const shard_plan *p, const kernels *k, const fsdp_opts *o, int tied,
+                  uint64_t pred[MC_NCAT], uint64_t host[MC_NCAT]) {
+  memset(pred, 0, MC_NCAT * sizeof(uint64_t));
+  /* where fsdp_create puts each kind of shard */
+  mem_space space[PB_NKINDS];
+  space[PB_TRAIN] = o->offload ? MS_HOST : MS_COMPUTE;
+  space[PB_FROZEN] = o->offload == 1 ? MS_HOST : MS_COMPUTE;
+  int n = p->n_units;
+  int cap = o->limit_all_gathers ? 1 + o->prefetch : n + 1;
+  uint64_t sf = plan_total_shard(p, PB_FROZEN), st = plan_total_shard(p, PB_TRAIN);
+  const uint64_t es = o->bf16 ? 2 : 4; /* bytes per stored / gathered parameter */
+  pred[MC_PARAM_FROZEN] = es * sf;
+  pred[MC_PARAM_TRAIN] = es * st;
+  pred[MC_MASTER] = o->bf16 ? 4 * st : 0; /* fp32 parameters are their own master */
+  pred[MC_GRAD] = 4 * st;
+  pred[MC_OPTIM] = 8 * st;
+  /* gathered units: at most max(cap, units one op needs) of the largest units alive;
+   * everything when reshard_after_forward is off */
+  uint64_t *sz = xcalloc((size_t)(n ? n : 1), sizeof(uint64_t));
+  uint64_t *tr = xcalloc((size_t)(n ? n : 1), sizeof(uint64_t));
+  uint64_t staging_n = 0;
+  for (int u = 0; u < n; u++) {
+    sz[u] = es * (p->units[u].padded[PB_FROZEN] + p->units[u].padded[PB_TRAIN]);
+    tr[u] = 4 * (p->units[u].padded[PB_TRAIN] + p->units[u].shard[PB_TRAIN]);
+    if (p->units[u].shard[PB_TRAIN] > staging_n) staging_n = p->units[u].shard[PB_TRAIN];
+  }
+  int live = o->reshard_after_forward ? (cap < n ? cap : n) : n;
+  if (live < 1 + tied) live = 1 + tied;
+  for (int pass = 0; pass < 2; pass++) {
+    uint64_t *a = pass ? tr : sz;
+    int take = pass ? (n < 4 ? n : 4) : live; /* grads: <= 2 ops x 2 buffers in flight */
+    for (int i = 0; i < take && n > 0; i++) { /* sum of the `take` largest */
+      int best = 0;
+      for (int u = 1; u < n; u++)
+        if (a[u] > a[best]) best = u;
+      pred[pass ? MC_GRAD_FULL : MC_GATHER] += a[best];
+      a[best] = 0;
+    }
+  }
+  free(sz);
+  free(tr);
+  /* host staging: offload's persistent buffer, or the load's 1 Mi-float chunk (freed after
+   * the load); plus, at a checkpoint, host copies of every shard kept in compute memory the
+   * host cannot read (parameters; m and v of trainable ones): fsdp_foreach_piece; bf16:
+   * fp32 copies of every frozen shard (widened), through one unit's bf16 download at a time
+   * where the host cannot read the shard */
+  uint64_t mirrors = 0, down16 = 0;
+  for (int u = 0; u < n; u++)
+    for (int kk = 0; kk < PB_NKINDS; kk++) {
+      uint64_t sh = p->units[u].shard[kk];
+      int hidden = space[kk] != MS_HOST && !k->host_addressable;
+      if (o->bf16 && kk == PB_FROZEN) {
+        mirrors += 4 * sh;
+        if (hidden && 2 * sh > down16) down16 = 2 * sh;
+      } else if (hidden) {
+        mirrors += 4 * sh * (kk == PB_TRAIN ? 3u : 1u);
+      }
+    }
+  mirrors += down16;
+  uint64_t load = (space[PB_FROZEN] != MS_HOST || space[PB_TRAIN] != MS_HOST) ? 4u << 20 : 0;
+  pred[MC_STAGING] = (o->offload ? 4 * staging_n : 0) + (load > mirrors ? load : mirrors);
+  if (host) {
+    memset(host, 0, MC_NCAT * sizeof(uint64_t));
+    for (int c = 0; c < MC_NCAT; c++)
+      if (k->host_addressable) host[c] = pred[c]; /* one memory: everything is host RAM */
+    if (!k->host_addressable) {
+      if (space[PB_FROZEN] == MS_HOST) host[MC_PARAM_FROZEN] = pred[MC_PARAM_FROZEN];
+      if (space[PB_TRAIN] == MS_HOST) {
+        host[MC_PARAM_TRAIN] = pred[MC_PARAM_TRAIN];
+        host[MC_MASTER] = pred[MC_MASTER];
+        host[MC_GRAD] = pred[MC_GRAD];
+        host[MC_OPTIM] = pred[MC_OPTIM];
+      }
+      host[MC_STAGING] = pred[MC_STAGING];
+    }
+  }
+}
+
 /* ---- create / free -------------------------------------------------------------------- */
 
 int fsdp_create(const tensor_table *tt, const shard_plan *plan, const model_config *cfg,

@@ -143,6 +143,14 @@ typedef struct {
   uint64_t async_steps;      /* optimizer steps run in the background (tests, logs) */
 } fsdp;
 
+/* The memory formula (docs/sharding.md, "Memory per rank"): the bytes per rank of each
+ * category fsdp_create and the step will hold for this plan and these options (MC_ACT is
+ * the model's: left 0). Needs no fsdp, so a job can be checked before anything is
+ * allocated. `host` (may be NULL): the part of each category in host memory (all of it when
+ * the compute memory is host RAM, k->host_addressable). */
+void fsdp_predict(const shard_plan *p, const kernels *k, const fsdp_opts *o, int tied,
+                  uint64_t pred[MC_NCAT], uint64_t host[MC_NCAT]);
+
 int fsdp_create(const tensor_table *tt, const shard_plan *plan, const model_config *cfg,
                 const kernels *k, const fsdp_opts *o, fsdp *f);
 void fsdp_free(fsdp *f);

@@ -56,7 +56,19 @@ static int eval_run_(const char *model_dir, const char *data_path, long max_toke
   model_opts o = {.batch = B, .seq_len = T, .grad_checkpointing = 0,
                   .lowest_grad_unit = mw.tt.n_units, .bf16 = bf16};
   model_ctx *ctx = NULL;
-  if ((rc = model_ctx_create(&mw.cfg, k, &o, &ctx))) {
+  uint64_t act = 0;
+  const char *what = NULL;
+  uint64_t limit = mem_host_limit_bytes(&what), ranks = (uint64_t)comm_node_size();
+  rc = model_ctx_predict_bytes(&mw.cfg, k, &o, &act);
+  if (!rc && k->host_addressable && act > limit / ranks) {
+    char ha[32], hl[32];
+    rc = st_fail(ST_EINPUT,
+                 "eval: the activations of --batch %d x --seq-len %d tokens need %s per rank "
+                 "(%llu rank(s) on this host), more than its %s (%s): lower --batch or --seq-len",
+                 B, T, mem_human(act, ha, sizeof ha), (unsigned long long)ranks,
+                 mem_human(limit, hl, sizeof hl), what);
+  }
+  if (rc || (rc = model_ctx_create(&mw.cfg, k, &o, &ctx))) {
     data_view_free(&view);
     data_close(src);
     model_weights_free(&mw);
@@ -159,11 +171,18 @@ int cmd_eval(int argc, char **argv) {
   if (rc) return rc == OPT_HELP_SHOWN ? OPT_HELP_SHOWN : st_report(rc);
   if (!model_dir || !data)
     return st_report(st_fail(ST_EINPUT, "eval: --model DIR and --data FILE are required"));
-  if (max_tokens < 0 || seq_len < 0 || batch <= 0 || seq_len > (1L << 20) || batch > (1L << 20))
+  if (max_tokens < 0)
+    return st_report(st_fail(ST_EINPUT, "eval: --max-tokens: expected >= 0, found %ld", max_tokens));
+  if (seq_len < 0 || seq_len > (1L << 20))
+    return st_report(st_fail(ST_EINPUT, "eval: --seq-len: expected 0 (the default) to 1048576, "
+                             "found %ld", seq_len));
+  if (batch <= 0 || batch > (1L << 20))
+    return st_report(st_fail(ST_EINPUT, "eval: --batch: expected 1 to 1048576, found %ld", batch));
+  if (seq_len > 0 && batch * seq_len > (1L << 30))
     return st_report(st_fail(ST_EINPUT,
-                             "eval: --max-tokens and --seq-len must be >= 0 and --batch >= 1 "
-                             "(found %ld, %ld, %ld)",
-                             max_tokens, seq_len, batch));
+                             "eval: --batch %ld x --seq-len %ld = %ld tokens per forward pass: at "
+                             "most 1073741824 (2^30); lower --batch",
+                             batch, seq_len, batch * seq_len));
   int backend = !strcmp(backend_s, "cpu")    ? BACKEND_CPU
                 : !strcmp(backend_s, "cuda") ? BACKEND_CUDA
                 : !strcmp(backend_s, "auto") ? BACKEND_AUTO

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "util/err.h"
+#include "util/fs.h"
 #include "util/rng.h"
 
 #define BIN_HEADER_INTS 256
@@ -311,6 +312,14 @@ int data_open(const char *const *paths, int n_paths, job_data_format format, int
     f->path = xstrdup(paths[i]);
     f->first_sample = s->n_samples;
     rc = kind_of_(paths[i], format, &f->kind);
+    if (!rc) /* a directory or a device would fail in mmap with an errno that says nothing */
+      rc = fs_check_file(paths[i],
+                         f->kind == DATA_JSONL ? "a JSONL file of token records "
+                                                 "({\"input_ids\": [...]} per line)"
+                         : f->kind == DATA_BIN ? "an llm.c .bin token shard"
+                                               : "a text file (read as bytes) or a token file "
+                                                 "(.bin shard, .jsonl records; data.format)",
+                         f->kind != DATA_JSONL);
     if (rc) break;
     if (f->kind == DATA_TEXT && vocab_size > DATA_TEXT_VOCAB)
       log_warn(

@@ -3,6 +3,7 @@
 #include "job/job.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +14,7 @@
 
 #include "model/config.h"
 #include "util/err.h"
+#include "util/fs.h"
 #include "util/hash.h"
 
 #define OFF(field) offsetof(job_config, field)
@@ -366,6 +368,9 @@ static int set_scalar_(job_config *c, const job_key *k, const char *where, const
       }
       if ((double)v < k->min || (double)v > k->max) {
         range_text_(k, rng, sizeof rng);
+        if ((double)v > k->max && k->max >= I64MAX) /* the text names no upper bound */
+          return st_fail(ST_EINPUT, "%s: key '%s': expected %s and at most %.0f, found %lld",
+                         where, k->path, rng, k->max, v);
         return st_fail(ST_EINPUT, "%s: key '%s': expected %s, found %lld", where, k->path, rng, v);
       }
       *(int64_t *)p = (int64_t)v;
@@ -581,9 +586,46 @@ static int str_eq_(const char *a, const char *b) {
   return (!a && !b) || (a && b && strcmp(a, b) == 0);
 }
 
+/* Products of size keys that the trainer's types bound, refused here so that `check` and
+ * `train` say which keys to change instead of overflowing (memory is checked by train
+ * once the model is known). A micro-batch is B x T tokens of an int-indexed activation
+ * buffer: at most 2^30 per rank (model_ctx_create's bound); a step holds A x B sequences
+ * per rank: at most INT_MAX. */
+static int check_products_(const job_config *c, const char *f) {
+  const int64_t max_tokens = (int64_t)1 << 30, T = c->training.max_seq_length;
+  const int64_t B = c->training.per_device_train_batch_size,
+                E = c->training.per_device_eval_batch_size,
+                A = c->training.gradient_accumulation_steps;
+  static const char *why =
+      "the activations of one micro-batch are indexed by int: at most 1073741824 (2^30) "
+      "tokens per rank";
+  if (T > 0 && B > max_tokens / T)
+    return st_fail(ST_EINPUT,
+                   "%s: training.per_device_train_batch_size %lld x training.max_seq_length "
+                   "%lld = %.4g tokens per micro-batch: %s; lower "
+                   "per_device_train_batch_size (and raise gradient_accumulation_steps to keep "
+                   "the global batch) or max_seq_length",
+                   f, (long long)B, (long long)T, (double)B * (double)T, why);
+  if (T > 0 && E > max_tokens / T)
+    return st_fail(ST_EINPUT,
+                   "%s: training.per_device_eval_batch_size %lld x training.max_seq_length "
+                   "%lld = %.4g tokens per evaluation batch: %s; lower "
+                   "per_device_eval_batch_size",
+                   f, (long long)E, (long long)T, (double)E * (double)T, why);
+  if (B > 0 && A > INT_MAX / B)
+    return st_fail(ST_EINPUT,
+                   "%s: training.gradient_accumulation_steps %lld x "
+                   "training.per_device_train_batch_size %lld = %.4g sequences per rank and "
+                   "step: at most %d; lower gradient_accumulation_steps (more ranks give the "
+                   "same global batch with fewer)",
+                   f, (long long)A, (long long)B, (double)A * (double)B, INT_MAX);
+  return 0;
+}
+
 /* Cross-key rules and required keys; normalises the two output_dir spellings. */
 static int validate_(job_config *c) {
   const char *f = c->source_path ? c->source_path : "job";
+  int rc_sz;
   int ko = job_key_index("output_dir"), kt = job_key_index("training.output_dir");
   if (c->output_dir && c->training.output_dir && !str_eq_(c->output_dir, c->training.output_dir))
     return st_fail(ST_EINPUT,
@@ -626,6 +668,7 @@ static int validate_(job_config *c) {
                    "%s:%d: training.packing: expected false, found true: a JSONL "
                    "record is always one sequence (text and .bin data are cut into windows)",
                    f, c->key_line[job_key_index("training.packing")]);
+  if ((rc_sz = check_products_(c, f))) return rc_sz;
   if (c->training.max_steps <= 0 && c->training.num_train_epochs <= 0)
     return st_fail(ST_EINPUT,
                    "%s: nothing to train: training.max_steps = %lld and "
@@ -676,6 +719,11 @@ int job_load_text(const char *name, const char *text, const opt_list *sets, job_
 }
 
 int job_load(const char *path, const opt_list *sets, job_config *out) {
+  int crc = fs_check_file(path, "a job file (YAML; see docs/job-file.md)", 0);
+  if (crc) {
+    init_(out);
+    return crc;
+  }
   FILE *f = fopen(path, "rb");
   if (!f) {
     int err = errno; /* init_ allocates, which may change errno */

@@ -65,10 +65,16 @@ struct model_ctx {
   size_t sw_slot;
   void **allocs;
   int nallocs;
+  int dry; /* model_ctx_predict_bytes: count the bytes, allocate nothing */
 };
 
 /* Compute memory (the kernel table's alloc): the host never dereferences it. */
 static void *buf_bytes_(model_ctx *c, size_t bytes) {
+  static float dry_; /* a non-NULL stand-in nobody dereferences */
+  if (c->dry) {
+    c->bytes += bytes;
+    return &dry_;
+  }
   void *p = c->k->alloc(bytes);
   if (!p) return NULL;
   c->allocs = xrealloc(c->allocs, (size_t)(c->nallocs + 1) * sizeof *c->allocs);
@@ -181,8 +187,8 @@ static void rope_tables_(model_ctx *c) {
   free(sin_h);
 }
 
-int model_ctx_create(const model_config *m, const kernels *k, const model_opts *o,
-                     model_ctx **out) {
+static int ctx_build_(const model_config *m, const kernels *k, const model_opts *o, int dry,
+                      model_ctx **out) {
   *out = NULL;
   if (o->batch <= 0 || o->seq_len <= 0)
     return st_fail(ST_EINPUT, "model: batch and seq_len must be positive, found %d and %d",
@@ -202,6 +208,7 @@ int model_ctx_create(const model_config *m, const kernels *k, const model_opts *
     return st_fail(ST_EINPUT, "model: batch*seq_len too large (%lld)",
                    (long long)o->batch * o->seq_len);
   model_ctx *c = xcalloc(1, sizeof *c);
+  c->dry = dry;
   c->cfg = m;
   c->k = k;
   c->B = o->batch;
@@ -301,8 +308,24 @@ int model_ctx_create(const model_config *m, const kernels *k, const model_opts *
                    "%d x seq_len %d; lower batch or seq_len, or set gradient_checkpointing",
                    bytes, o->batch, o->seq_len);
   }
-  rope_tables_(c);
+  if (!dry) rope_tables_(c);
   *out = c;
+  return 0;
+}
+
+int model_ctx_create(const model_config *m, const kernels *k, const model_opts *o,
+                     model_ctx **out) {
+  return ctx_build_(m, k, o, 0, out);
+}
+
+int model_ctx_predict_bytes(const model_config *m, const kernels *k, const model_opts *o,
+                            uint64_t *bytes) {
+  model_ctx *c = NULL;
+  *bytes = 0;
+  int rc = ctx_build_(m, k, o, 1, &c);
+  if (rc) return rc;
+  *bytes = c->bytes;
+  model_ctx_free(c);
   return 0;
 }
 

@@ -72,6 +72,11 @@ int model_lowest_grad_unit(const tensor_table *tt);
 int model_ctx_create(const model_config *c, const kernels *k, const model_opts *o,
                      model_ctx **out);
 void model_ctx_free(model_ctx *ctx);
+/* The bytes model_ctx_create would allocate for these options (the same sequence of
+ * buffers, counted, nothing allocated): for checking a job against memory up front. The
+ * same ST_EINPUT errors as model_ctx_create for invalid sizes. */
+int model_ctx_predict_bytes(const model_config *c, const kernels *k, const model_opts *o,
+                            uint64_t *bytes);
 /* Tokens per sequence of the micro-batches that follow (1 <= T <= the seq_len it was made
  * for): tokens and targets are then (B, T) arrays. A causal model's loss at a position
  * never depends on later ones, so a micro-batch whose counted targets all sit in its first

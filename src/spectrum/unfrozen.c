@@ -6,6 +6,7 @@
 #include <yaml.h>
 
 #include "util/err.h"
+#include "util/fs.h"
 
 static int add_pattern_(unfrozen_set *s, const char *text, int line) {
   size_t len = strlen(text);
@@ -69,6 +70,11 @@ static int load_doc_(unfrozen_set *s, yaml_document_t *doc) {
 int unfrozen_load(const char *yaml_path, unfrozen_set *s) {
   memset(s, 0, sizeof *s);
   s->path = xstrdup(yaml_path);
+  int crc = fs_check_file(yaml_path, "a Spectrum unfrozen_parameters YAML file", 0);
+  if (crc) {
+    unfrozen_free(s);
+    return crc;
+  }
   FILE *f = fopen(yaml_path, "rb");
   if (!f) {
     int rc = st_fail(ST_EINPUT, "%s: cannot open the unfrozen_parameters file", yaml_path);

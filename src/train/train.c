@@ -76,6 +76,19 @@ static int resolve_steps_(train_ctx *t) {
   train_state *s = &t->st;
   s->global_batch = (uint64_t)j->training.per_device_train_batch_size * (uint64_t)t->nranks *
                     (uint64_t)j->training.gradient_accumulation_steps;
+  if (j->training.max_steps <= 0) { /* epochs x steps per epoch must be a step count */
+    uint64_t per_epoch = t->data.train.n / s->global_batch;
+    double steps = ceil(j->training.num_train_epochs * (double)(per_epoch ? per_epoch : 1));
+    if (!(steps <= 9.0e15)) /* below 2^53: exact, and far below INT64_MAX */
+      return st_fail(ST_EINPUT,
+                     "%s: training.num_train_epochs %g x %llu steps per epoch (%llu samples / "
+                     "global batch %llu) = %.4g optimizer steps: at most 9e15; lower "
+                     "num_train_epochs or give training.max_steps",
+                     j->source_path, j->training.num_train_epochs,
+                     (unsigned long long)(per_epoch ? per_epoch : 1),
+                     (unsigned long long)t->data.train.n, (unsigned long long)s->global_batch,
+                     steps);
+  }
   train_total_steps(j, t->data.train.n, s->global_batch, &s->total_steps, &s->warmup_steps);
   s->data_seed = (uint64_t)j->training.seed;
   s->last_loss = s->last_val_loss = NAN;
@@ -101,6 +114,123 @@ static int agree_(int rc, const char *what) {
   if (all && !rc)
     return st_fail(all, "another rank failed while %s (see its error above)", what);
   return rc;
+}
+
+/* The activation contexts' options: training (mo) and evaluation (eo). */
+static void model_opts_(const train_ctx *t, model_opts *mo, model_opts *eo) {
+  const job_config *j = t->job;
+  memset(mo, 0, sizeof *mo);
+  memset(eo, 0, sizeof *eo);
+  mo->batch = (int)j->training.per_device_train_batch_size; /* job_load bounds B x T */
+  mo->seq_len = (int)j->training.max_seq_length;
+  mo->grad_checkpointing = j->training.gradient_checkpointing;
+  mo->lowest_grad_unit = t->plan.lowest_grad_unit;
+  mo->bf16 = j->training.bf16;
+  eo->batch = (int)j->training.per_device_eval_batch_size;
+  eo->seq_len = (int)j->training.max_seq_length;
+  eo->lowest_grad_unit = t->plan.n_units;
+  eo->bf16 = j->training.bf16;
+}
+
+/* Host memory per rank, predicted by the formula the memory report prints (shards,
+ * gathered units, gradients, staging, activations) plus the step's token buffers, times
+ * the ranks on this host, against what the host can give (physical memory or the cgroup
+ * limit). Too much is ST_EINPUT with the prediction and the key of the largest part. On a
+ * device backend only the host-memory part is checked here (device memory: the kernel
+ * table's allocator fails with its own error). Local: the caller agrees. */
+static int check_memory_(const train_ctx *t, const fsdp_opts *fo, const model_opts *mo,
+                         const model_opts *eo) {
+  const job_config *j = t->job;
+  uint64_t pred[MC_NCAT], host[MC_NCAT], act = 0, eact = 0;
+  fsdp_predict(&t->plan, t->k, fo, t->cfg.tie_word_embeddings != 0, pred, host);
+  int rc = model_ctx_predict_bytes(&t->cfg, t->k, mo, &act);
+  if (!rc && t->data.val.n) rc = model_ctx_predict_bytes(&t->cfg, t->k, eo, &eact);
+  if (rc) return rc;
+  const uint64_t A = (uint64_t)j->training.gradient_accumulation_steps,
+                 B = (uint64_t)j->training.per_device_train_batch_size,
+                 T = (uint64_t)j->training.max_seq_length;
+  /* train_step: tokens and targets (int32) of A x B x T, sample indices of A x B */
+  const uint64_t inputs = A * B * T * 2 * sizeof(int32_t) + A * B * sizeof(uint64_t);
+  const int host_act = t->k->host_addressable;
+  enum { P_STATE, P_GATHER, P_GRADS, P_STAGING, P_ACT, P_EACT, P_INPUTS, P_N };
+  uint64_t part[P_N] = {
+      host[MC_PARAM_FROZEN] + host[MC_PARAM_TRAIN] + host[MC_MASTER] + host[MC_GRAD] +
+          host[MC_OPTIM],
+      host[MC_GATHER], host[MC_GRAD_FULL], host[MC_STAGING], host_act ? act : 0,
+      host_act ? eact : 0, inputs};
+  uint64_t total = 0;
+  int big = 0;
+  for (int i = 0; i < P_N; i++) {
+    total += part[i];
+    if (part[i] > part[big]) big = i;
+  }
+  const char *what;
+  uint64_t limit = mem_host_limit_bytes(&what);
+  uint64_t ranks = (uint64_t)comm_node_size();
+  if (total <= limit / ranks) return ST_OK;
+  char fix[512];
+  switch (big) {
+    case P_STATE:
+      snprintf(fix, sizeof fix,
+               "parameter shards, gradients and AdamW state (%llu of %llu parameters "
+               "trainable; 16 bytes per trainable and 4 per frozen parameter, split over %d "
+               "ranks): run on more ranks or hosts, or train fewer parameters "
+               "(spectrum.top_percent)",
+               (unsigned long long)plan_total_numel(&t->plan, PB_TRAIN),
+               (unsigned long long)(plan_total_numel(&t->plan, PB_TRAIN) +
+                                    plan_total_numel(&t->plan, PB_FROZEN)),
+               t->nranks);
+      break;
+    case P_GATHER:
+      snprintf(fix, sizeof fix,
+               "gathered units (sharding.prefetch %lld, limit_all_gathers %s, "
+               "reshard_after_forward %s): lower sharding.prefetch, or set "
+               "sharding.limit_all_gathers and sharding.reshard_after_forward to true",
+               (long long)j->sharding.prefetch, j->sharding.limit_all_gathers ? "true" : "false",
+               j->sharding.reshard_after_forward ? "true" : "false");
+      break;
+    case P_GRADS:
+      snprintf(fix, sizeof fix, "unit gradients in flight: run on more ranks");
+      break;
+    case P_STAGING:
+      snprintf(fix, sizeof fix, "host staging (sharding.offload %s): run on more ranks",
+               job_enum_name("sharding.offload", (int)j->sharding.offload));
+      break;
+    case P_ACT:
+      snprintf(fix, sizeof fix,
+               "activations of a micro-batch of %lld x %lld tokens: lower "
+               "training.per_device_train_batch_size (and raise gradient_accumulation_steps "
+               "to keep the global batch) or training.max_seq_length%s",
+               (long long)B, (long long)T,
+               j->training.gradient_checkpointing ? ""
+                                                  : ", or set training.gradient_checkpointing: true");
+      break;
+    case P_EACT:
+      snprintf(fix, sizeof fix,
+               "evaluation activations of %lld x %lld tokens: lower "
+               "training.per_device_eval_batch_size",
+               (long long)j->training.per_device_eval_batch_size, (long long)T);
+      break;
+    default:
+      snprintf(fix, sizeof fix,
+               "the step's token buffers (training.gradient_accumulation_steps %lld x "
+               "per_device_train_batch_size %lld x max_seq_length %lld tokens per rank): "
+               "lower training.gradient_accumulation_steps (more ranks give the same global "
+               "batch with fewer)",
+               (long long)A, (long long)B, (long long)T);
+  }
+  char h[P_N][32], ht[32], hl[32], hn[32];
+  for (int i = 0; i < P_N; i++) mem_human(part[i], h[i], sizeof h[i]);
+  return st_fail(ST_EINPUT,
+                 "%s: this job needs about %s of host memory per rank (shards and optimizer "
+                 "state %s, gathered units %s, unit gradients %s, staging %s, activations %s, "
+                 "evaluation activations %s, step inputs %s: the memory formula of "
+                 "docs/sharding.md), %s for the %llu rank(s) on this host, more than its %s "
+                 "(%s). The largest part is %s",
+                 j->source_path, mem_human(total, ht, sizeof ht), h[P_STATE], h[P_GATHER],
+                 h[P_GRADS], h[P_STAGING], h[P_ACT], h[P_EACT], h[P_INPUTS],
+                 mem_human(total * ranks, hn, sizeof hn), (unsigned long long)ranks,
+                 mem_human(limit, hl, sizeof hl), what, fix);
 }
 
 /* Where the ranks run: one line ("HOST [rank:local ...]" per host) and a check that the
@@ -184,25 +314,21 @@ int train_setup(train_ctx *t, const job_config *job) {
   rc = agree_(setup_local_(t, &m), "reading the model, trainable set and data");
   /* 3. the plan, proven identical before the first collective that uses it */
   if (!rc) rc = plan_build(&t->tt, t->nranks, t->rank, &t->plan);
-  if (!rc) rc = plan_agree(&t->plan, &t->tt);
   fsdp_opts fo = {(int)job->sharding.offload, (int)job->sharding.prefetch,
                   job->sharding.limit_all_gathers, job->sharding.reshard_after_forward, 0,
                   job->training.bf16};
+  model_opts mo, eo;
+  model_opts_(t, &mo, &eo);
+  /* 3b. the memory formula, before anything big is allocated: a job that cannot fit is an
+   * input error naming the key to change, not an abort halfway through */
+  if (!rc) rc = agree_(check_memory_(t, &fo, &mo, &eo), "checking the job's memory");
+  if (!rc) rc = plan_agree(&t->plan, &t->tt);
   if (!rc) rc = fsdp_create(&t->tt, &t->plan, &t->cfg, t->k, &fo, &t->fs);
   /* 4. each rank reads its own slices */
   if (!rc) rc = fsdp_load(&t->fs, &m);
   sft_close(&m);
   /* 5. activations */
-  model_opts mo = {.batch = (int)job->training.per_device_train_batch_size,
-                   .seq_len = (int)job->training.max_seq_length,
-                   .grad_checkpointing = job->training.gradient_checkpointing,
-                   .lowest_grad_unit = t->plan.lowest_grad_unit,
-                   .bf16 = job->training.bf16};
   if (!rc) rc = agree_(model_ctx_create(&t->cfg, t->k, &mo, &t->mctx), "creating the model");
-  model_opts eo = {.batch = (int)job->training.per_device_eval_batch_size,
-                   .seq_len = (int)job->training.max_seq_length,
-                   .lowest_grad_unit = t->plan.n_units,
-                   .bf16 = job->training.bf16};
   if (!rc && t->data.val.n)
     rc = agree_(model_ctx_create(&t->cfg, t->k, &eo, &t->ectx), "creating the eval model");
   /* activations are the model's memory; the accounting records them under their category */
@@ -303,7 +429,8 @@ int train_eval(train_ctx *t, double *val_loss) {
   const job_config *j = t->job;
   int B = (int)j->training.per_device_eval_batch_size, T = (int)j->training.max_seq_length;
   uint64_t per_batch = (uint64_t)B * (uint64_t)t->nranks, E = t->data.val.n;
-  if (j->training.eval_max_batches > 0 && (uint64_t)j->training.eval_max_batches * per_batch < E)
+  /* max x per_batch < E, without the product (it may overflow for a huge eval_max_batches) */
+  if (j->training.eval_max_batches > 0 && (uint64_t)j->training.eval_max_batches <= (E - 1) / per_batch)
     E = (uint64_t)j->training.eval_max_batches * per_batch;
   size_t bt = (size_t)B * (size_t)T;
   int32_t *tok = xmalloc(bt * sizeof(int32_t)), *tgt = xmalloc(bt * sizeof(int32_t));
@@ -407,59 +534,7 @@ int train_export_hf(train_ctx *t, const char *dir) {
 
 /* The formula (docs/sharding.md, "Memory per rank"), per rank, in bytes. */
 static void predict_(const train_ctx *t, uint64_t pred[MC_NCAT]) {
-  const shard_plan *p = &t->plan;
-  const fsdp *f = &t->fs;
-  memset(pred, 0, MC_NCAT * sizeof(uint64_t));
-  uint64_t sf = plan_total_shard(p, PB_FROZEN), st = plan_total_shard(p, PB_TRAIN);
-  const uint64_t es = f->o.bf16 ? 2 : 4; /* bytes per stored / gathered parameter */
-  pred[MC_PARAM_FROZEN] = es * sf;
-  pred[MC_PARAM_TRAIN] = es * st;
-  pred[MC_MASTER] = f->o.bf16 ? 4 * st : 0; /* fp32 parameters are their own master */
-  pred[MC_GRAD] = 4 * st;
-  pred[MC_OPTIM] = 8 * st;
-  /* gathered units: at most max(cap, units one op needs) of the largest units alive;
-   * everything when reshard_after_forward is off */
-  int n = p->n_units;
-  uint64_t *sz = xcalloc((size_t)n, sizeof(uint64_t)), *tr = xcalloc((size_t)n, sizeof(uint64_t));
-  for (int u = 0; u < n; u++) {
-    sz[u] = es * (p->units[u].padded[PB_FROZEN] + p->units[u].padded[PB_TRAIN]);
-    tr[u] = 4 * (p->units[u].padded[PB_TRAIN] + p->units[u].shard[PB_TRAIN]);
-  }
-  int live = f->o.reshard_after_forward ? (f->cap < n ? f->cap : n) : n;
-  if (live < 1 + f->tied) live = 1 + f->tied;
-  for (int pass = 0; pass < 2; pass++) {
-    uint64_t *a = pass ? tr : sz;
-    int take = pass ? (n < 4 ? n : 4) : live; /* grads: <= 2 ops x 2 buffers in flight */
-    for (int i = 0; i < take; i++) { /* sum of the `take` largest */
-      int best = 0;
-      for (int u = 1; u < n; u++)
-        if (a[u] > a[best]) best = u;
-      pred[pass ? MC_GRAD_FULL : MC_GATHER] += a[best];
-      a[best] = 0;
-    }
-  }
-  free(sz);
-  free(tr);
-  /* host staging: offload's persistent buffer, or the load's 1 Mi-float chunk (freed after
-   * the load); plus, at a checkpoint, host copies of every shard kept in compute memory the
-   * host cannot read (parameters; m and v of trainable ones): fsdp_foreach_piece; bf16:
-   * fp32 copies of every frozen shard (widened), through one unit's bf16 download at a time
-   * where the host cannot read the shard */
-  uint64_t mirrors = 0, down16 = 0;
-  for (int u = 0; u < f->plan->n_units; u++)
-    for (int k = 0; k < PB_NKINDS; k++) {
-      uint64_t sh = f->plan->units[u].shard[k];
-      int hidden = f->space[k] != MS_HOST && !f->k->host_addressable;
-      if (f->o.bf16 && k == PB_FROZEN) {
-        mirrors += 4 * sh;
-        if (hidden && 2 * sh > down16) down16 = 2 * sh;
-      } else if (hidden) {
-        mirrors += 4 * sh * (k == PB_TRAIN ? 3u : 1u);
-      }
-    }
-  mirrors += down16;
-  uint64_t load = (f->space[PB_FROZEN] != MS_HOST || f->space[PB_TRAIN] != MS_HOST) ? 4u << 20 : 0;
-  pred[MC_STAGING] = (f->o.offload ? 4 * f->staging_n : 0) + (load > mirrors ? load : mirrors);
+  fsdp_predict(&t->plan, t->k, &t->fs.o, t->fs.tied, pred, NULL);
   pred[MC_ACT] = (t->mctx ? model_ctx_bytes(t->mctx) : 0) + (t->ectx ? model_ctx_bytes(t->ectx) : 0);
 }
 

@@ -33,6 +33,21 @@ int fs_mkdir_p(const char *dir) {
   return rc;
 }
 
+int fs_check_file(const char *path, const char *expected, int regular) {
+  struct stat st;
+  if (stat(path, &st) != 0) {
+    if (errno == ENOENT || errno == ENOTDIR)
+      return st_fail(ST_EINPUT, "%s: no such file; expected %s", path, expected);
+    return ST_OK;
+  }
+  if (S_ISDIR(st.st_mode))
+    return st_fail(ST_EINPUT, "%s: is a directory; expected %s", path, expected);
+  if (regular && !S_ISREG(st.st_mode))
+    return st_fail(ST_EINPUT, "%s: is not a regular file (a device, pipe or socket); expected %s",
+                   path, expected);
+  return ST_OK;
+}
+
 /* ---- locks ------------------------------------------------------------------------------ */
 
 /* What the holder wrote into the lock file (one line, trimmed), or "" */

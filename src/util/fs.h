@@ -7,6 +7,13 @@
  * the component and the reason. */
 int fs_mkdir_p(const char *dir);
 
+/* Before opening an input file: ST_EINPUT "PATH: is a directory; expected EXPECTED" (or
+ * "does not exist", or, when `regular` is set, "is not a regular file" for devices, pipes
+ * and sockets, which cannot be mapped), so the error says what the path should have been
+ * instead of what mmap or the parser made of it. ST_OK otherwise (including unreadable
+ * files: the open that follows names the reason). */
+int fs_check_file(const char *path, const char *expected, int regular);
+
 /* An exclusive lock on one file, held for as long as this process lives or until
  * fs_lock_release: a POSIX record lock (fcntl F_SETLK, which NFS forwards to its lock
  * manager), so the kernel drops it when the process dies, kill -9 included: a killed job

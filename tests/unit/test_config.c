@@ -258,6 +258,46 @@ static void test_errors_(void) {
   job_free(&c);
 }
 
+/* Products of size keys the trainer's types bound (issue 18.2): refused at load with the
+ * keys, the product and the bound; the largest values each key alone accepts still load. */
+static void test_size_products_(void) {
+  char *t;
+  t = xasprintf("%s%s", base_, "training:\n  gradient_accumulation_steps: 8000000000\n");
+  expect_error_(t, "training.gradient_accumulation_steps 8000000000 x "
+                   "training.per_device_train_batch_size 8 = 6.4e+10 sequences per rank and step",
+                "at most 2147483647", "lower gradient_accumulation_steps");
+  free(t);
+  t = xasprintf("%s%s", base_, "training:\n  per_device_train_batch_size: 1048577\n");
+  expect_error_(t, "training.per_device_train_batch_size 1048577 x training.max_seq_length 1024 "
+                   "= 1.074e+09 tokens per micro-batch",
+                "at most 1073741824 (2^30) tokens per rank", "raise gradient_accumulation_steps");
+  free(t);
+  t = xasprintf("%s%s", base_, "training:\n  per_device_eval_batch_size: 3000000000\n");
+  expect_error_(t, "training.per_device_eval_batch_size 3000000000 x training.max_seq_length",
+                "tokens per evaluation batch", "lower per_device_eval_batch_size");
+  free(t);
+  t = xasprintf("%s%s", base_, "training:\n  warmup_steps: 9223372036854775807\n");
+  expect_error_(t, "'training.warmup_steps'",
+                "expected an integer >= 0 and at most 9200000000000000000, found "
+                "9223372036854775807",
+                NULL);
+  free(t);
+  job_config c;
+  /* at the bounds: 2^30 tokens, 2^31 - 1 sequences */
+  CHECK_EQ_INT(load_("training:\n  per_device_train_batch_size: 1048576\n"
+                     "  per_device_eval_batch_size: 1048576\n", &c), 0);
+  job_free(&c);
+  CHECK_EQ_INT(load_("training:\n  per_device_train_batch_size: 1\n"
+                     "  gradient_accumulation_steps: 2147483647\n", &c), 0);
+  job_free(&c);
+  /* --set goes through the same check */
+  const char *sv[] = {"training.gradient_accumulation_steps=300000000"};
+  opt_list sets = {1, sv};
+  CHECK_EQ_INT(job_load_text("job.yaml", base_, &sets, &c), ST_EINPUT);
+  CHECK_CONTAINS(st_errmsg(), "training.gradient_accumulation_steps 300000000 x");
+  job_free(&c);
+}
+
 static void test_sets_(void) {
   const char *argv[] = {"training.max_steps=5",
                         "output_dir=/tmp/other",
@@ -468,6 +508,7 @@ int main(void) {
   test_defaults_();
   test_full_trl_();
   test_errors_();
+  test_size_products_();
   test_sets_();
   test_hash_();
   test_docs_sync_();

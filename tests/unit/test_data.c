@@ -1,5 +1,6 @@
 /* src/io/data: formats, bad files, vocabulary checks, samples, order, splits. */
 #include <stdint.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "io/data.h"
@@ -115,7 +116,24 @@ static void test_bin_(void) {
   /* too few tokens for one window */
   write_bin_("few.bin", 20240520, 1, 4, toks, 4, 2);
   expect_open_error_("few.bin", 4, 0, "no samples", NULL);
-  expect_open_error_("missing.bin", 4, 0, "cannot open", NULL);
+  expect_open_error_("missing.bin", 4, 0, "no such file", "expected an llm.c .bin token shard");
+  /* a directory (or device) where a token file should be: what was expected, not mmap's
+   * "No such device" */
+  static const struct {
+    const char *name, *expected;
+  } dirs[] = {{"dir.bin", "is a directory; expected an llm.c .bin token shard"},
+              {"dir.jsonl", "is a directory; expected a JSONL file of token records"},
+              {"dirtxt", "is a directory; expected a text file (read as bytes) or a token file"}};
+  for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+    char *d = path_(dirs[i].name);
+    CHECK_EQ_INT(mkdir(d, 0777), 0);
+    free(d);
+    expect_open_error_(dirs[i].name, 4, 0, dirs[i].expected, NULL);
+  }
+  data_source *ds = NULL;
+  const char *devnull = "/dev/null";
+  CHECK_EQ_INT(data_open(&devnull, 1, DATA_AUTO, 4, 0, &ds), ST_EINPUT);
+  CHECK_CONTAINS(st_errmsg(), "/dev/null: is not a regular file");
 }
 
 static void test_text_(void) {

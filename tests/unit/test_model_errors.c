@@ -125,6 +125,26 @@ int main(void) {
   CHECK_EQ_INT(cnt, 3);
   model_ctx_free(ctx);
 
+  /* the prediction of the activation bytes is what creating the context allocates:
+   * inference, training (each block keeps its activations), checkpointed, chunked logits */
+  model_opts po[] = {{.batch = 2, .seq_len = 8, .lowest_grad_unit = mw.tt.n_units},
+                     {.batch = 3, .seq_len = 8, .lowest_grad_unit = 0},
+                     {.batch = 3, .seq_len = 8, .lowest_grad_unit = 2, .grad_checkpointing = 1},
+                     {.batch = 4, .seq_len = 16, .lowest_grad_unit = 1, .head_chunk_tokens = 5}};
+  for (size_t i = 0; i < sizeof po / sizeof po[0]; i++) {
+    uint64_t pred = 0;
+    CHECK_EQ_INT(model_ctx_predict_bytes(&mw.cfg, kernels_cpu(), &po[i], &pred), 0);
+    CHECK_EQ_INT(model_ctx_create(&mw.cfg, kernels_cpu(), &po[i], &ctx), 0);
+    CHECK_MSG(ctx && pred == model_ctx_bytes(ctx) && pred > 0, "case %zu: predicted %llu, "
+              "allocated %zu", i, (unsigned long long)pred, ctx ? model_ctx_bytes(ctx) : 0);
+    model_ctx_free(ctx);
+  }
+  /* a huge prediction costs nothing: 2^30 tokens are counted, not allocated */
+  model_opts huge = {.batch = 1 << 20, .seq_len = 1 << 10, .lowest_grad_unit = 0};
+  uint64_t hp = 0;
+  CHECK_EQ_INT(model_ctx_predict_bytes(&mw.cfg, kernels_cpu(), &huge, &hp), 0);
+  CHECK(hp > ((uint64_t)1 << 30) * 32 * 4); /* at least the (N, C) residual stream */
+
   /* impossible sizes */
   o.batch = 0;
   CHECK_EQ_INT(model_ctx_create(&mw.cfg, kernels_cpu(), &o, &ctx), ST_EINPUT);

@@ -25,6 +25,8 @@ while (($#)); do
 done
 B=build/spectrain
 [[ -x $B ]] || { echo "run-smollm2: build first: scripts/build.sh" >&2; exit 2; }
+"$B" import --help > /dev/null 2>&1 ||
+  { echo "run-smollm2: $B has no import command (build a tree with src/cmd_import.c)" >&2; exit 2; }
 O=out/smollm2
 source scripts/env.sh
 run() { mpiexec -n "$ranks" --oversubscribe --bind-to none "$B" "$@"; }

@@ -69,8 +69,8 @@ static int str_(cur_ *c, gguf_str *s, const char *what) {
   if (rc) return rc;
   if (n > c->size - c->off)
     return st_fail(ST_EINPUT,
-                   "%s: %s: the string's length is %llu bytes, but only %llu bytes are left in "
-                   "the file (offset %llu)",
+                   "%s: truncated: %s: the string's length is %llu bytes, but only %llu bytes are "
+                   "left in the file (offset %llu)",
                    c->path, what, (unsigned long long)n, (unsigned long long)(c->size - c->off),
                    (unsigned long long)c->off);
   s->s = (const char *)c->p + c->off;

@@ -112,10 +112,14 @@ def w(name, x):
     open(sys.argv[2] + "/" + name, "wb").write(x)
 w("arch.gguf", b.replace(b"llama", b"gemma"))
 w("pre.gguf", b.replace(b"gpt-2", b"gpt-X"))
+assert b.count(b"\x04\x00\x00\x00\x00\x00\x00\x00gpt2") == 1
+w("spm.gguf", b.replace(b"\x04\x00\x00\x00\x00\x00\x00\x00gpt2", b"\x04\x00\x00\x00\x00\x00\x00\x00spm1"))
 w("tensor.gguf", b.replace(b"blk.4.ffn_down.weight", b"blk.4.ffn_dowX.weight"))
 PYEOF
 bad "architecture" "general.architecture is 'gemma'" "$W/arch.gguf" "$W/x"
 bad "pre-tokenizer" "tokenizer.ggml.pre is 'gpt-X'" "$W/pre.gguf" "$W/x"
+bad "another tokenizer model" "tokenizer.ggml.model is 'spm1'; spectrain converts byte-level BPE" "$W/spm.gguf" "$W/x"
+"$SPECTRAIN" import "$W/spm.gguf" "$W/spm" --no-tokenizer > /dev/null || fail "--no-tokenizer on a file with another tokenizer"
 bad "missing tensor" "no tensor 'blk.4.ffn_down.weight'" "$W/tensor.gguf" "$W/x"
 [[ ! -e $W/x/config.json ]] || fail "a failed import left config.json"
 bad "vocabulary-only as a model" "missing metadata key 'llama.block_count'" "$F/vocab-qwen2.gguf" "$W/x"

@@ -513,7 +513,6 @@ static int write_file_(const char *tmp, const tensor_table *tt, const ckpt_meta 
   if (kill_step >= 0 && (uint64_t)kill_step != m->step) kill_after = -1;
   long pause_after = env_long_("SPECTRAIN_TEST_CKPT_PAUSE_AFTER_TENSORS", -1);
   if (kill_step >= 0 && (uint64_t)kill_step != m->step) pause_after = -1;
-  test_point_("create", m->step);
   hid_t fapl = fapl_(1), dxpl = dxpl_(1);
   hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
   close_(&fapl, H5Pclose);
@@ -661,6 +660,7 @@ int ckpt_save(const char *dir, const tensor_table *tt, const ckpt_meta *meta,
     uint64_t reserve = getenv("SPECTRAIN_TEST_CKPT_NO_RESERVE") /* test hook (h5.h) */
                            ? 0
                            : file_bytes_(tt, meta, st->tensor_bytes);
+    test_point_("create", meta->step);
     created = 1;
     /* a disk too full for the file is found before HDF5 opens it (its close needs room) */
     int r = 0;
@@ -833,19 +833,32 @@ int ckpt_verify(const char *path) {
   char **names = NULL;
   int n = 0;
   rc = strings_read_(f, "/meta/tensors", &names, &n, dxpl);
+  /* the trainable tensors' moments (and master copies) must all be there: a file that
+   * lacks one would verify here and fail only when loaded, instead of being skipped */
+  char **tr = NULL;
+  int ntr = 0, have_master = 0;
+  if (!rc) rc = strings_read_(f, "/meta/trainable", &tr, &ntr, dxpl);
+  if (!rc) {
+    hid_t root = H5Gopen2(f, "/", H5P_DEFAULT);
+    rc = attr_read_(root, "have_master", H5T_NATIVE_INT, 1, &have_master);
+    close_(&root, H5Gclose);
+  }
   if (rc) st_fail_ctx(rc, "checkpoint %s: ", path);
   float *buf = NULL;
   for (int k = 0; k < CKPT_NKINDS && !rc; k++) {
     hid_t grp = H5Lexists(f, ckpt_kind_group(k), H5P_DEFAULT) > 0 ? H5Gopen2(f, ckpt_kind_group(k), H5P_DEFAULT) : -1;
     if (grp < 0) {
-      if (k == CKPT_PARAM || k == CKPT_M || k == CKPT_V) /* /optim/m, /optim/v always exist */
+      if (k == CKPT_PARAM || k == CKPT_M || k == CKPT_V || have_master) /* always there */
         rc = st_fail(ST_EINPUT, "checkpoint %s: group %s missing", path, ckpt_kind_group(k));
       continue;
     }
     for (int i = 0; i < n && !rc; i++) {
       if (H5Lexists(grp, names[i], H5P_DEFAULT) <= 0) {
-        if (k == CKPT_PARAM)
-          rc = st_fail(ST_EINPUT, "checkpoint %s: /params/%s missing", path, names[i]);
+        int trainable = 0;
+        for (int j = 0; j < ntr && !trainable; j++) trainable = strcmp(tr[j], names[i]) == 0;
+        if (k == CKPT_PARAM || trainable)
+          rc = st_fail(ST_EINPUT, "checkpoint %s: %s/%s missing%s", path, ckpt_kind_group(k),
+                       names[i], k == CKPT_PARAM ? "" : " (the tensor is trainable)");
         continue;
       }
       hid_t ds = H5Dopen2(grp, names[i], H5P_DEFAULT);
@@ -900,6 +913,8 @@ int ckpt_verify(const char *path) {
   free(buf);
   for (int i = 0; i < n; i++) free(names[i]);
   free(names);
+  for (int i = 0; i < ntr; i++) free(tr[i]);
+  free(tr);
   H5Pclose(dxpl);
   H5Fclose(f);
   return rc;

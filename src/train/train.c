@@ -308,6 +308,11 @@ int train_setup(train_ctx *t, const job_config *job) {
   rc = agree_(rc, "choosing the kernels (training.backend)");
   if (!rc) rc = coll_set_transport(tr, t->k);
   if (rc) return rc;
+  if (tr == COLL_TRANSPORT_NCCL && job->sharding.reduce_dtype == REDUCE_BF16) /* alike everywhere */
+    return st_fail(ST_EINPUT,
+                   "%s: sharding.reduce_dtype: bf16 is not available on the nccl transport "
+                   "(training.backend: cuda) yet; use reduce_dtype: fp32 there",
+                   job->source_path);
   log_info("backend: %s kernels, %s collectives, local rank %d (%s)", t->k->name,
            coll_transport_name(tr), comm_local_rank(), comm_local_rank_source());
   rc = placement_(t);
@@ -333,7 +338,7 @@ int train_setup(train_ctx *t, const job_config *job) {
   if (!rc) rc = plan_build(&t->tt, t->groups.shard_size, t->groups.shard_rank, &t->plan);
   fsdp_opts fo = {(int)job->sharding.offload, (int)job->sharding.prefetch,
                   job->sharding.limit_all_gathers, job->sharding.reshard_after_forward, 0,
-                  job->training.bf16};
+                  job->training.bf16, job->sharding.reduce_dtype == REDUCE_BF16};
   model_opts mo, eo;
   model_opts_(t, &mo, &eo);
   /* 3b. the memory formula, before anything big is allocated: a job that cannot fit is an

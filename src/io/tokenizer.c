@@ -233,7 +233,17 @@ typedef struct {
   split_behavior behavior;
   int invert;
   int prefix_space; /* ByteLevel's add_prefix_space (before its regex) */
+  int meta;         /* Metaspace: 0 not, 1 prepend_scheme always, 2 first, 3 never */
+  char rep[8];      /* Metaspace's replacement (one character, UTF-8) */
 } pre_step;
+
+/* one normalizer: a utf8proc form (NFC ...), Prepend or Replace (literal) */
+typedef enum { NORM_FORM, NORM_PREPEND, NORM_REPLACE } norm_kind;
+typedef struct {
+  norm_kind kind;
+  utf8proc_option_t opt;
+  char *a, *b; /* Prepend: a; Replace: a -> b */
+} norm_step;
 
 typedef struct {
   const char *s; /* what is matched: the content, normalized when normalized=true */
@@ -259,8 +269,10 @@ struct tokenizer {
   int32_t byte_id[256];
   pairmap merges;
   int ignore_merges, fuse_unk;
+  int sp;                   /* byte_fallback: sentencepiece-style BPE over characters (Llama 2) */
+  int32_t fallback_id[256]; /* the <0xNN> tokens (-1: absent) */
   int32_t unk_id;
-  utf8proc_option_t *norm; /* a sequence of utf8proc normalizations */
+  norm_step *norm; /* the normalizers in order */
   int n_norm;
   uint32_t *protect; /* sorted code points the normalizer passes through (protected_) */
   size_t n_protect;
@@ -298,6 +310,20 @@ static long byte_level_decode_(const char *s, size_t len, const int byte_of_cp[3
     if (k <= 0 || cp >= 324 || byte_of_cp[cp] < 0) return -1;
     dst[n++] = (char)byte_of_cp[cp];
     i += (size_t)k;
+  }
+  return (long)n;
+}
+
+/* a sentencepiece-style key as bytes: U+2581 (▁) as a space, the rest as it is */
+static long sp_decode_(const char *s, size_t len, char *dst) {
+  size_t n = 0;
+  for (size_t i = 0; i < len;) {
+    if (len - i >= 3 && memcmp(s + i, "\xE2\x96\x81", 3) == 0) {
+      dst[n++] = ' ';
+      i += 3;
+    } else {
+      dst[n++] = s[i++];
+    }
   }
   return (long)n;
 }
@@ -489,6 +515,51 @@ static int parse_pre_(tokenizer *t, const json_t *o, const char *key, int *saw_b
     return rc;
   }
   pre_step s = {0};
+  if (strcmp(type, "Metaspace") == 0) {
+    if (!t->sp)
+      return bad_(t, key,
+                  "pre-tokenizer 'Metaspace' needs model.byte_fallback true (spectrain implements "
+                  "it for the sentencepiece-style BPE of Llama 2 / Mistral v0.1)");
+    if (t->n_steps)
+      return bad_(t, key,
+                  "Metaspace after another pre-tokenizer is not supported: spectrain "
+                  "needs it first (as in Llama 2 / Mistral v0.1)");
+    json_t *r = json_object_get(o, "replacement"), *ps = json_object_get(o, "prepend_scheme");
+    snprintf(sub, sizeof sub, "%s.replacement", key);
+    if (!json_is_string(r) || json_string_length(r) == 0 || json_string_length(r) > 4 ||
+        utf8proc_iterate((const utf8proc_uint8_t *)json_string_value(r),
+                         (utf8proc_ssize_t)json_string_length(r),
+                         &(utf8proc_int32_t){0}) != (utf8proc_ssize_t)json_string_length(r))
+      return bad_(t, sub, "expected one character, found %s",
+                  json_is_string(r) ? "another string" : json_kind_(r));
+    memcpy(s.rep, json_string_value(r), json_string_length(r) + 1);
+    if (ps && !json_is_null(ps)) {
+      snprintf(sub, sizeof sub, "%s.prepend_scheme", key);
+      const char *v = json_is_string(ps) ? json_string_value(ps) : "";
+      s.meta = strcmp(v, "always") == 0  ? 1
+               : strcmp(v, "first") == 0 ? 2
+               : strcmp(v, "never") == 0 ? 3
+                                         : 0;
+      if (!s.meta)
+        return bad_(t, sub, "expected 'always', 'first' or 'never', found %s%s%s",
+                    json_is_string(ps) ? "'" : "", json_is_string(ps) ? v : json_kind_(ps),
+                    json_is_string(ps) ? "'" : "");
+    } else { /* the older layout: add_prefix_space */
+      int aps;
+      snprintf(sub, sizeof sub, "%s.add_prefix_space", key);
+      if ((rc = get_bool_(t, o, "add_prefix_space", sub, 1, &aps))) return rc;
+      s.meta = aps ? 1 : 3;
+    }
+    int split;
+    snprintf(sub, sizeof sub, "%s.split", key);
+    if ((rc = get_bool_(t, o, "split", sub, 1, &split))) return rc;
+    if ((rc = add_step_(t, s))) return rc;
+    if (!split) return 0;
+    pre_step sp = {0}; /* split on the replacement, each piece starting with it */
+    sp.behavior = SPLIT_MERGED_NEXT;
+    if ((rc = compile_(t, key, s.rep, 1, &sp.re))) return rc;
+    return add_step_(t, sp);
+  }
   if (strcmp(type, "ByteLevel") == 0) {
     int regex = 1;
     snprintf(sub, sizeof sub, "%s.add_prefix_space", key);
@@ -549,7 +620,7 @@ static int parse_pre_(tokenizer *t, const json_t *o, const char *key, int *saw_b
   }
   return bad_(t, key,
               "pre-tokenizer '%s' is not supported (spectrain implements Split, "
-              "ByteLevel, Digits and Sequence: the byte-level BPE families)",
+              "ByteLevel, Digits, Sequence and, with byte_fallback, Metaspace)",
               type);
 }
 
@@ -580,12 +651,37 @@ static int parse_norm_(tokenizer *t, const json_t *o, const char *key) {
   for (size_t i = 0; i < sizeof forms / sizeof *forms; i++)
     if (strcmp(type, forms[i].name) == 0) {
       t->norm = xrealloc(t->norm, (size_t)(t->n_norm + 1) * sizeof *t->norm);
-      t->norm[t->n_norm++] = forms[i].opt;
+      t->norm[t->n_norm++] = (norm_step){NORM_FORM, forms[i].opt, NULL, NULL};
       return 0;
     }
+  char sub[256];
+  if (strcmp(type, "Prepend") == 0) {
+    json_t *v = json_object_get(o, "prepend");
+    snprintf(sub, sizeof sub, "%s.prepend", key);
+    if (!json_is_string(v)) return bad_(t, sub, "expected a string, found %s", json_kind_(v));
+    t->norm = xrealloc(t->norm, (size_t)(t->n_norm + 1) * sizeof *t->norm);
+    t->norm[t->n_norm++] = (norm_step){NORM_PREPEND, 0, xstrdup(json_string_value(v)), NULL};
+    return 0;
+  }
+  if (strcmp(type, "Replace") == 0) {
+    json_t *pat = json_object_get(o, "pattern"), *c = json_object_get(o, "content");
+    json_t *lit = json_object_get(pat, "String");
+    snprintf(sub, sizeof sub, "%s.pattern", key);
+    if (!json_is_string(lit) || json_string_length(lit) == 0)
+      return bad_(t, sub,
+                  "Replace: expected {\"String\": \"...\"} (a non-empty literal; spectrain does "
+                  "not implement Replace with a regex), found %s",
+                  json_object_get(pat, "Regex") ? "a Regex" : json_kind_(pat));
+    snprintf(sub, sizeof sub, "%s.content", key);
+    if (!json_is_string(c)) return bad_(t, sub, "expected a string, found %s", json_kind_(c));
+    t->norm = xrealloc(t->norm, (size_t)(t->n_norm + 1) * sizeof *t->norm);
+    t->norm[t->n_norm++] = (norm_step){NORM_REPLACE, 0, xstrdup(json_string_value(lit)),
+                                       xstrdup(json_string_value(c))};
+    return 0;
+  }
   return bad_(t, key,
               "normalizer '%s' is not supported (spectrain implements NFC, NFD, NFKC, "
-              "NFKD and Sequence)",
+              "NFKD, Prepend, Replace (literal) and Sequence)",
               type);
 }
 
@@ -778,14 +874,14 @@ static void protect_init_(tokenizer *t) {
   qsort(t->protect, t->n_protect, sizeof *t->protect, cmp_u32_);
 }
 
-static int norm_run_(const tokenizer *t, const char *text, size_t len, bbuf *out) {
+static int norm_run_(const tokenizer *t, int i0, int i1, const char *text, size_t len, bbuf *out) {
   char *cur = xmalloc(len + 1);
   memcpy(cur, text, len);
   size_t n = len;
-  for (int i = 0; i < t->n_norm; i++) {
+  for (int i = i0; i < i1; i++) {
     utf8proc_uint8_t *dst = NULL;
     utf8proc_ssize_t k =
-        utf8proc_map((const utf8proc_uint8_t *)cur, (utf8proc_ssize_t)n, &dst, t->norm[i]);
+        utf8proc_map((const utf8proc_uint8_t *)cur, (utf8proc_ssize_t)n, &dst, t->norm[i].opt);
     free(cur);
     if (k < 0) {
       free(dst);
@@ -799,10 +895,10 @@ static int norm_run_(const tokenizer *t, const char *text, size_t len, bbuf *out
   return 0;
 }
 
-/* normalize text[0..len) through every normalizer, protected code points passed through
- * as they are; *out is malloc'ed (caller frees) */
-static int normalize_(const tokenizer *t, const char *text, size_t len, char **out,
-                      size_t *out_len) {
+/* text[0..len) through the Unicode forms norm[i0..i1), protected code points passed
+ * through as they are; *out is malloc'ed (caller frees) */
+static int normalize_forms_(const tokenizer *t, int i0, int i1, const char *text, size_t len,
+                            char **out, size_t *out_len) {
   bbuf b = {0};
   size_t run = 0, i = 0;
   int rc = 0;
@@ -816,13 +912,13 @@ static int normalize_(const tokenizer *t, const char *text, size_t len, char **o
         utf8proc_iterate((const utf8proc_uint8_t *)text + i, (utf8proc_ssize_t)(len - i), &cp);
     if (k <= 0) k = 1;
     if (protected_(t, cp)) {
-      if (i > run) rc = norm_run_(t, text + run, i - run, &b);
+      if (i > run) rc = norm_run_(t, i0, i1, text + run, i - run, &b);
       bbuf_append_(&b, text + i, (size_t)k);
       run = i + (size_t)k;
     }
     i += (size_t)k;
   }
-  if (!rc && len > run) rc = norm_run_(t, text + run, len - run, &b);
+  if (!rc && len > run) rc = norm_run_(t, i0, i1, text + run, len - run, &b);
   if (rc) {
     free(b.p);
     *out = NULL;
@@ -831,6 +927,54 @@ static int normalize_(const tokenizer *t, const char *text, size_t len, char **o
   bbuf_append_(&b, "", 1);
   *out = b.p;
   *out_len = b.n - 1;
+  return 0;
+}
+
+/* normalize text[0..len) through every normalizer in order (consecutive Unicode forms
+ * together, as before); *out is malloc'ed (caller frees) */
+static int normalize_(const tokenizer *t, const char *text, size_t len, char **out,
+                      size_t *out_len) {
+  char *cur = xmalloc(len + 1);
+  memcpy(cur, text, len);
+  cur[len] = '\0';
+  size_t n = len;
+  for (int i = 0; i < t->n_norm;) {
+    const norm_step *st = &t->norm[i];
+    if (st->kind == NORM_FORM) {
+      int j = i;
+      while (j < t->n_norm && t->norm[j].kind == NORM_FORM) j++;
+      char *nxt;
+      int rc = normalize_forms_(t, i, j, cur, n, &nxt, &n);
+      free(cur);
+      if (rc) return rc;
+      cur = nxt;
+      i = j;
+      continue;
+    }
+    bbuf b = {0};
+    if (st->kind == NORM_PREPEND) { /* tokenizers: only a non-empty string */
+      if (n) bbuf_append_(&b, st->a, strlen(st->a));
+      bbuf_append_(&b, cur, n);
+    } else { /* Replace: every occurrence, left to right */
+      size_t la = strlen(st->a), lb = strlen(st->b), at = 0;
+      while (at < n) {
+        if (n - at >= la && memcmp(cur + at, st->a, la) == 0) {
+          bbuf_append_(&b, st->b, lb);
+          at += la;
+        } else {
+          bbuf_append_(&b, cur + at, 1);
+          at++;
+        }
+      }
+    }
+    bbuf_append_(&b, "", 1);
+    free(cur);
+    cur = b.p;
+    n = b.n - 1;
+    i++;
+  }
+  *out = cur;
+  *out_len = n;
   return 0;
 }
 
@@ -922,12 +1066,8 @@ static int parse_model_(tokenizer *t, const json_t *m) {
       return bad_(t, "model", "%s '%s' is not supported (byte-level BPE has none)", empty_keys[i],
                   json_is_string(v) ? json_string_value(v) : json_kind_(v));
   }
-  int byte_fallback = 0, rc;
-  if ((rc = get_bool_(t, m, "byte_fallback", "model.byte_fallback", 0, &byte_fallback))) return rc;
-  if (byte_fallback)
-    return bad_(t, "model.byte_fallback",
-                "true (sentencepiece-style BPE, as Llama 2 and Mistral v0.1) "
-                "is not supported: spectrain implements byte-level BPE");
+  int rc;
+  if ((rc = get_bool_(t, m, "byte_fallback", "model.byte_fallback", 0, &t->sp))) return rc;
   if ((rc = get_bool_(t, m, "fuse_unk", "model.fuse_unk", 0, &t->fuse_unk))) return rc;
   if ((rc = get_bool_(t, m, "ignore_merges", "model.ignore_merges", 0, &t->ignore_merges)))
     return rc;
@@ -946,7 +1086,7 @@ static int parse_model_(tokenizer *t, const json_t *m) {
   strmap_init_(&t->vocab_bytes, nv);
   int cp_of_byte[256], byte_of_cp[324];
   byte_level_map_(cp_of_byte, byte_of_cp);
-  for (int b = 0; b < 256; b++) t->byte_id[b] = -1;
+  for (int b = 0; b < 256; b++) t->byte_id[b] = t->fallback_id[b] = -1;
   json_object_foreach(vocab, k, v) {
     if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= INT32_MAX)
       return bad_(t, "model.vocab", "'%s': expected an id from 0 to 2^31-2, found %s", k,
@@ -957,8 +1097,20 @@ static int parse_model_(tokenizer *t, const json_t *m) {
     memcpy(ks, k, len + 1);
     at += len + 1;
     strmap_put_(&t->vocab_str, ks, len, id);
-    long nb = byte_level_decode_(ks, len, byte_of_cp, t->arena + at);
-    if (nb > 0) {
+    long nb = t->sp ? sp_decode_(ks, len, t->arena + at)
+                    : byte_level_decode_(ks, len, byte_of_cp, t->arena + at);
+    if (t->sp) { /* the bytes a token stands for: <0xNN> its byte, else ▁ as a space */
+      unsigned hi, lo;
+      if (len == 6 && k[0] == '<' && k[1] == '0' && k[2] == 'x' && k[5] == '>' &&
+          sscanf(k + 3, "%1X%1X", &hi, &lo) == 2 && strchr("0123456789ABCDEF", k[3]) &&
+          strchr("0123456789ABCDEF", k[4])) {
+        t->fallback_id[hi * 16 + lo] = id;
+        t->arena[at] = (char)(hi * 16 + lo);
+        nb = 1;
+      }
+      strmap_put_(&t->vocab_bytes, t->arena + at, (size_t)nb, id);
+      at += (size_t)nb;
+    } else if (nb > 0) {
       strmap_put_(&t->vocab_bytes, t->arena + at, (size_t)nb, id);
       if (nb == 1) t->byte_id[(unsigned char)t->arena[at]] = id;
       at += (size_t)nb;
@@ -1078,21 +1230,29 @@ int tokenizer_load(const char *path, tokenizer **out) {
   if (!rc) {
     json_t *pre = json_object_get(root, "pre_tokenizer");
     int saw = 0;
-    if (!pre || json_is_null(pre))
-      rc = bad_(t, "pre_tokenizer",
-                "missing: spectrain implements byte-level BPE, which needs a "
-                "ByteLevel pre-tokenizer");
-    else
+    if (!pre || json_is_null(pre)) {
+      if (!t->sp)
+        rc = bad_(t, "pre_tokenizer",
+                  "missing: spectrain implements byte-level BPE, which needs a "
+                  "ByteLevel pre-tokenizer, and sentencepiece-style BPE (model.byte_fallback "
+                  "true), which may have none");
+    } else {
       rc = parse_pre_(t, pre, "pre_tokenizer", &saw);
-    if (!rc && !saw)
+    }
+    if (!rc && t->sp && saw)
+      rc = bad_(t, "model.byte_fallback",
+                "true together with a ByteLevel pre-tokenizer is not supported: spectrain "
+                "implements byte_fallback for sentencepiece-style BPE (Llama 2, Mistral v0.1)");
+    if (!rc && !t->sp && !saw)
       rc = bad_(t, "pre_tokenizer",
-                "has no ByteLevel step: spectrain implements byte-level BPE only");
+                "has no ByteLevel step: spectrain implements byte-level BPE and "
+                "sentencepiece-style BPE (model.byte_fallback true)");
   }
   if (!rc) rc = parse_post_(t, json_object_get(root, "post_processor"), "post_processor");
   if (!rc) {
     json_t *dec = json_object_get(root, "decoder");
     const char *type;
-    if (dec && !json_is_null(dec) && !get_type_(t, dec, "decoder", &type) &&
+    if (!t->sp && dec && !json_is_null(dec) && !get_type_(t, dec, "decoder", &type) &&
         strcmp(type, "ByteLevel") != 0)
       log_warn("%s: decoder '%s' (not ByteLevel) is ignored: spectrain only encodes", path, type);
     st_clear_error();
@@ -1130,6 +1290,10 @@ void tokenizer_free(tokenizer *t) {
   }
   for (int i = 0; i < t->n_steps; i++) pcre2_code_free(t->steps[i].re);
   free(t->steps);
+  for (int i = 0; i < t->n_norm; i++) {
+    free(t->norm[i].a);
+    free(t->norm[i].b);
+  }
   free(t->norm);
   free(t->protect);
   free(t->post_pre);
@@ -1418,7 +1582,7 @@ static merge_cand heap_pop_(tok_scratch *s, size_t *n) {
 /* byte-level BPE of one piece, as tokenizers' Word::merge_all */
 static void bpe_(const tokenizer *t, tok_scratch *s, const char *w, size_t len, tok_ids *out) {
   if (t->ignore_merges) {
-    int32_t id = strmap_get_(&t->vocab_bytes, w, len);
+    int32_t id = strmap_get_(t->sp ? &t->vocab_str : &t->vocab_bytes, w, len);
     if (id >= 0) {
       tok_ids_push(out, id);
       return;
@@ -1444,8 +1608,32 @@ static void bpe_(const tokenizer *t, tok_scratch *s, const char *w, size_t len, 
     s->alive = xrealloc(s->alive, s->sym_cap);
   }
   size_t n = 0;
-  int unk_open = 0; /* the last symbol is an unk that fuse_unk may extend */
-  for (size_t i = 0; i < len; i++) {
+  int unk_open = 0;  /* the last symbol is an unk that fuse_unk may extend */
+  if (t->sp) {       /* per character, as tokenizers' BPE::merge_word */
+    int pending = 0; /* an unk not yet added (tokenizers adds it at the next known char) */
+    for (size_t i = 0; i < len;) {
+      size_t k = 1;
+      while (i + k < len && ((unsigned char)w[i + k] & 0xC0) == 0x80) k++;
+      int32_t id = strmap_get_(&t->vocab_str, w + i, k);
+      if (id >= 0) {
+        if (pending) s->sym[n++] = t->unk_id;
+        pending = 0;
+        s->sym[n++] = id;
+      } else {
+        int all = 1;
+        for (size_t j = 0; j < k; j++) all &= t->fallback_id[(unsigned char)w[i + j]] >= 0;
+        if (all) { /* the bytes (a pending unk stays pending, as there) */
+          for (size_t j = 0; j < k; j++) s->sym[n++] = t->fallback_id[(unsigned char)w[i + j]];
+        } else if (t->unk_id >= 0) {
+          if (pending && !t->fuse_unk) s->sym[n++] = t->unk_id;
+          pending = 1;
+        }
+      }
+      i += k;
+    }
+    if (pending) s->sym[n++] = t->unk_id;
+  }
+  for (size_t i = 0; i < len && !t->sp; i++) {
     int32_t id = t->byte_id[(unsigned char)w[i]];
     if (id < 0) {
       if (t->unk_id < 0) continue; /* no unk token: the byte is dropped, as there */
@@ -1501,7 +1689,7 @@ static void bpe_(const tokenizer *t, tok_scratch *s, const char *w, size_t len, 
 
 /* pre-tokenize text (normalized, no added tokens left) and BPE every piece */
 static int pre_and_bpe_(const tokenizer *t, tok_scratch *s, const char *text, size_t len,
-                        tok_ids *out) {
+                        int at_start, tok_ids *out) {
   if (!len) return 0;
   s->work.n = 0;
   bbuf_append_(&s->work, text, len);
@@ -1510,6 +1698,26 @@ static int pre_and_bpe_(const tokenizer *t, tok_scratch *s, const char *text, si
   spans_push_(cur, 0, len);
   for (int k = 0; k < t->n_steps; k++) {
     const pre_step *st = &t->steps[k];
+    if (st->meta) { /* Metaspace (the first step: one piece): spaces -> replacement, prepend */
+      size_t rl = strlen(st->rep), l0 = cur->v[0].len;
+      int pre = (st->meta == 1 || (st->meta == 2 && at_start)) &&
+                !(l0 && s->work.p[cur->v[0].off] == ' ') && /* starts with it once replaced */
+                !(l0 >= rl && memcmp(s->work.p + cur->v[0].off, st->rep, rl) == 0);
+      bbuf_reserve_(&s->work, (l0 + 1) * rl + 1);
+      const char *src = s->work.p + cur->v[0].off;
+      char *dst = s->work.p + s->work.n;
+      size_t m = 0;
+      if (pre) memcpy(dst, st->rep, rl), m = rl;
+      for (size_t i = 0; i < l0; i++)
+        if (src[i] == ' ')
+          memcpy(dst + m, st->rep, rl), m += rl;
+        else
+          dst[m++] = src[i];
+      cur->v[0].off = s->work.n;
+      cur->v[0].len = m;
+      s->work.n += m;
+      continue;
+    }
     if (st->prefix_space)
       for (size_t p = 0; p < cur->n; p++) {
         if (s->work.p[cur->v[p].off] == ' ') continue;
@@ -1561,7 +1769,7 @@ int tokenizer_encode(const tokenizer *t, tok_scratch *s, const char *text, size_
       if (h.match >= 0)
         tok_ids_push(out, h.match);
       else
-        rc = pre_and_bpe_(t, s, piece + h.off, h.len, out);
+        rc = pre_and_bpe_(t, s, piece + h.off, h.len, g.off == 0 && h.off == 0, out);
     }
     free(norm);
   }

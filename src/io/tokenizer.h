@@ -1,18 +1,21 @@
 /* Hugging Face tokenizer.json, byte-level BPE (GPT-2, Llama 3, Qwen2/3, SmolLM2 and their
- * kin), encoding only: the ids `tokenizers`' Tokenizer.encode(text, add_special_tokens)
+ * kin) and sentencepiece-style BPE with byte fallback (Llama 2, Mistral v0.1), encoding only: the ids `tokenizers`' Tokenizer.encode(text, add_special_tokens)
  * gives for the same file.
  *
  * The pipeline, as in `tokenizers`:
  *   1. added tokens with normalized=false are cut out of the raw text (leftmost-longest;
  *      single_word, lstrip, rstrip as there);
  *   2. each remaining piece goes through the normalizer (NFC, NFD, NFKC, NFKD or a Sequence
- *      of them; utf8proc) and added tokens with normalized=true are cut out of the result;
+ *      of them; utf8proc; Prepend and literal Replace, as Llama 2's "▁") and added tokens with normalized=true are cut out of the result;
  *   3. the pre-tokenizer splits what remains: Split (a regex, through PCRE2 with UTF + UCP,
  *      or a literal; every SplitDelimiterBehavior, invert), Digits, and ByteLevel, which
- *      must come last (its add_prefix_space, and its GPT-2 regex when use_regex);
+ *      must come last (its add_prefix_space, and its GPT-2 regex when use_regex); with
+ *      byte_fallback: none, or Metaspace first (replacement, prepend_scheme, split);
  *   4. each piece is byte-level BPE: its bytes are the initial symbols, merged by rank
  *      (lowest rank first, leftmost first among equals) — ignore_merges (a piece that is a
- *      vocabulary entry is taken whole), unk_token and fuse_unk as there;
+ *      vocabulary entry is taken whole), unk_token and fuse_unk as there; with byte_fallback
+ *      the initial symbols are the characters, and a character not in the vocabulary
+ *      becomes its UTF-8 bytes' <0xNN> tokens (unk where one of those is missing);
  *   5. add_special: the post-processor's ids around the sequence (TemplateProcessing's
  *      single template, RobertaProcessing/BertProcessing, ByteLevel, a Sequence of them).
  * Vocabulary entries are kept as the bytes their byte-level characters stand for, so the
@@ -23,7 +26,7 @@
  * Oniguruma's \s is (PCRE2's differs at U+0085 and U+180E).
  * Constructs whose Unicode meaning differs between the two (\w \W \b \B \h \H, and \S
  * inside a character class) are refused by name. Anything else the loader does not
- * implement (another model type, dropout, byte_fallback, a normalizer or pre-tokenizer
+ * implement (another model type, dropout, byte_fallback with ByteLevel, a normalizer or pre-tokenizer
  * type it does not know, ...) is an input error naming the key and what was found. */
 #ifndef SPECTRAIN_IO_TOKENIZER_H
 #define SPECTRAIN_IO_TOKENIZER_H

@@ -188,10 +188,10 @@ static void write_file_(const char *path, const char *text) {
 }
 
 /* tokenizer.json with the gpt2 fixture's model and `pre` as pre_tokenizer and so on */
-static int load_variant_(const char *name, const char *key, const char *value_json, tokenizer **t,
-                         char *path, size_t n) {
+static int load_variant_(const char *base, const char *name, const char *key,
+                         const char *value_json, tokenizer **t, char *path, size_t n) {
   char src[4096];
-  family_path_("gpt2", src, sizeof src);
+  family_path_(base, src, sizeof src);
   json_error_t e;
   json_t *root = json_load_file(src, 0, &e);
   json_t *v = json_loads(value_json, JSON_DECODE_ANY, &e);
@@ -227,7 +227,7 @@ static void check_errors_(void) {
     const char *name, *key, *value, *msg1, *msg2;
   } cases[] = {
       {"metaspace", "pre_tokenizer", "{\"type\": \"Metaspace\", \"replacement\": \"_\"}",
-       "pre_tokenizer: pre-tokenizer 'Metaspace' is not supported", "Split, ByteLevel, Digits"},
+       "pre_tokenizer: pre-tokenizer 'Metaspace' needs model.byte_fallback true", "Llama 2"},
       {"seq", "pre_tokenizer",
        "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"ByteLevel\"}, {\"type\": "
        "\"Whitespace\"}]}",
@@ -264,7 +264,8 @@ static void check_errors_(void) {
        "{\"Sequence\": {\"id\": \"A\", \"type_id\": 0}}], \"special_tokens\": {}}",
        "special token '<x>' is not in post_processor.special_tokens", ""},
       {"unigram", "model.type", "\"Unigram\"", "model.type: expected 'BPE', found 'Unigram'", ""},
-      {"fallback", "model.byte_fallback", "true", "model.byte_fallback", "sentencepiece"},
+      {"fallback", "model.byte_fallback", "true", "model.byte_fallback",
+       "together with a ByteLevel"},
       {"dropout", "model.dropout", "0.1", "model.dropout", "random"},
       {"suffix", "model.end_of_word_suffix", "\"</w>\"", "end_of_word_suffix '</w>'", ""},
       {"unk", "model.unk_token", "\"<nope>\"", "model.unk_token: '<nope>' is not in model.vocab",
@@ -274,10 +275,31 @@ static void check_errors_(void) {
       {"merge3", "model.merges", "[\"a b c\"]", "model.merges[0]", "two tokens, one space"},
       {"vocab", "model.vocab", "{\"a\": \"zero\"}", "model.vocab: 'a': expected an id", ""},
       {"added", "added_tokens", "[{\"id\": 3, \"content\": 5}]", "added_tokens[0]", "expected {"},
+      /* sentencepiece-style (byte_fallback): variants of the llama2 fixture */
+      {"sp_bytelevel", "pre_tokenizer", "{\"type\": \"ByteLevel\"}", "model.byte_fallback",
+       "together with a ByteLevel"},
+      {"sp_regex", "normalizer",
+       "{\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"Prepend\", \"prepend\": "
+       "\"x\"}, {\"type\": \"Replace\", \"pattern\": {\"Regex\": \" +\"}, \"content\": \"x\"}]}",
+       "normalizer.normalizers[1].pattern", "not implement Replace with a regex"},
+      {"sp_prepend", "normalizer", "{\"type\": \"Prepend\", \"prepend\": 3}",
+       "normalizer.prepend: expected a string", ""},
+      {"sp_lower", "normalizer", "{\"type\": \"Lowercase\"}", "normalizer 'Lowercase'", "Prepend"},
+      {"sp_scheme", "pre_tokenizer",
+       "{\"type\": \"Metaspace\", \"replacement\": \"_\", \"prepend_scheme\": \"sometimes\"}",
+       "pre_tokenizer.prepend_scheme", "'sometimes'"},
+      {"sp_rep", "pre_tokenizer", "{\"type\": \"Metaspace\", \"replacement\": \"ab\"}",
+       "pre_tokenizer.replacement: expected one character", ""},
+      {"sp_after", "pre_tokenizer",
+       "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Digits\"}, {\"type\": "
+       "\"Metaspace\", \"replacement\": \"_\"}]}",
+       "pre_tokenizer.pretokenizers[1]", "needs it first"},
   };
+  const size_t n_gpt2 = sizeof cases / sizeof *cases - 7; /* the last 7: llama2's */
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     t = NULL;
-    int rc = load_variant_(cases[i].name, cases[i].key, cases[i].value, &t, path, sizeof path);
+    int rc = load_variant_(i < n_gpt2 ? "gpt2" : "llama2", cases[i].name, cases[i].key,
+                           cases[i].value, &t, path, sizeof path);
     CHECK_MSG(rc == ST_EINPUT, "%s: rc %d", cases[i].name, rc);
     CHECK_CONTAINS(st_errmsg(), path);
     CHECK_CONTAINS(st_errmsg(), cases[i].msg1);
@@ -339,7 +361,8 @@ int main(void) {
   for (int d = 0; d < c.n; d++) bytes += c.len[d];
   printf("corpus: %d documents, %zu bytes\n", c.n, bytes);
   CHECK(bytes > 1000000);
-  static const char *const fams[] = {"gpt2", "llama3", "qwen2", "options", "smollm2"};
+  static const char *const fams[] = {"gpt2",    "llama3", "qwen2",   "options",
+                                     "smollm2", "llama2", "mistral", "spsplit"};
   for (size_t i = 0; i < sizeof fams / sizeof *fams; i++) check_family_(fams[i], &c);
   check_roundtrip_(&c);
   check_errors_();

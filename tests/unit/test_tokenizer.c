@@ -362,7 +362,7 @@ int main(void) {
   printf("corpus: %d documents, %zu bytes\n", c.n, bytes);
   CHECK(bytes > 1000000);
   static const char *const fams[] = {"gpt2",    "llama3", "qwen2",   "options",
-                                     "smollm2", "llama2", "mistral", "spsplit"};
+                                     "smollm2", "llama2", "mistral", "spsplit", "mistral_v01"};
   for (size_t i = 0; i < sizeof fams / sizeof *fams; i++) check_family_(fams[i], &c);
   check_roundtrip_(&c);
   check_errors_();

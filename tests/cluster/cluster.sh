@@ -4,7 +4,7 @@
 # lives in a namespace of its own, on the private test subnet 10.231.0.0/24. The disk is
 # shared, as a cluster's shared file system. A login host runs mpirun; Open MPI's rsh
 # launcher reaches the others through tests/cluster/rsh-agent.sh, as it would over ssh.
-# Recipe and measurements: docs/slurm.md#a-simulated-cluster-on-one-machine.
+# Recipe and measurements: docs/slurm.md#several-hosts-on-one-machine-the-simulated-cluster.
 #
 #   cluster.sh [--name NAME] up N [--slurm]   hosts stc-NAME-n1..nN (10.231.0.1..N) + stc-NAME-login (.250);
 #                                          --slurm: and a Slurm cluster on them (as `slurm start`)

@@ -20,6 +20,17 @@ enum { REQ_ALLGATHER = 1, REQ_REDUCE_SCATTER = 2 };
 
 static coll_counters counters_;
 
+/* Shard groups (coll_set_groups). Without hybrid sharding the shard group is the world. */
+static coll_groups groups_;
+static int groups_set_ = 0;
+static MPI_Comm shard_comm_ = MPI_COMM_NULL, replica_comm_ = MPI_COMM_NULL;
+static int *group_of_ = NULL; /* [world size]: every rank's shard group */
+
+static MPI_Comm scomm_(void) { return shard_comm_ != MPI_COMM_NULL ? shard_comm_ : MPI_COMM_WORLD; }
+static int sn_(void) { return groups_.hybrid ? groups_.shard_size : comm_size(); }
+static int sr_(void) { return groups_.hybrid ? groups_.shard_rank : comm_rank(); }
+static int replicated_(void) { return groups_.hybrid && groups_.replicas > 1; }
+
 /* The transport of the unit collectives, the kernel table their buffers belong to, and the
  * host staging of COLL_TRANSPORT_MPI_STAGED (k->host_alloc'd, grown as needed). */
 static coll_transport transport_ = COLL_TRANSPORT_MPI;
@@ -39,9 +50,52 @@ static int count_ok_(size_t count, const char *what) {
   return ST_OK;
 }
 
-static void count_(coll_category c, size_t bytes) {
+/* Members of group g (0 shard, 1 replica, 2 world) and how many of them share this host. */
+static void group_dims_(int g, int *n, int *local) {
+  if (!groups_set_) { /* before coll_set_groups: one group, the host's ranks local */
+    *n = g == 1 ? 1 : comm_size();
+    *local = g == 1 ? 1 : comm_node_size();
+    return;
+  }
+  *n = g == 0 ? groups_.shard_size : g == 1 ? groups_.replicas : comm_size();
+  *local = groups_.local_members[g];
+}
+
+void coll_link_model(int group, uint64_t bytes, int allreduce, uint64_t out[COLL_NLINK]) {
+  int n, local;
+  group_dims_(group, &n, &local);
+  uint64_t f = allreduce ? 2 : 1;
+  out[COLL_INTRA_HOST] = n > 0 ? f * bytes * (uint64_t)(local - 1) / (uint64_t)n : 0;
+  out[COLL_INTER_HOST] = n > 0 ? f * bytes * (uint64_t)(n - local) / (uint64_t)n : 0;
+}
+
+/* One call of category c moving `bytes` logical bytes in group g (0 shard, 1 replica,
+ * 2 world). */
+static void count_g_(coll_category c, size_t bytes, int g) {
   counters_.calls[c]++;
   counters_.bytes[c] += bytes;
+  uint64_t l[COLL_NLINK];
+  coll_link_model(g, bytes, c == COLL_ALLREDUCE || c == COLL_REPLICA_ALLREDUCE, l);
+  for (int k = 0; k < COLL_NLINK; k++) counters_.link_bytes[c][k] += l[k];
+}
+/* The unit collectives: in the shard group. */
+static void count_(coll_category c, size_t bytes) { count_g_(c, bytes, 0); }
+
+/* Hybrid: the reduce-scatter's result out[count] summed over the replica group (blocking,
+ * under the job's deadline). Counted when the reduce-scatter is issued. */
+static int replica_sum_(float *out, size_t count) {
+  if (!replicated_() || count == 0) return ST_OK;
+  MPI_Request q;
+  int rc = MPI_Iallreduce(MPI_IN_PLACE, out, (int)count, MPI_FLOAT, MPI_SUM, replica_comm_, &q);
+  if (rc == MPI_SUCCESS) rc = comm_wait_request(&q, "gradient all-reduce across replicas");
+  if (rc == MPI_SUCCESS) return ST_OK;
+  char msg[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  MPI_Error_string(rc, msg, &len);
+  return st_fail(ST_ERUNTIME, "MPI_Iallreduce across replicas failed: %s", msg);
+}
+static void count_replica_(size_t count) {
+  if (replicated_()) count_g_(COLL_REPLICA_ALLREDUCE, count * sizeof(float), 1);
 }
 
 /* Waiting: comm_wait_request (a sleeping poll, under the job's deadline). */
@@ -93,13 +147,27 @@ static float *stage_(size_t n) {
   return staging_;
 }
 
-void coll_shutdown(void) {
+static void transport_shutdown_(void) {
 #ifdef SPECTRAIN_HAVE_CUDA
   coll_nccl_shutdown();
 #endif
   staging_free_();
   transport_ = COLL_TRANSPORT_MPI;
   tk_ = NULL;
+}
+
+static void groups_free_(void) {
+  if (shard_comm_ != MPI_COMM_NULL) MPI_Comm_free(&shard_comm_);
+  if (replica_comm_ != MPI_COMM_NULL) MPI_Comm_free(&replica_comm_);
+  free(group_of_);
+  group_of_ = NULL;
+  memset(&groups_, 0, sizeof groups_);
+  groups_set_ = 0;
+}
+
+void coll_shutdown(void) {
+  transport_shutdown_();
+  groups_free_();
 }
 
 int coll_set_transport(coll_transport t, const kernels *k) {
@@ -141,11 +209,16 @@ int coll_set_transport(coll_transport t, const kernels *k) {
                                 "(see its error)",
                            coll_transport_name(t));
   if (t != COLL_TRANSPORT_NCCL) {
-    coll_shutdown(); /* releases an NCCL communicator (collective: all ranks are here) */
+    transport_shutdown_(); /* releases an NCCL communicator (collective: all ranks are here) */
     transport_ = t;
     tk_ = t == COLL_TRANSPORT_MPI ? NULL : k;
     return ST_OK;
   }
+  if (replicated_())
+    return st_fail(ST_EINPUT,
+                   "collective transport 'nccl' with hybrid sharding (%d shard groups): not "
+                   "supported yet; use sharding.strategy: full on NCCL",
+                   groups_.replicas);
 #ifdef SPECTRAIN_HAVE_CUDA
   staging_free_();
   rc = coll_nccl_init(k); /* collective; fails on every rank alike */
@@ -163,7 +236,7 @@ int coll_set_transport(coll_transport t, const kernels *k) {
 static int host_allgather_(float *buf, size_t count) {
   MPI_Request q;
   int rc = mpi_check_(MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, (int)count,
-                                     MPI_FLOAT, MPI_COMM_WORLD, &q),
+                                     MPI_FLOAT, scomm_(), &q),
                       "MPI_Iallgather");
   return rc ? rc : mpi_check_(wait_(&q, "all-gather"), "MPI_Wait");
 }
@@ -171,7 +244,7 @@ static int host_allgather_(float *buf, size_t count) {
 static int host_reduce_scatter_(const float *in, float *out, size_t count) {
   MPI_Request q;
   int rc = mpi_check_(MPI_Ireduce_scatter_block(in, out, (int)count, MPI_FLOAT, MPI_SUM,
-                                                MPI_COMM_WORLD, &q),
+                                                scomm_(), &q),
                       "MPI_Ireduce_scatter_block");
   return rc ? rc : mpi_check_(wait_(&q, "reduce-scatter"), "MPI_Wait");
 }
@@ -204,6 +277,8 @@ static int staged_reduce_scatter_(const float *in, float *out, size_t count, flo
     int rc = host_reduce_scatter_(st, res, count);
     if (rc) return rc;
   }
+  int rc = replica_sum_(res, count);
+  if (rc) return rc;
   scale_(res, count, scale);
   tk_->upload(out, res, count * sizeof(float));
   return ST_OK;
@@ -213,18 +288,18 @@ int coll_iallgather_f32(float *buf, size_t count, coll_req *req) {
   memset(req, 0, sizeof *req);
   int rc = count_ok_(count, "all-gather");
   if (rc) return rc;
-  int n = comm_size();
+  int n = sn_();
   count_(COLL_ALLGATHER, count * (size_t)n * sizeof(float));
   if (n == 1 || count == 0) return ST_OK;
   if (transport_ == COLL_TRANSPORT_MPI_STAGED)
-    return staged_allgather_(buf, count, n, comm_rank());
+    return staged_allgather_(buf, count, n, sr_());
 #ifdef SPECTRAIN_HAVE_CUDA
   if (transport_ == COLL_TRANSPORT_NCCL) return coll_nccl_allgather(buf, count, req);
 #endif
   req->active = 1;
   req->kind = REQ_ALLGATHER;
   return mpi_check_(MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, (int)count,
-                                   MPI_FLOAT, MPI_COMM_WORLD, req_(req)),
+                                   MPI_FLOAT, scomm_(), req_(req)),
                     "MPI_Iallgather");
 }
 
@@ -236,12 +311,12 @@ int coll_allgather_f32(float *buf, size_t count) {
   }
   int rc = count_ok_(count, "all-gather");
   if (rc) return rc;
-  int n = comm_size();
+  int n = sn_();
   count_(COLL_ALLGATHER, count * (size_t)n * sizeof(float));
   if (n == 1 || count == 0) return ST_OK;
   MPI_Request r;
   int rc2 = mpi_check_(MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, (int)count,
-                                      MPI_FLOAT, MPI_COMM_WORLD, &r),
+                                      MPI_FLOAT, scomm_(), &r),
                        "MPI_Iallgather");
   return rc2 ? rc2 : mpi_check_(wait_(&r, "all-gather"), "MPI_Wait");
 }
@@ -256,17 +331,20 @@ int coll_ireduce_scatter_f32(const float *in, float *out, size_t count, float sc
   memset(req, 0, sizeof *req);
   int rc = count_ok_(count, "reduce-scatter");
   if (rc) return rc;
-  int n = comm_size();
+  int n = sn_();
   count_(COLL_REDUCE_SCATTER, count * (size_t)n * sizeof(float));
   if (count == 0) return ST_OK;
+  count_replica_(count);
   if (transport_ == COLL_TRANSPORT_MPI_STAGED)
-    return staged_reduce_scatter_(in, out, count, scale, n, comm_rank());
+    return staged_reduce_scatter_(in, out, count, scale, n, sr_());
 #ifdef SPECTRAIN_HAVE_CUDA
   if (transport_ == COLL_TRANSPORT_NCCL)
     return coll_nccl_reduce_scatter(in, out, count, scale, req);
 #endif
   if (n == 1) {
-    memmove(out, in + (size_t)comm_rank() * count, count * sizeof(float));
+    memmove(out, in + (size_t)sr_() * count, count * sizeof(float));
+    rc = replica_sum_(out, count);
+    if (rc) return rc;
     scale_(out, count, scale);
     return ST_OK;
   }
@@ -275,8 +353,9 @@ int coll_ireduce_scatter_f32(const float *in, float *out, size_t count, float sc
   req->out = out;
   req->out_count = count;
   req->scale = scale;
+  req->replicate = replicated_();
   return mpi_check_(MPI_Ireduce_scatter_block(in, out, (int)count, MPI_FLOAT, MPI_SUM,
-                                              MPI_COMM_WORLD, req_(req)),
+                                              scomm_(), req_(req)),
                     "MPI_Ireduce_scatter_block");
 }
 
@@ -294,7 +373,7 @@ int coll_iallgather_from_host_f32(float *buf, const float *host_slice, size_t co
   memset(req, 0, sizeof *req);
   int rc = count_ok_(count, "all-gather");
   if (rc) return rc;
-  int n = comm_size(), r = comm_rank();
+  int n = sn_(), r = sr_();
   count_(COLL_ALLGATHER, count * (size_t)n * sizeof(float));
   if (count == 0) return ST_OK;
   size_t own = (size_t)r * count, bytes = count * sizeof(float);
@@ -320,7 +399,7 @@ int coll_iallgather_from_host_f32(float *buf, const float *host_slice, size_t co
   req->active = 1;
   req->kind = REQ_ALLGATHER;
   return mpi_check_(MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, (int)count,
-                                   MPI_FLOAT, MPI_COMM_WORLD, req_(req)),
+                                   MPI_FLOAT, scomm_(), req_(req)),
                     "MPI_Iallgather");
 }
 
@@ -331,9 +410,10 @@ int coll_ireduce_scatter_to_host_f32(const float *in, float *host_out, size_t co
   memset(req, 0, sizeof *req);
   int rc = count_ok_(count, "reduce-scatter");
   if (rc) return rc;
-  int n = comm_size(), r = comm_rank();
+  int n = sn_(), r = sr_();
   count_(COLL_REDUCE_SCATTER, count * (size_t)n * sizeof(float));
   if (count == 0) return ST_OK;
+  count_replica_(count);
 #ifdef SPECTRAIN_HAVE_CUDA
   if (transport_ == COLL_TRANSPORT_NCCL)
     return coll_nccl_reduce_scatter_to_host(in, host_out, count, scale, req);
@@ -349,6 +429,8 @@ int coll_ireduce_scatter_to_host_f32(const float *in, float *host_out, size_t co
     rc = host_reduce_scatter_(st, host_out, count);
     if (rc) return rc;
   }
+  rc = replica_sum_(host_out, count);
+  if (rc) return rc;
   scale_(host_out, count, scale);
   return ST_OK;
 }
@@ -382,9 +464,13 @@ int coll_iallgather_from_host_bf16(bf16_t *buf, const bf16_t *host_slice, size_t
                                             req);
 }
 
-static void finish_(coll_req *req) {
+/* A completed MPI request: a reduce-scatter's replica all-reduce (hybrid) and scale. */
+static int finish_(coll_req *req) {
+  int rc = ST_OK;
+  if (req->kind == REQ_REDUCE_SCATTER && req->replicate) rc = replica_sum_(req->out, req->out_count);
   if (req->kind == REQ_REDUCE_SCATTER) scale_(req->out, req->out_count, req->scale);
   req->active = 0;
+  return rc;
 }
 
 int coll_wait(coll_req *req) {
@@ -396,8 +482,8 @@ int coll_wait(coll_req *req) {
   int rc = mpi_check_(
       wait_(req_(req), req->kind == REQ_REDUCE_SCATTER ? "reduce-scatter" : "all-gather"),
       "MPI_Wait");
-  finish_(req);
-  return rc;
+  int rc2 = finish_(req);
+  return rc ? rc : rc2;
 }
 
 int coll_test(coll_req *req) {
@@ -408,17 +494,29 @@ int coll_test(coll_req *req) {
 #endif
   int done = 0;
   MPI_Test(req_(req), &done, MPI_STATUS_IGNORE);
-  if (done) finish_(req);
+  if (done && finish_(req)) log_error("%s", st_errmsg()); /* the next wait fails alike */
   return done;
 }
 
 static int allreduce_(void *x, size_t n, size_t elem_bytes, MPI_Datatype t, MPI_Op op) {
   int rc = count_ok_(n, "allreduce");
   if (rc) return rc;
-  count_(COLL_ALLREDUCE, n * elem_bytes);
+  count_g_(COLL_ALLREDUCE, n * elem_bytes, 2);
   if (comm_size() == 1 || n == 0) return ST_OK;
   MPI_Request r;
   rc = mpi_check_(MPI_Iallreduce(MPI_IN_PLACE, x, (int)n, t, op, MPI_COMM_WORLD, &r),
+                  "MPI_Iallreduce");
+  return rc ? rc : mpi_check_(wait_(&r, "allreduce"), "MPI_Wait");
+}
+
+int coll_shard_allreduce_sum_f64(double *x, size_t n) {
+  if (!groups_.hybrid) return coll_allreduce_sum_f64(x, n);
+  int rc = count_ok_(n, "allreduce");
+  if (rc) return rc;
+  count_g_(COLL_ALLREDUCE, n * sizeof *x, 0);
+  if (groups_.shard_size == 1 || n == 0) return ST_OK;
+  MPI_Request r;
+  rc = mpi_check_(MPI_Iallreduce(MPI_IN_PLACE, x, (int)n, MPI_DOUBLE, MPI_SUM, shard_comm_, &r),
                   "MPI_Iallreduce");
   return rc ? rc : mpi_check_(wait_(&r, "allreduce"), "MPI_Wait");
 }
@@ -446,6 +544,153 @@ void coll_counters_get(coll_counters *c) { *c = counters_; }
 void coll_counters_reset(void) { memset(&counters_, 0, sizeof counters_); }
 
 const char *coll_category_name(coll_category c) {
-  static const char *names[COLL_NCAT] = {"allgather", "reduce_scatter", "allreduce"};
+  static const char *names[COLL_NCAT] = {"allgather", "reduce_scatter", "allreduce",
+                                         "replica_allreduce"};
   return (int)c >= 0 && c < COLL_NCAT ? names[c] : "?";
+}
+
+const char *coll_link_name(coll_link l) {
+  return l == COLL_INTRA_HOST ? "intra_host" : l == COLL_INTER_HOST ? "inter_host" : "?";
+}
+
+/* ---- shard groups (mpi/coll.h) ----------------------------------------------------------- */
+
+void coll_get_groups(coll_groups *g) {
+  if (groups_set_) {
+    *g = groups_;
+    return;
+  }
+  memset(g, 0, sizeof *g);
+  g->shard_size = comm_size();
+  g->shard_rank = comm_rank();
+  g->replicas = 1;
+  g->nhosts = 1;
+  g->local_members[0] = g->local_members[2] = comm_node_size();
+  g->local_members[1] = 1;
+}
+
+int coll_group_of_rank(int world_rank) {
+  return groups_set_ && group_of_ && world_rank >= 0 && world_rank < comm_size()
+             ? group_of_[world_rank]
+             : 0;
+}
+
+/* The layout from the placement (the same on every rank): per rank its group and shard
+ * rank, or an error naming what does not fit. */
+static int layout_(const comm_place *p, int n, int nhosts, int hybrid, int shard_size,
+                   const char *key, int *group, int *srank, int *S_out) {
+  int *per_host = xcalloc((size_t)nhosts, sizeof *per_host);
+  int *pos = xcalloc((size_t)n, sizeof *pos);
+  for (int r = 0; r < n; r++) pos[r] = per_host[p[r].host_index]++;
+  int rc = ST_OK, S = shard_size;
+  char hosts[512];
+  int len = 0;
+  for (int h = 0; h < nhosts && len < (int)sizeof hosts - 96; h++)
+    for (int r = 0; r < n; r++)
+      if (p[r].host_index == h) {
+        len += snprintf(hosts + len, sizeof hosts - (size_t)len, "%s%s %d", h ? ", " : "",
+                        p[r].host, per_host[h]);
+        break;
+      }
+  if (!hybrid) {
+    S = n;
+  } else if (S <= 0) {
+    S = per_host[0];
+    for (int h = 1; h < nhosts && !rc; h++)
+      if (per_host[h] != S)
+        rc = st_fail(ST_EINPUT,
+                     "%s hybrid: the hosts run different numbers of ranks (%s): hybrid "
+                     "sharding shards within a host and needs the same count on every host; "
+                     "start as many ranks on each (mpirun --map-by ppr:K:node, sbatch "
+                     "--ntasks-per-node=K), or set sharding.shard_size to a divisor of every "
+                     "count",
+                     key, hosts);
+  } else {
+    for (int h = 0; h < nhosts && !rc; h++)
+      if (per_host[h] % S)
+        rc = st_fail(ST_EINPUT,
+                     "%s hybrid with sharding.shard_size %d: every host must run a multiple "
+                     "of %d ranks (ranks per host: %s); a shard group never spans hosts",
+                     key, S, S, hosts);
+  }
+  if (!rc) {
+    /* groups numbered host by host: the groups of host h come after those of hosts < h */
+    int *first = xcalloc((size_t)nhosts, sizeof *first);
+    for (int h = 1; h < nhosts; h++)
+      first[h] = first[h - 1] + (hybrid ? per_host[h - 1] / S : 0);
+    for (int r = 0; r < n; r++) {
+      group[r] = hybrid ? first[p[r].host_index] + pos[r] / S : 0;
+      srank[r] = hybrid ? pos[r] % S : r;
+    }
+    free(first);
+  }
+  free(per_host);
+  free(pos);
+  *S_out = S;
+  return rc;
+}
+
+int coll_set_groups(int hybrid, int shard_size, const char *key) {
+  if (!key) key = "sharding.strategy:";
+  comm_place *p = NULL;
+  int nhosts = 0, n = comm_size(), me = comm_rank();
+  int rc = comm_placement(&p, &nhosts);
+  if (rc) return rc;
+  int *group = xcalloc((size_t)n, sizeof *group), *srank = xcalloc((size_t)n, sizeof *srank);
+  int S = 0;
+  rc = layout_(p, n, nhosts, hybrid, shard_size, key, group, srank, &S);
+  if (!rc && hybrid && transport_ == COLL_TRANSPORT_NCCL && S < n)
+    rc = st_fail(ST_EINPUT,
+                 "%s hybrid on the NCCL transport (training.backend cuda): not supported yet; "
+                 "use sharding.strategy: full there",
+                 key);
+  /* every rank decided from the same placement: no rank is left in a collective */
+  if (rc) {
+    free(p);
+    free(group);
+    free(srank);
+    return rc;
+  }
+  groups_free_();
+  groups_.hybrid = hybrid && S < n;
+  groups_.shard_size = S;
+  groups_.shard_rank = srank[me];
+  groups_.replicas = n / S;
+  groups_.replica_rank = group[me];
+  groups_.nhosts = nhosts;
+  int lm[3] = {0, 0, 0};
+  for (int r = 0; r < n; r++) {
+    if (p[r].host_index != p[me].host_index) continue;
+    lm[0] += group[r] == group[me];
+    lm[1] += srank[r] == srank[me];
+    lm[2]++;
+  }
+  memcpy(groups_.local_members, lm, sizeof lm);
+  if (!groups_.hybrid) { /* one group: the world; shard index = rank */
+    groups_.shard_rank = me;
+    groups_.replica_rank = 0;
+    groups_.local_members[0] = lm[2];
+    groups_.local_members[1] = 1;
+  }
+  group_of_ = group;
+  groups_set_ = 1;
+  free(srank);
+  free(p);
+  if (!groups_.hybrid) return ST_OK;
+  if (MPI_Comm_split(MPI_COMM_WORLD, groups_.replica_rank, groups_.shard_rank, &shard_comm_) !=
+          MPI_SUCCESS ||
+      MPI_Comm_split(MPI_COMM_WORLD, groups_.shard_rank, groups_.replica_rank, &replica_comm_) !=
+          MPI_SUCCESS) {
+    groups_free_();
+    return st_fail(ST_ERUNTIME, "MPI_Comm_split of the shard and replica groups failed");
+  }
+  int cs = 0, cr = 0;
+  MPI_Comm_rank(shard_comm_, &cs);
+  MPI_Comm_rank(replica_comm_, &cr);
+  if (cs != groups_.shard_rank || cr != groups_.replica_rank) { /* cannot happen: keys */
+    groups_free_();
+    return st_fail(ST_ERUNTIME, "shard groups: communicator ranks %d/%d, expected %d/%d", cs, cr,
+                   groups_.shard_rank, groups_.replica_rank);
+  }
+  return ST_OK;
 }

@@ -20,16 +20,66 @@
 #include "mpi/coll_req.h"
 
 typedef enum {
-  COLL_ALLGATHER = 0,      /* parameter gathers */
-  COLL_REDUCE_SCATTER = 1, /* gradient reduce-scatters */
+  COLL_ALLGATHER = 0,      /* parameter gathers (in the shard group) */
+  COLL_REDUCE_SCATTER = 1, /* gradient reduce-scatters (in the shard group) */
   COLL_ALLREDUCE = 2,      /* norms, token counts, losses (small) */
+  COLL_REPLICA_ALLREDUCE = 3, /* hybrid sharding: reduced gradient shards across replicas */
   COLL_NCAT
 } coll_category;
 
+/* Link classes: what a collective sends between ranks of one host (shared memory, NVLink)
+ * and between hosts (the network). */
+typedef enum { COLL_INTRA_HOST = 0, COLL_INTER_HOST = 1, COLL_NLINK } coll_link;
+
 typedef struct {
   uint64_t calls[COLL_NCAT];
-  uint64_t bytes[COLL_NCAT]; /* logical bytes: the full buffer size (count * nranks * 4) */
+  uint64_t bytes[COLL_NCAT]; /* logical bytes: the full buffer size (count * group size * 4;
+                              * allreduces: the buffer) */
+  /* Bytes this rank sends per link class, by the direct-exchange model: in a collective of
+   * n ranks over a logical buffer of B bytes a rank sends B/n to every other member for an
+   * all-gather or a reduce-scatter, and twice that for an all-reduce (a reduce-scatter then
+   * an all-gather); a member on another host costs inter-host bytes. That is the least any
+   * algorithm without host-level aggregation sends in all (MPI's own may route it otherwise:
+   * docs/sharding.md, Hybrid sharding). */
+  uint64_t link_bytes[COLL_NCAT][COLL_NLINK];
 } coll_counters;
+
+/* ---- shard groups (sharding.strategy: hybrid) ---------------------------------------------
+ * The unit collectives (all-gathers, reduce-scatters) run in this rank's SHARD GROUP; with
+ * more than one group (hybrid sharding) a reduce-scatter's result is then summed over the
+ * REPLICA GROUP (the ranks holding the same shard index in every group), so every replica
+ * ends with the same reduced shard. The allreduces below stay on the whole world
+ * (coll_shard_allreduce_sum_f64: the shard group). The default is one group of every rank
+ * (full sharding).
+ *
+ * coll_set_groups (collective): shard_size 0 = the ranks of one host (by host name, as
+ * comm_placement sees it), else shard_size ranks; every host must run a multiple of
+ * shard_size ranks (and with 0, every host the same count). The groups are laid out per
+ * host, in rank order: the k-th rank of a host (k counted in world rank order) is shard
+ * rank k % shard_size of the host's group k / shard_size. Each rank decides from the same
+ * gathered placement, so a bad layout is the same ST_EINPUT on every rank, before any
+ * collective on the groups; `key` names the job key for the message. hybrid 0: back to
+ * one group (shard_size ignored). */
+typedef struct {
+  int hybrid;                 /* 1: coll_set_groups(1, ...) made the groups */
+  int shard_size, shard_rank; /* this rank's shard group: its size and this rank's index */
+  int replicas, replica_rank; /* how many shard groups; this rank's group index */
+  int nhosts;                 /* distinct hosts of the world */
+  /* members on this rank's own host (this rank included), per group: [0] shard, [1] replica,
+   * [2] world (the link model above) */
+  int local_members[3];
+} coll_groups;
+int coll_set_groups(int hybrid, int shard_size, const char *key);
+void coll_get_groups(coll_groups *g);
+/* The shard group a world rank belongs to (its index 0..replicas-1). */
+int coll_group_of_rank(int world_rank);
+/* Sum over this rank's shard group only (the gradient norm: every replica holds the same
+ * shards). Counted under COLL_ALLREDUCE. */
+int coll_shard_allreduce_sum_f64(double *x, size_t n);
+/* The direct-exchange model for a collective of `bytes` logical bytes in group g (0 shard,
+ * 1 replica, 2 world): the bytes this rank sends within its host and to other hosts.
+ * allreduce: 1 for an all-reduce, 0 for an all-gather or reduce-scatter. */
+void coll_link_model(int group, uint64_t bytes, int allreduce, uint64_t out[COLL_NLINK]);
 
 /* How the collectives on unit buffers (all-gathers, reduce-scatters: compute memory) move
  * data. The allreduces below always work on host memory over MPI.
@@ -63,7 +113,10 @@ int coll_allgather_f32(float *buf, size_t count);
 int coll_iallgather_f32(float *buf, size_t count, coll_req *req);
 
 /* Reduce-scatter: `in` holds nranks * count floats on every rank; `out[count]` receives
- * scale * (sum over ranks of in[rank * count ..]) for this rank's slice. scale = 1/nranks
+ * scale * (sum over ranks of in[rank * count ..]) for this rank's slice. (With shard
+ * groups, "nranks" and "rank" here and in the all-gathers are the shard group's, and the sum
+ * runs over every rank of the world: the group's reduce-scatter, then an all-reduce of the
+ * slice over the replica group when the request completes.) scale = 1/nranks
  * is the average; the trainer passes 1 and folds the normalisation into the loss scale. */
 int coll_reduce_scatter_f32(const float *in, float *out, size_t count, float scale);
 int coll_ireduce_scatter_f32(const float *in, float *out, size_t count, float scale,
@@ -121,6 +174,7 @@ int coll_allreduce_max_u64(uint64_t *x, size_t n);
 
 void coll_counters_get(coll_counters *c);
 void coll_counters_reset(void);
-const char *coll_category_name(coll_category c); /* "allgather", ... */
+const char *coll_category_name(coll_category c); /* "allgather", ... "replica_allreduce" */
+const char *coll_link_name(coll_link l);          /* "intra_host", "inter_host" */
 
 #endif

@@ -13,6 +13,7 @@ typedef struct {
   float *out;    /* reduce-scatter: the slice to scale after completion */
   size_t out_count;
   float scale;
+  int replicate; /* hybrid: all-reduce `out` over the replica group when the RS completes */
   void *event;   /* NCCL: the cudaEvent_t recorded on the communication stream after it */
 } coll_req;
 

@@ -697,7 +697,8 @@ int fsdp_step(fsdp *f, const fsdp_adamw *h, double lr, long step, double *grad_n
     size_t n = f->plan->units[u].shard[PB_TRAIN];
     if (n) ss += K->sum_squares(f->sh[u].grad, n);
   }
-  int rc = coll_allreduce_sum_f64(&ss, 1);
+  /* over the shard group: with hybrid sharding every replica holds the same reduced shards */
+  int rc = coll_shard_allreduce_sum_f64(&ss, 1);
   if (rc) return rc;
   double norm = sqrt(ss);
   if (grad_norm) *grad_norm = norm;
@@ -734,7 +735,15 @@ int fsdp_gather_tensors(fsdp *f, int which, int root, float ***out) {
   fsdp_wait_step(f);
   if (which == 3) grads_realize_(f);
   float **o = xcalloc((size_t)f->tt->n + 1, sizeof(float *));
-  int me = root < 0 || root == f->plan->rank, rc = ST_OK;
+  /* root is a world rank; the gathers run in the shard group (with hybrid sharding only the
+   * root's group needs to gather: the other groups hold the same shards) */
+  int me = root < 0 || root == comm_rank(), rc = ST_OK;
+  coll_groups g;
+  coll_get_groups(&g);
+  if (root >= 0 && coll_group_of_rank(root) != g.replica_rank) {
+    *out = o;
+    return ST_OK;
+  }
   for (int u = 0; u < f->plan->n_units && !rc; u++)
     for (int k = 0; k < PB_NKINDS && !rc; k++) {
       const plan_unit *pu = &f->plan->units[u];

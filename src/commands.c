@@ -23,6 +23,7 @@ const command spectrain_commands[] = {
     {"check", "check a job file and its token data", cmd_check},
     {"eval", "mean next-token loss and perplexity of a model on token data", cmd_eval},
     {"tokenize", "tokenize SFT or text records into token data (tokenizer.json, chat template)", cmd_tokenize},
+    {"import", "convert a GGUF model (llama.cpp) into a Hugging Face model directory", cmd_import},
     {"init", "write a randomly initialised model directory", cmd_init},
     {"export", "write a checkpoint's weights as a Hugging Face model directory", cmd_export},
     {"inspect", "show tensors, shapes and parameter counts of a model directory", cmd_inspect},

@@ -19,6 +19,7 @@ int cmd_analyze(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
+int cmd_import(int argc, char **argv);
 
 /* The table main() dispatches on (src/commands.c). */
 extern const command spectrain_commands[];

@@ -24,6 +24,12 @@ enum { L_ = 3, B_ = 2, A_ = 2, T_ = 8, STEPS_ = 3 };
  * The reference always runs on the CPU table. */
 static const kernels *fsdp_cases_k_ = NULL;
 
+/* The sharded side's losses and gradient norms of the last run of each case (case index,
+ * step), for tests that compare two strategies (tests/mpi/test_fsdp_hybrid.c). */
+enum { FSDP_CASES_MAX_ = 16 };
+static double fsdp_cases_loss_[FSDP_CASES_MAX_][STEPS_], fsdp_cases_norm_[FSDP_CASES_MAX_][STEPS_];
+static int fsdp_cases_idx_ = 0;
+
 static float value_(int tensor, uint64_t e, void *arg) {
   const tensor_table *tt = arg;
   uint64_t h = hash64_u64(hash64_u64(HASH64_INIT, (uint64_t)tensor), e);
@@ -164,8 +170,11 @@ static void run_case_(const case_ *cs) {
   tensor_table tt;
   CHECK_EQ_INT(tensor_table_build(&cfg, &tt), 0);
   trainable_(&tt, cs->partial);
+  /* the plan shards over the shard group (coll_set_groups; without it: every rank) */
+  coll_groups grp;
+  coll_get_groups(&grp);
   shard_plan plan;
-  CHECK_EQ_INT(plan_build(&tt, N, r, &plan), 0);
+  CHECK_EQ_INT(plan_build(&tt, grp.shard_size, grp.shard_rank, &plan), 0);
   CHECK_EQ_INT(plan_agree(&plan, &tt), 0);
   fsdp_opts fo = {cs->offload, cs->prefetch, cs->limit, cs->reshard, cs->overlap, cs->bf16};
   /* bf16: the sharded side sums gradients over ranks in another order, so its fp32 master
@@ -211,13 +220,20 @@ static void run_case_(const case_ *cs) {
               "%s: reduce-scatter bytes %llu, theory %llu", cs->name,
               (unsigned long long)(c1.bytes[COLL_REDUCE_SCATTER] - c0.bytes[COLL_REDUCE_SCATTER]),
               (unsigned long long)(A * er));
+    /* hybrid: every reduced shard all-reduced across the replicas, nothing else */
+    uint64_t rep_bytes = c1.bytes[COLL_REPLICA_ALLREDUCE] - c0.bytes[COLL_REPLICA_ALLREDUCE];
+    uint64_t rep_want = grp.replicas > 1 ? A * er / (uint64_t)grp.shard_size : 0;
+    CHECK_MSG(rep_bytes == rep_want, "%s: replica all-reduce bytes %llu, theory %llu", cs->name,
+              (unsigned long long)rep_bytes, (unsigned long long)rep_want);
     double sums[2] = {ls, (double)c};
     coll_allreduce_sum_f64(sums, 2);
     CHECK_EQ_INT((uint64_t)sums[1], cnt);
+    fsdp_cases_loss_[fsdp_cases_idx_][s] = sums[0] / sums[1];
     CHECK_MSG(fabs(sums[0] / sums[1] - ref_loss[s]) <= tol * fabs(ref_loss[s]),
               "%s step %d: loss %.9g vs reference %.9g", cs->name, s, sums[0] / sums[1], ref_loss[s]);
     double gn;
     CHECK_EQ_INT(fsdp_step(&f, &h, lr_at_step(LR_LINEAR, s, STEPS_ + 2, 1, base_lr), s + 1, &gn), 0);
+    fsdp_cases_norm_[fsdp_cases_idx_][s] = gn;
     CHECK_MSG(fabs(gn - ref_norm[s]) <= tol * ref_norm[s], "%s step %d: grad norm %.9g vs %.9g",
               cs->name, s, gn, ref_norm[s]);
   }
@@ -242,7 +258,7 @@ static void run_case_(const case_ *cs) {
             cs->name, worst, scale);
   CHECK_EQ_INT(changed_frozen, 0);
   /* this rank's pieces are the gathered tensors' ranges, and all ranks' pieces cover every
-   * element once (the checkpoint writer relies on both) */
+   * element once per shard group (the checkpoint writer relies on both) */
   piece_check_ pc = {full, 0, 0};
   CHECK_EQ_INT(fsdp_foreach_piece(&f, 0, piece_visit_, &pc), 0);
   fsdp_pieces_done(&f, 0);
@@ -250,7 +266,7 @@ static void run_case_(const case_ *cs) {
   uint64_t total = 0, covered = pc.count;
   for (int i = 0; i < tt.n; i++) total += tt.t[i].numel;
   coll_allreduce_sum_u64(&covered, 1);
-  CHECK_EQ_INT(covered, total);
+  CHECK_EQ_INT(covered, total * (uint64_t)grp.replicas);
   fsdp_free_tensors(&f, full);
   /* optimizer state: the m of trainable tensors gathers to the reference's m */
   CHECK_EQ_INT(fsdp_gather_tensors(&f, 1, 0, &full), 0);
@@ -337,6 +353,7 @@ static const case_ fsdp_cases_[] = {
 static void run_fsdp_cases_(void) {
   for (size_t i = 0; i < sizeof fsdp_cases_ / sizeof fsdp_cases_[0]; i++) {
     int before = test_failures_;
+    fsdp_cases_idx_ = (int)i;
     run_case_(&fsdp_cases_[i]);
     if (test_failures_ != before) fprintf(stderr, "case %s failed\n", fsdp_cases_[i].name);
   }

@@ -160,6 +160,19 @@ static const job_key schema_[] = {
     {"training.output_dir", JT_STR, OFF(training.output_dir), "null", 0, 0, 0, 0, NULL,
      "TRL's place for `output_dir`; either may be given (both and different is an error)."},
 
+    {"sharding.strategy", JT_ENUM, OFF(sharding.strategy), "full", 0, 0, 0, 0, "full|hybrid",
+     "full: every unit is sharded over all ranks (FSDP's FULL_SHARD, ZeRO-3). hybrid: sharded "
+     "within a shard group (the ranks of one host), replicated across the groups (FSDP2's "
+     "HSDP, DeepSpeed ZeRO++ hpZ): the all-gathers and reduce-scatters of every unit stay on "
+     "the intra-host links and only the reduced gradient shards are all-reduced across hosts "
+     "(each rank then holds 1/shard_size of the state instead of 1/ranks). Every host must "
+     "run the same number of ranks. Losses, checkpoints and exports are those of full "
+     "(docs/sharding.md, Hybrid sharding)."},
+    {"sharding.shard_size", JT_INT, OFF(sharding.shard_size), "0", 0, 0, 1048576, 0, NULL,
+     "strategy hybrid only: ranks per shard group (the shard dimension of the device mesh "
+     "(replicas, shard_size)); 0: the ranks of one host. It must divide every host's rank "
+     "count; below it, one host holds several shard groups (hybrid sharding tried on one "
+     "machine)."},
     {"sharding.offload", JT_ENUM, OFF(sharding.offload), "none", 0, 0, 0, 0,
      "none|cpu|cpu_trainable",
      "cpu: keep parameter shards and optimizer state in host memory between uses (FSDP "
@@ -671,6 +684,13 @@ static int validate_(job_config *c) {
     return st_fail(ST_EINPUT, "%s:%d: model.init_preset: expected one of %s, found '%s'", f,
                    c->key_line[job_key_index("model.init_preset")], model_config_preset_names(),
                    c->model.init_preset);
+  if (c->sharding.shard_size > 0 && c->sharding.strategy != SHARDING_HYBRID)
+    return st_fail(ST_EINPUT,
+                   "%s:%d: sharding.shard_size = %lld applies to sharding.strategy hybrid "
+                   "only (full shards over every rank); set sharding.strategy: hybrid or "
+                   "leave sharding.shard_size out",
+                   f, c->key_line[job_key_index("sharding.shard_size")],
+                   (long long)c->sharding.shard_size);
   if (c->training.fp16)
     return st_fail(ST_EINPUT,
                    "%s:%d: training.fp16: expected false, found true: spectrain "

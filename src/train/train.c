@@ -309,12 +309,25 @@ int train_setup(train_ctx *t, const job_config *job) {
            coll_transport_name(tr), comm_local_rank(), comm_local_rank_source());
   rc = placement_(t);
   if (rc) return rc;
+  /* 1c. shard groups (sharding.strategy): decided from the gathered placement, alike on
+   * every rank, before any collective on them */
+  rc = coll_set_groups(job->sharding.strategy == SHARDING_HYBRID, (int)job->sharding.shard_size,
+                       "sharding.strategy:");
+  if (rc) return st_fail_ctx(rc, "%s: ", job->source_path);
+  coll_get_groups(&t->groups);
+  if (job->sharding.strategy == SHARDING_HYBRID)
+    log_info("sharding: hybrid, %d shard group%s of %d rank%s (%s), each unit sharded within "
+             "its group and replicated across the groups; %d host%s",
+             t->groups.replicas, t->groups.replicas == 1 ? "" : "s", t->groups.shard_size,
+             t->groups.shard_size == 1 ? "" : "s",
+             job->sharding.shard_size > 0 ? "sharding.shard_size" : "the ranks of one host",
+             t->nhosts, t->nhosts == 1 ? "" : "s");
   /* 2. model, trainable set, data: local reads, outcome agreed */
   sft_model m;
   memset(&m, 0, sizeof m);
   rc = agree_(setup_local_(t, &m), "reading the model, trainable set and data");
   /* 3. the plan, proven identical before the first collective that uses it */
-  if (!rc) rc = plan_build(&t->tt, t->nranks, t->rank, &t->plan);
+  if (!rc) rc = plan_build(&t->tt, t->groups.shard_size, t->groups.shard_rank, &t->plan);
   fsdp_opts fo = {(int)job->sharding.offload, (int)job->sharding.prefetch,
                   job->sharding.limit_all_gathers, job->sharding.reshard_after_forward, 0,
                   job->training.bf16};
@@ -417,6 +430,11 @@ int train_step(train_ctx *t, double *loss, double *grad_norm, double *lr) {
   }
   coll_counters_get(&c1);
   for (int c = 0; c < COLL_NCAT; c++) t->step_comm_bytes[c] = c1.bytes[c] - c0.bytes[c];
+  for (int l = 0; l < COLL_NLINK; l++) {
+    t->step_link_bytes[l] = 0;
+    for (int c = 0; c < COLL_NCAT; c++)
+      t->step_link_bytes[l] += c1.link_bytes[c][l] - c0.link_bytes[c][l];
+  }
   t->st.step++;
   t->st.samples_seen += t->st.global_batch;
   t->st.tokens_seen += counted;
@@ -593,6 +611,32 @@ static json_t *memory_report_(train_ctx *t, int at_end) {
   return o;
 }
 
+/* What one optimizer step sends per link class and category (mpi/coll.h's model), call by
+ * call as train_step and fsdp issue them: per micro-step the unit all-gathers and
+ * reduce-scatters in the shard group (and, hybrid, each reduced shard all-reduced across the
+ * replicas); per step the counted-targets and loss sums over the world and the gradient
+ * norm over the shard group. */
+static void step_link_theory_(train_ctx *t, uint64_t lk[COLL_NCAT][COLL_NLINK]) {
+  memset(lk, 0, sizeof(uint64_t) * COLL_NCAT * COLL_NLINK);
+  uint64_t A = (uint64_t)t->job->training.gradient_accumulation_steps, eg, er, x[COLL_NLINK];
+  fsdp_expected_bytes(&t->fs, 1, &eg, &er);
+  int S = t->groups.shard_size;
+  coll_link_model(0, eg, 0, x);
+  for (int l = 0; l < COLL_NLINK; l++) lk[COLL_ALLGATHER][l] += A * x[l];
+  coll_link_model(0, er, 0, x);
+  for (int l = 0; l < COLL_NLINK; l++) lk[COLL_REDUCE_SCATTER][l] += A * x[l];
+  if (t->groups.replicas > 1) {
+    /* one all-reduce per reduce-scatter, of its shard; the sum of those is er / S, and the
+     * model is linear in the bytes (every shard is a multiple of 64 bytes) */
+    coll_link_model(1, er / (uint64_t)S, 1, x);
+    for (int l = 0; l < COLL_NLINK; l++) lk[COLL_REPLICA_ALLREDUCE][l] += A * x[l];
+  }
+  for (int k = 0; k < 3; k++) { /* counted targets, loss: world; the norm: the shard group */
+    coll_link_model(k < 2 ? 2 : t->groups.hybrid ? 0 : 2, 8, 1, x);
+    for (int l = 0; l < COLL_NLINK; l++) lk[COLL_ALLREDUCE][l] += x[l];
+  }
+}
+
 /* Communication per optimizer step: the schedule's exact expectation, and the simple FSDP
  * theory (2 gathers of every unit + 1 reduce-scatter of every trainable buffer per
  * micro-step). Logged at the start; the step records carry what was measured. */
@@ -618,6 +662,34 @@ static json_t *comm_report_(train_ctx *t) {
   json_object_set_new(o, "reduce_scatter_bytes", json_integer((json_int_t)(A * er)));
   json_object_set_new(o, "simple_allgather_bytes", json_integer((json_int_t)(A * 2 * all)));
   json_object_set_new(o, "simple_reduce_scatter_bytes", json_integer((json_int_t)(A * tr)));
+  uint64_t lk[COLL_NCAT][COLL_NLINK];
+  step_link_theory_(t, lk);
+  const char *cat_txt[COLL_NCAT] = {"all-gather", "reduce-scatter", "allreduce",
+                                    "replica all-reduce"};
+  for (int l = 0; l < COLL_NLINK; l++) {
+    char line[512], h[32];
+    uint64_t sum = 0;
+    for (int q = 0; q < COLL_NCAT; q++) sum += lk[q][l];
+    int len = snprintf(line, sizeof line, "%s %s per step (%s)", l ? "  inter-host" : "  intra-host",
+                       mem_human(sum, h, sizeof h), l ? "to other hosts" : "within the host");
+    for (int q = 0; q < COLL_NCAT && len < (int)sizeof line - 64; q++)
+      if (lk[q][l])
+        len += snprintf(line + len, sizeof line - (size_t)len, ", %s %s", cat_txt[q],
+                        mem_human(lk[q][l], h, sizeof h));
+    if (l == 0)
+      log_info("communication per step by link class (bytes each rank sends, theory: the "
+               "direct-exchange model of docs/sharding.md; sharding %s, %d group%s of %d):",
+               t->groups.hybrid ? "hybrid" : "full", t->groups.replicas,
+               t->groups.replicas == 1 ? "" : "s", t->groups.shard_size);
+    log_info("%s", line);
+    char key[48];
+    snprintf(key, sizeof key, "%s_bytes", coll_link_name((coll_link)l));
+    json_object_set_new(o, key, json_integer((json_int_t)sum));
+  }
+  json_object_set_new(o, "strategy", json_string(t->groups.hybrid ? "hybrid" : "full"));
+  json_object_set_new(o, "shard_size", json_integer(t->groups.shard_size));
+  json_object_set_new(o, "replicas", json_integer(t->groups.replicas));
+  json_object_set_new(o, "replica_allreduce_bytes", json_integer((json_int_t)(t->groups.replicas > 1 ? A * er / (uint64_t)t->groups.shard_size : 0)));
   json_object_set_new(o, "trainable_params", json_integer((json_int_t)plan_total_numel(&t->plan, PB_TRAIN)));
   json_object_set_new(o, "frozen_params", json_integer((json_int_t)plan_total_numel(&t->plan, PB_FROZEN)));
   return o;
@@ -625,16 +697,25 @@ static json_t *comm_report_(train_ctx *t) {
 
 /* Everything the collectives moved in this process (steps, evaluations, export; not the
  * checkpoints' MPI-IO): what a cluster's links carried, at least in part. */
-static json_t *comm_total_(void) {
+static json_t *comm_total_(train_ctx *t) {
   coll_counters c;
   coll_counters_get(&c);
+  /* what every host's ranks sent per link class (the model), summed per host: what the
+   * host's own link carried, at least in part */
+  uint64_t *ph = xcalloc((size_t)t->nhosts * COLL_NLINK, sizeof *ph);
+  int me = t->place ? t->place[t->rank].host_index : 0;
+  for (int l = 0; l < COLL_NLINK; l++)
+    for (int k = 0; k < COLL_NCAT; k++) ph[(size_t)me * COLL_NLINK + l] += c.link_bytes[k][l];
+  coll_allreduce_sum_u64(ph, (size_t)t->nhosts * COLL_NLINK);
   char a[32], b[32], d[32];
-  log_info("communication in all: all-gather %s, reduce-scatter %s, allreduce %s "
-           "(%llu collective calls)",
+  char e[32];
+  log_info("communication in all: all-gather %s, reduce-scatter %s, allreduce %s, replica "
+           "all-reduce %s (%llu collective calls)",
            mem_human(c.bytes[COLL_ALLGATHER], a, sizeof a),
            mem_human(c.bytes[COLL_REDUCE_SCATTER], b, sizeof b),
            mem_human(c.bytes[COLL_ALLREDUCE], d, sizeof d),
-           (unsigned long long)(c.calls[0] + c.calls[1] + c.calls[2]));
+           mem_human(c.bytes[COLL_REPLICA_ALLREDUCE], e, sizeof e),
+           (unsigned long long)(c.calls[0] + c.calls[1] + c.calls[2] + c.calls[3]));
   json_t *o = json_object();
   json_object_set_new(o, "event", json_string("comm_total"));
   for (int k = 0; k < COLL_NCAT; k++) {
@@ -644,6 +725,21 @@ static json_t *comm_total_(void) {
     snprintf(key, sizeof key, "%s_calls", coll_category_name((coll_category)k));
     json_object_set_new(o, key, json_integer((json_int_t)c.calls[k]));
   }
+  for (int l = 0; l < COLL_NLINK; l++) {
+    char key[48];
+    json_t *arr = json_array();
+    for (int h = 0; h < t->nhosts; h++)
+      json_array_append_new(arr, json_integer((json_int_t)ph[(size_t)h * COLL_NLINK + l]));
+    snprintf(key, sizeof key, "%s_bytes_per_host", coll_link_name((coll_link)l));
+    json_object_set_new(o, key, arr);
+  }
+  char hi[32], he[32];
+  uint64_t ti = 0, te = 0;
+  for (int h = 0; h < t->nhosts; h++) ti += ph[(size_t)h * COLL_NLINK], te += ph[(size_t)h * COLL_NLINK + 1];
+  log_info("communication in all by link class (sent, all ranks, the model): intra-host %s, "
+           "inter-host %s",
+           mem_human(ti, hi, sizeof hi), mem_human(te, he, sizeof he));
+  free(ph);
   return o;
 }
 
@@ -791,6 +887,18 @@ int train_run(const job_config *job, const train_hooks *hooks) {
     }
     steps_since_log++;
     step_s += time_now_s() - t0; /* throughput: training steps only (no eval, no saves) */
+    if (t.st.step == first_step + 1 && !t.nonfinite) {
+      uint64_t lk[COLL_NCAT][COLL_NLINK], th[COLL_NLINK] = {0, 0};
+      step_link_theory_(&t, lk);
+      for (int c = 0; c < COLL_NCAT; c++)
+        for (int l = 0; l < COLL_NLINK; l++) th[l] += lk[c][l];
+      char a[32], b[32], c2[32], d[32];
+      log_info("communication of step %lld by link class, measured on this rank: intra-host "
+               "%s (theory %s), inter-host %s (theory %s)",
+               (long long)t.st.step, mem_human(t.step_link_bytes[0], a, sizeof a),
+               mem_human(th[0], b, sizeof b), mem_human(t.step_link_bytes[1], c2, sizeof c2),
+               mem_human(th[1], d, sizeof d));
+    }
     int64_t s = t.st.step;
     int last = s == t.st.total_steps;
     int do_eval = (job->training.eval_steps > 0 && s % job->training.eval_steps == 0) || last;
@@ -827,6 +935,11 @@ int train_run(const job_config *job, const train_hooks *hooks) {
         snprintf(key, sizeof key, "%s_bytes", coll_category_name((coll_category)c));
         json_object_set_new(o, key, json_integer((json_int_t)t.step_comm_bytes[c]));
       }
+      for (int l = 0; l < COLL_NLINK; l++) {
+        char key[48];
+        snprintf(key, sizeof key, "%s_bytes", coll_link_name((coll_link)l));
+        json_object_set_new(o, key, json_integer((json_int_t)t.step_link_bytes[l]));
+      }
       if (do_eval) json_object_set_new(o, "val_loss", num_(val));
       if (t.skipped_steps) json_object_set_new(o, "skipped_steps", json_integer(t.skipped_steps));
       rc = metrics_write(&mw, o);
@@ -855,7 +968,7 @@ int train_run(const job_config *job, const train_hooks *hooks) {
                       (hms_(t.st.elapsed_s, h2, sizeof h2), h2));
     free(dir);
   }
-  if (!rc) rc = metrics_write(&mw, comm_total_());
+  if (!rc) rc = metrics_write(&mw, comm_total_(&t));
   comm_set_timeout(0, NULL);
   int stopped = t.stopped;
   metrics_close(&mw);

@@ -72,6 +72,8 @@ struct train_ctx {
   int stopped;            /* the run ended on an agreed stop request */
   char *snr_json_path;    /* the Spectrum scan's results JSON when train ran the scan, else NULL */
   uint64_t step_comm_bytes[COLL_NCAT]; /* logical bytes the last train_step moved */
+  uint64_t step_link_bytes[COLL_NLINK]; /* what this rank sent in it, per link class (model) */
+  coll_groups groups;     /* shard groups (sharding.strategy): the plan shards over one */
   int nonfinite;          /* the last train_step's loss or grad norm was NaN/Inf: it applied
                              nothing and advanced nothing (train_run stops or skips) */
   int64_t skipped_steps;  /* steps skipped so (training.on_nonfinite: skip) in this run */

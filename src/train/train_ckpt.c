@@ -78,7 +78,12 @@ static int piece_(int tensor, uint64_t first, uint64_t count, float *data, void 
   return 0;
 }
 
-static void slices_of_(train_ctx *t, ckpt_slices *l) {
+/* writing: with hybrid sharding every shard group holds the whole model, so only the first
+ * group's ranks write (the slices of the ranks cover every element once, as with full
+ * sharding); every rank reads its own slices on restore. The file is the same either way:
+ * full-shape tensors by name, whatever the strategy or rank count. */
+static void slices_of_(train_ctx *t, ckpt_slices *l, int writing) {
+  if (writing && t->groups.replica_rank != 0) return;
   static const struct {
     int which;
     ckpt_kind kind;
@@ -149,7 +154,7 @@ static int save_hook_(train_ctx *t, const char *reason, void *arg) {
     rc = st_fail(ST_EINPUT, "%s: cannot read the Spectrum results", t->snr_json_path);
   m.trainable = trainable_names_(&t->tt, &m.n_trainable);
   ckpt_slices l = {0};
-  slices_of_(t, &l);
+  slices_of_(t, &l, 1);
   /* nothing non-finite is ever written: the newest checkpoint stays the last good state */
   char *bad = rc ? NULL : slices_nonfinite_(t, &l);
   if (bad)
@@ -281,7 +286,7 @@ static int restore_hook_(train_ctx *t, void *arg) {
   rc = comm_max_status(rc); /* every rank checked the same inputs; agree anyway */
   if (rc) return rc;
   ckpt_slices l = {0};
-  slices_of_(t, &l);
+  slices_of_(t, &l, 0);
   double t0 = time_now_s();
   rc = ckpt_load(c->resume_path, &t->tt, l.s, l.n);
   char *bad = rc ? NULL : slices_nonfinite_(t, &l);

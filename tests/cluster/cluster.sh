@@ -328,7 +328,7 @@ case $cmd in
     [[ ${2:-} == --slurm ]] && slurm=1
     [[ $# -le $((1 + slurm)) ]] || die "up N [--slurm]"
     cmd_up "${1:-}"
-    ((slurm)) && cmd_slurm_start ;;
+    if ((slurm)); then cmd_slurm_start; fi ;;
   down) cmd_slurm_stop; cmd_down ;;
   slurm) cmd_slurm "$@" ;;
   exec) h=$(host_of "${1:?exec HOST CMD...}"); shift; in_host "$h" "$@" ;;

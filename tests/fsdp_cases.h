@@ -256,6 +256,12 @@ static void run_case_(const case_ *cs) {
   }
   CHECK_MSG(worst <= tol * scale, "%s: parameters differ from the reference by %.3g (max %.3g)",
             cs->name, worst, scale);
+  /* every shard group gathered its own copy: the replicas must be bit-identical (they took
+   * the same AdamW steps on the same all-reduced gradients), not merely close */
+  uint64_t ph = HASH64_INIT;
+  for (int i = 0; i < tt.n; i++) ph = hash64_bytes(ph, full[i], tt.t[i].numel * sizeof(float));
+  CHECK_MSG(comm_agree_u64(ph, "the gathered parameters") == 0, "%s: %s", cs->name,
+            st_errmsg());
   CHECK_EQ_INT(changed_frozen, 0);
   /* this rank's pieces are the gathered tensors' ranges, and all ranks' pieces cover every
    * element once per shard group (the checkpoint writer relies on both) */

@@ -175,12 +175,15 @@ static int check_memory_(const train_ctx *t, const fsdp_opts *fo, const model_op
       snprintf(fix, sizeof fix,
                "parameter shards, gradients and AdamW state (%llu of %llu parameters "
                "trainable; 16 bytes per trainable and 4 per frozen parameter, split over %d "
-               "ranks): run on more ranks or hosts, or train fewer parameters "
+               "ranks%s): run on more ranks or hosts, or train fewer parameters "
                "(spectrum.top_percent)",
                (unsigned long long)plan_total_numel(&t->plan, PB_TRAIN),
                (unsigned long long)(plan_total_numel(&t->plan, PB_TRAIN) +
                                     plan_total_numel(&t->plan, PB_FROZEN)),
-               t->nranks);
+               t->plan.nranks,
+               t->groups.hybrid ? ", the shard group of sharding.strategy hybrid; full "
+                                  "sharding splits them over every rank"
+                                : "");
       break;
     case P_GATHER:
       snprintf(fix, sizeof fix,

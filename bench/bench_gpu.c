@@ -131,7 +131,7 @@ static int run_(const model_config *cfg, const kernels *K, int B, int T, int ste
     return rc;
   }
   fsdp f;
-  fsdp_opts fo = {offload, 1, 1, 1, 0, 0}; /* prefetch 1 unit, reshard after forward */
+  fsdp_opts fo = {offload, 1, 1, 1, 0, 0, 0}; /* prefetch 1 unit, reshard after forward */
   if ((rc = fsdp_create(&tt, &plan, cfg, K, &fo, &f))) goto out_plan;
   fill_random_(&f);
   model_ctx *ctx = NULL;

@@ -9,6 +9,7 @@
 
 #include "mpi/comm.h"
 #include "mpi/comm_internal.h"
+#include "kernels/bf16.h"
 #include "util/err.h"
 #ifdef SPECTRAIN_HAVE_CUDA
 #include "mpi/coll_nccl.h"
@@ -16,7 +17,8 @@
 
 _Static_assert(sizeof(MPI_Request) <= 2 * sizeof(uint64_t), "coll_req too small for MPI_Request");
 
-enum { REQ_ALLGATHER = 1, REQ_REDUCE_SCATTER = 2 };
+/* kinds 3-5 are the NCCL requests (mpi/coll_nccl.h) */
+enum { REQ_ALLGATHER = 1, REQ_REDUCE_SCATTER = 2, REQ_REDUCE_SCATTER_BF16 = 6 };
 
 static coll_counters counters_;
 
@@ -38,6 +40,10 @@ static const kernels *tk_ = NULL;
 static const kernels *staging_k_ = NULL; /* the table that allocated staging_ */
 static float *staging_ = NULL;
 static size_t staging_floats_ = 0;
+
+/* The reduction of bf16 values (MPI_UINT16_T carrying bf16 bits): each sum formed in fp32 and
+ * rounded to nearest even. Created on first use, freed by coll_shutdown. */
+static MPI_Op bf16_sum_op_ = MPI_OP_NULL;
 
 static MPI_Request *req_(coll_req *r) { return (MPI_Request *)(void *)r->mpi_req; }
 
@@ -167,6 +173,7 @@ static void groups_free_(void) {
 
 void coll_shutdown(void) {
   transport_shutdown_();
+  if (bf16_sum_op_ != MPI_OP_NULL) MPI_Op_free(&bf16_sum_op_);
   groups_free_();
 }
 
@@ -464,11 +471,89 @@ int coll_iallgather_from_host_bf16(bf16_t *buf, const bf16_t *host_slice, size_t
                                             req);
 }
 
+/* ---- bf16 reduce-scatter (mpi/coll.h) --------------------------------------------------- */
+
+
+static void bf16_sum_(void *in, void *inout, int *len, MPI_Datatype *type) {
+  (void)type;
+  const bf16_t *a = in;
+  bf16_t *b = inout;
+  for (int i = 0; i < *len; i++) b[i] = bf16_from_f32(bf16_to_f32(a[i]) + bf16_to_f32(b[i]));
+}
+
+static int bf16_op_(void) {
+  if (bf16_sum_op_ != MPI_OP_NULL) return ST_OK;
+  return mpi_check_(MPI_Op_create(bf16_sum_, 1, &bf16_sum_op_), "MPI_Op_create (bf16 sum)");
+}
+
+static int replica_sum16_(bf16_t *out, size_t count) {
+  if (!replicated_() || count == 0) return ST_OK;
+  MPI_Request q;
+  int rc = mpi_check_(MPI_Iallreduce(MPI_IN_PLACE, out, (int)count, MPI_UINT16_T, bf16_sum_op_,
+                                     replica_comm_, &q),
+                      "MPI_Iallreduce across replicas (bf16)");
+  return rc ? rc
+            : mpi_check_(comm_wait_request(&q, "gradient all-reduce across replicas"),
+                         "MPI_Wait");
+}
+
+int coll_ireduce_scatter_bf16(const bf16_t *in, bf16_t *out, size_t count, coll_req *req) {
+  memset(req, 0, sizeof *req);
+  int rc = count_ok_(count, "reduce-scatter");
+  if (rc) return rc;
+  if (transport_ == COLL_TRANSPORT_NCCL)
+    return st_fail(ST_EINPUT, "sharding.reduce_dtype: bf16 is not available on the nccl "
+                   "transport yet (use reduce_dtype: fp32 on the cuda backend)");
+  int n = sn_(), r = sr_();
+  count_(COLL_REDUCE_SCATTER, count * (size_t)n * sizeof(bf16_t));
+  if (count == 0) return ST_OK;
+  if (replicated_()) count_g_(COLL_REPLICA_ALLREDUCE, count * sizeof(bf16_t), 1);
+  rc = bf16_op_();
+  if (rc) return rc;
+  size_t bytes = count * sizeof(bf16_t);
+  if (transport_ == COLL_TRANSPORT_MPI_STAGED) { /* through host memory, complete at issue */
+    size_t full = n == 1 ? 0 : (size_t)n * count;
+    float *st = stage_((full + count + 1) / 2); /* bf16 values, two to a float */
+    if (!st) return ST_ERUNTIME;
+    bf16_t *res = (bf16_t *)(void *)st + full;
+    if (n == 1) {
+      tk_->download(res, in + (size_t)r * count, bytes);
+    } else {
+      bf16_t *all = (bf16_t *)(void *)st;
+      tk_->download(all, in, full * sizeof(bf16_t));
+      MPI_Request q;
+      rc = mpi_check_(MPI_Ireduce_scatter_block(all, res, (int)count, MPI_UINT16_T,
+                                                bf16_sum_op_, scomm_(), &q),
+                      "MPI_Ireduce_scatter_block (bf16)");
+      if (!rc) rc = mpi_check_(wait_(&q, "reduce-scatter"), "MPI_Wait");
+      if (rc) return rc;
+    }
+    rc = replica_sum16_(res, count);
+    if (rc) return rc;
+    tk_->upload(out, res, bytes);
+    return ST_OK;
+  }
+  if (n == 1) {
+    memmove(out, in + (size_t)r * count, bytes);
+    return replica_sum16_(out, count);
+  }
+  req->active = 1;
+  req->kind = REQ_REDUCE_SCATTER_BF16;
+  req->out16 = out;
+  req->out_count = count;
+  req->replicate = replicated_();
+  return mpi_check_(MPI_Ireduce_scatter_block(in, out, (int)count, MPI_UINT16_T, bf16_sum_op_,
+                                              scomm_(), req_(req)),
+                    "MPI_Ireduce_scatter_block (bf16)");
+}
+
 /* A completed MPI request: a reduce-scatter's replica all-reduce (hybrid) and scale. */
 static int finish_(coll_req *req) {
   int rc = ST_OK;
   if (req->kind == REQ_REDUCE_SCATTER && req->replicate) rc = replica_sum_(req->out, req->out_count);
   if (req->kind == REQ_REDUCE_SCATTER) scale_(req->out, req->out_count, req->scale);
+  if (req->kind == REQ_REDUCE_SCATTER_BF16 && req->replicate)
+    rc = replica_sum16_(req->out16, req->out_count);
   req->active = 0;
   return rc;
 }
@@ -480,7 +565,7 @@ int coll_wait(coll_req *req) {
     return coll_nccl_wait(req);
 #endif
   int rc = mpi_check_(
-      wait_(req_(req), req->kind == REQ_REDUCE_SCATTER ? "reduce-scatter" : "all-gather"),
+      wait_(req_(req), req->kind == REQ_ALLGATHER ? "all-gather" : "reduce-scatter"),
       "MPI_Wait");
   int rc2 = finish_(req);
   return rc ? rc : rc2;

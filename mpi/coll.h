@@ -149,6 +149,15 @@ int coll_iallgather_from_host_f32(float *buf, const float *host_slice, size_t co
 int coll_ireduce_scatter_to_host_f32(const float *in, float *host_out, size_t count,
                                      float scale, coll_req *req);
 
+/* bf16 reduce-scatter (sharding.reduce_dtype: bf16, FSDP's reduce_dtype=torch.bfloat16):
+ * in[n * count] (n = the shard group's size) is summed over the group into this rank's
+ * out[count], both bf16; every partial sum is formed in fp32 and rounded to nearest even, as
+ * NCCL's bf16 reductions do. Hybrid sharding: the result is then summed across the replica
+ * group in bf16 as well, when the request completes. Half the bytes of the fp32 reduce-scatter.
+ * Transports mpi and mpi-staged; nccl refuses it (an input error). No scale: the caller
+ * widens the result. */
+int coll_ireduce_scatter_bf16(const bf16_t *in, bf16_t *out, size_t count, coll_req *req);
+
 /* bf16 all-gathers (the bf16 parameter shards of training.bf16): an all-gather only moves
  * bits, so `count` bf16 values (count must be even: the trainer's shards are multiples of
  * 16) travel as count / 2 32-bit words through the f32 calls above, on every transport,

@@ -11,6 +11,7 @@ typedef struct {
   int kind; /* internal */
   uint64_t mpi_req[2]; /* storage for an MPI_Request (only mpi/ includes mpi.h) */
   float *out;    /* reduce-scatter: the slice to scale after completion */
+  uint16_t *out16; /* bf16 reduce-scatter: its result slice (bf16 bits) */
   size_t out_count;
   float scale;
   int replicate; /* hybrid: all-reduce `out` over the replica group when the RS completes */

@@ -116,7 +116,9 @@ void fsdp_predict(const shard_plan *p, const kernels *k, const fsdp_opts *o, int
   uint64_t staging_n = 0;
   for (int u = 0; u < n; u++) {
     sz[u] = es * (p->units[u].padded[PB_FROZEN] + p->units[u].padded[PB_TRAIN]);
-    tr[u] = 4 * (p->units[u].padded[PB_TRAIN] + p->units[u].shard[PB_TRAIN]);
+    /* reduce_bf16: the bf16 copy and result stay in flight; the fp32 gradient lives only
+     * until it is rounded (counted below) */
+    tr[u] = (o->reduce_bf16 ? 2 : 4) * (p->units[u].padded[PB_TRAIN] + p->units[u].shard[PB_TRAIN]);
     if (p->units[u].shard[PB_TRAIN] > staging_n) staging_n = p->units[u].shard[PB_TRAIN];
   }
   int live = o->reshard_after_forward ? (cap < n ? cap : n) : n;
@@ -131,6 +133,14 @@ void fsdp_predict(const shard_plan *p, const kernels *k, const fsdp_opts *o, int
       pred[pass ? MC_GRAD_FULL : MC_GATHER] += a[best];
       a[best] = 0;
     }
+  }
+  if (o->reduce_bf16) { /* plus the op's fp32 gradients before rounding: <= 2 units (tied head) */
+    uint64_t g1 = 0, g2 = 0;
+    for (int u = 0; u < n; u++) {
+      uint64_t b = 4 * p->units[u].padded[PB_TRAIN];
+      if (b > g1) { g2 = g1; g1 = b; } else if (b > g2) g2 = b;
+    }
+    pred[MC_GRAD_FULL] += g1 + (tied ? g2 : 0);
   }
   free(sz);
   free(tr);
@@ -518,7 +528,21 @@ static int rs_issue_(fsdp *f, int u, float *full) {
   r->out = NULL;
   r->host = NULL;
   r->staged = 0;
+  r->full16 = r->out16 = NULL;
   f->reduce_scatters++;
+  if (f->o.reduce_bf16) {
+    /* bf16 on the wire: round the unit's gradient, free the fp32 one, reduce-scatter bf16 into
+     * a compute buffer; rs_complete_ widens it into the gradient shard (through the host
+     * staging when the shard is offloaded). */
+    size_t np = pu->padded[PB_TRAIN];
+    r->full16 = ms_alloc(&f->ms, MS_COMPUTE, MC_GRAD_FULL, np * sizeof(bf16_t));
+    f->k->to_bf16(r->full16, full, np);
+    f->k->sync();
+    ms_free(&f->ms, MS_COMPUTE, MC_GRAD_FULL, full, fbytes_(np));
+    r->full = NULL;
+    r->out16 = ms_alloc(&f->ms, MS_COMPUTE, MC_GRAD_FULL, n * sizeof(bf16_t));
+    return coll_ireduce_scatter_bf16(r->full16, r->out16, n, &r->req);
+  }
   if (offload) {
     /* offload: the result lands in host memory while the next op computes: the first of
      * the step straight in the gradient shard (lazy zeroing), later ones (accumulation) in
@@ -534,6 +558,26 @@ static int rs_issue_(fsdp *f, int u, float *full) {
   return coll_ireduce_scatter_f32(full, r->out, n, 1.0f, &r->req);
 }
 
+/* reduce_bf16: unit u's reduce-scattered bf16 gradient (compute memory) into its fp32 gradient
+ * shard: widened over it when the shard is still fresh this step, added otherwise; offloaded
+ * shards through the host staging (free: bf16 results complete one at a time here). */
+static void rs_widen_(fsdp *f, int u, const bf16_t *x, size_t n) {
+  float *g = f->sh[u].grad;
+  opt_wait_unit_(f, u); /* the optimizer may still read last step's gradient */
+  int fresh = f->grad_fresh[u];
+  f->grad_fresh[u] = 0;
+  const kernels *k = f->k;
+  if (f->shard_space == MS_HOST) {
+    ms_copy(&f->ms, MS_HOST, f->staging, MS_COMPUTE, x, n * sizeof(bf16_t));
+    x = (const bf16_t *)(const void *)f->staging;
+    k = f->hk;
+  }
+  if (fresh)
+    k->to_f32(g, x, n);
+  else
+    k->add_bf16(g, x, n);
+}
+
 /* Complete all but the newest `keep` reduce-scatters, adding each into its gradient shard. */
 static int rs_complete_(fsdp *f, int keep) {
   int rc = ST_OK, done = f->n_rs - keep;
@@ -543,6 +587,12 @@ static int rs_complete_(fsdp *f, int keep) {
     size_t n = pu->shard[PB_TRAIN];
     rc |= coll_wait(&r->req); /* offload: returns when r->host holds the result */
     float *g = f->sh[r->unit].grad;
+    if (r->out16) {
+      rs_widen_(f, r->unit, r->out16, n);
+      ms_free(&f->ms, MS_COMPUTE, MC_GRAD_FULL, r->out16, n * sizeof(bf16_t));
+      ms_free(&f->ms, MS_COMPUTE, MC_GRAD_FULL, r->full16, pu->padded[PB_TRAIN] * sizeof(bf16_t));
+      continue;
+    }
     if (r->host) {
       ms_note_copy(&f->ms, MS_HOST, MS_COMPUTE, fbytes_(n));
       if (r->staged) {
@@ -890,7 +940,8 @@ void fsdp_expected_bytes(const fsdp *f, int train, uint64_t *gather_bytes, uint6
   uint64_t g = 0, r = 0;
   const uint64_t es = f->o.bf16 ? 2 : 4; /* bytes per gathered parameter */
 #define UNIT_BYTES(u) (es * (p->units[u].padded[PB_FROZEN] + p->units[u].padded[PB_TRAIN]))
-#define TRAIN_BYTES(u) (4 * p->units[u].padded[PB_TRAIN])
+  const uint64_t er = f->o.reduce_bf16 ? 2 : 4; /* bytes per reduce-scattered gradient */
+#define TRAIN_BYTES(u) (er * p->units[u].padded[PB_TRAIN])
   /* forward: every unit once; tied: the head gathers unit 0 again (released after F(0)),
    * unless it is kept for the head's backward */
   for (int u = 0; u <= H; u++) g += UNIT_BYTES(u);

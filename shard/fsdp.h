@@ -72,6 +72,10 @@ typedef struct {
   int overlap_step;
   /* 1: bf16 mixed precision (see above); 0: every parameter fp32. */
   int bf16;
+  /* 1 (sharding.reduce_dtype: bf16): each unit's gradient is rounded to bf16 and
+   * reduce-scattered (and, hybrid, all-reduced across replicas) in bf16, half the bytes; the
+   * result is widened into the fp32 gradient shard. 0: fp32 (the default). */
+  int reduce_bf16;
 } fsdp_opts;
 
 typedef struct {
@@ -109,6 +113,9 @@ typedef struct {
   float *host; /* offload: [shard[PB_TRAIN]] host: where the result lands (the gradient
                 * shard itself, or fsdp.staging when it is added on completion) */
   int staged;  /* host is fsdp.staging */
+  /* reduce_bf16: [padded[PB_TRAIN]] / [shard[PB_TRAIN]] compute: the gradient rounded to bf16
+   * (full, out and host are then NULL) and the bf16 reduce-scatter's result */
+  bf16_t *full16, *out16;
 } fsdp_rs;
 
 struct fsdp_async; /* the background optimizer step (fsdp.c) */

@@ -176,7 +176,7 @@ static void run_case_(const case_ *cs) {
   shard_plan plan;
   CHECK_EQ_INT(plan_build(&tt, grp.shard_size, grp.shard_rank, &plan), 0);
   CHECK_EQ_INT(plan_agree(&plan, &tt), 0);
-  fsdp_opts fo = {cs->offload, cs->prefetch, cs->limit, cs->reshard, cs->overlap, cs->bf16};
+  fsdp_opts fo = {cs->offload, cs->prefetch, cs->limit, cs->reshard, cs->overlap, cs->bf16, 0};
   /* bf16: the sharded side sums gradients over ranks in another order, so its fp32 master
    * differs from the reference's in the last bits, and a bf16 copy can round the other way */
   const double tol = cs->bf16 ? BF16_TOL_ : 1e-5;

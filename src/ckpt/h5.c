@@ -453,9 +453,59 @@ static void test_pause_(uint64_t step) {
   nanosleep(&ts, NULL);
 }
 
-/* Create the file and write everything; returns the local status (not agreed). */
+/* Test hooks at the named points of a save (h5.h): "create" (before the file exists),
+ * "closed" (the .tmp complete and closed), "renamed" (rank 0: ckpt-N.h5 exists, the folder
+ * not yet fsync'd), "committed" (rank 0: after the leftovers and old checkpoints are
+ * removed). */
+static void test_point_(const char *phase, uint64_t step) {
+  long kill_step = env_long_("SPECTRAIN_TEST_CKPT_KILL_STEP", -1);
+  if (kill_step >= 0 && (uint64_t)kill_step != step) return;
+  const char *k = getenv("SPECTRAIN_TEST_CKPT_KILL_PHASE");
+  if (k && strcmp(k, phase) == 0 &&
+      comm_rank() == env_long_("SPECTRAIN_TEST_CKPT_KILL_RANK", comm_size() - 1))
+    raise(SIGKILL);
+  const char *p = getenv("SPECTRAIN_TEST_CKPT_PAUSE_PHASE");
+  if (p && strcmp(p, phase) == 0) test_pause_(step);
+}
+
+/* Bytes to ask the file system for before writing: the tensors, the strings and a bound on
+ * HDF5's own metadata (object headers, attributes, group indexes: about 0.7 KiB a dataset
+ * measured; 1 KiB reserved) plus the superblock and root group. Blocks reserved past the
+ * file's end are freed after the close (fs_trim). */
+static uint64_t file_bytes_(const tensor_table *tt, const ckpt_meta *m, uint64_t tensor_bytes) {
+  uint64_t b = tensor_bytes + 16 * 1024, width = 1, nds = 0;
+  const char *txt[4] = {m->job_text, m->job_sets, m->config_json, m->snr_json};
+  for (int i = 0; i < 4; i++) b += txt[i] ? strlen(txt[i]) + 1 : 1;
+  for (int i = 0; i < tt->n; i++) {
+    uint64_t l = strlen(tt->t[i].name) + 1;
+    if (l > width) width = l;
+    nds += 1 + (tt->t[i].trainable ? 2 + (m->have_master ? 1 : 0) : 0);
+  }
+  return b + 2 * width * (uint64_t)tt->n + 1024 * nds;
+}
+
+/* A tensor write failed on this rank: say why, as far as it can be known. MPI-IO's error
+ * codes do not carry errno; a file system with less free space than the rest of the file
+ * needs is the disk-full case (the MPI-IO layer may have printed the system's message). */
+static int write_failed_(const char *tmp, const char *what, uint64_t still_needed) {
+  uint64_t fr = fs_free_bytes(tmp);
+  if (fr != UINT64_MAX && fr < still_needed) {
+    char why[160];
+    fs_write_error(ENOSPC, tmp, why, sizeof why);
+    return st_fail(ST_ERUNTIME, "%s: writing %s failed: %s", tmp, what, why);
+  }
+  return st_fail(ST_ERUNTIME, "%s: writing %s failed (HDF5 / MPI-IO; the I/O layer's message, "
+                 "if any, is above)", tmp, what);
+}
+
+/* Create the file and write everything; returns the status agreed by every rank. After
+ * the first failure on any rank (agreed after every dataset: a rank that went on alone
+ * would leave the others in a different collective) nothing more is written and the file
+ * is closed without a flush: parallel HDF5's flush after a failed write does not return on
+ * every rank. `reserve`: bytes rank 0 allocates for the file first (0: none). */
 static int write_file_(const char *tmp, const tensor_table *tt, const ckpt_meta *m,
-                       const groups_ *g, const uint64_t *cs) {
+                       const groups_ *g, const uint64_t *cs, uint64_t reserve,
+                       uint64_t tensor_bytes) {
   int rc = 0, me = comm_rank();
   long kill_after = env_long_("SPECTRAIN_TEST_CKPT_KILL_AFTER_TENSORS", -1);
   long kill_rank = env_long_("SPECTRAIN_TEST_CKPT_KILL_RANK", comm_size() - 1);
@@ -468,22 +518,37 @@ static int write_file_(const char *tmp, const tensor_table *tt, const ckpt_meta 
   close_(&fapl, H5Pclose);
   if (file < 0) {
     H5Pclose(dxpl);
-    return st_fail(ST_ERUNTIME, "cannot create checkpoint file %s (HDF5 with MPI-IO)", tmp);
+    char why[160] = "";
+    if (me == 0) { /* the system's reason, asked directly */
+      int fd = open(tmp, O_WRONLY | O_CREAT, 0644);
+      if (fd < 0) fs_write_error(errno, tmp, why, sizeof why);
+      else close(fd);
+    }
+    return agree_(st_fail(ST_ERUNTIME, "cannot create checkpoint file %s (HDF5 with MPI-IO)%s%s",
+                          tmp, why[0] ? ": " : "", why), tmp);
   }
-  rc = meta_write_(file, tt, m, dxpl);
+  /* the space first: a full disk or quota is found here, with the system's reason, before
+   * anything is written (and, where the file system preallocates, cannot strike later) */
+  if (me == 0 && reserve) rc = fs_reserve(tmp, reserve);
+  rc = agree_(rc, tmp);
+  if (!rc) rc = agree_(meta_write_(file, tt, m, dxpl), tmp);
   hid_t grp[CKPT_NKINDS];
-  hid_t optim = H5Gcreate2(file, "/optim", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-  for (int k = 0; k < CKPT_NKINDS; k++)
-    grp[k] = k == CKPT_MASTER && !m->have_master
-                 ? -1
-                 : H5Gcreate2(file, ckpt_kind_group(k), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-  close_(&optim, H5Gclose);
+  for (int k = 0; k < CKPT_NKINDS; k++) grp[k] = -1;
+  if (!rc) {
+    hid_t optim = H5Gcreate2(file, "/optim", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    for (int k = 0; k < CKPT_NKINDS; k++)
+      grp[k] = k == CKPT_MASTER && !m->have_master
+                   ? -1
+                   : H5Gcreate2(file, ckpt_kind_group(k), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    close_(&optim, H5Gclose);
+  }
   hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
   H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER); /* every element is written: no fill pass */
   H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY);
   long written = 0;
-  for (int k = 0; k < CKPT_NKINDS; k++) {
-    for (int i = 0; i < tt->n; i++) {
+  uint64_t done_bytes = 0;
+  for (int k = 0; k < CKPT_NKINDS && !rc; k++) {
+    for (int i = 0; i < tt->n && !rc; i++) {
       const tensor_desc *t = &tt->t[i];
       if (!dataset_wanted_(t, (ckpt_kind)k, m->have_master)) continue;
       int d = k * tt->n + i;
@@ -493,15 +558,19 @@ static int write_file_(const char *tmp, const tensor_table *tt, const ckpt_meta 
                             : H5Dcreate2(grp[k], t->name, H5T_IEEE_F32LE, fs, H5P_DEFAULT, dcpl,
                                          H5P_DEFAULT);
       H5Sclose(fs);
-      if (ds < 0) {
-        if (!rc) rc = st_fail(ST_ERUNTIME, "HDF5: cannot create %s/%s", ckpt_kind_group(k), t->name);
-        continue; /* every rank fails the create alike: no collective is skipped unevenly */
+      char what[320];
+      snprintf(what, sizeof what, "%s/%s", ckpt_kind_group(k), t->name);
+      uint64_t left = tensor_bytes > done_bytes ? tensor_bytes - done_bytes : 0;
+      if (ds < 0) { /* every rank fails the create alike */
+        rc = agree_(write_failed_(tmp, what, left), tmp);
+        break;
       }
       int r = attr_write_(ds, "checksum", H5T_NATIVE_UINT64, 1, &cs[d]);
       part_ p = part_of_(g, d);
       r = xfer_(ds, t, &p, 1, dxpl) || r;
-      if (r && !rc) rc = ST_ERUNTIME;
       close_(&ds, H5Dclose);
+      rc = agree_(r ? write_failed_(tmp, what, left) : 0, tmp);
+      done_bytes += t->numel * sizeof(float);
       if (++written == kill_after && me == kill_rank) raise(SIGKILL); /* test hook */
       if (written == pause_after) test_pause_(m->step);                /* test hook */
     }
@@ -509,11 +578,25 @@ static int write_file_(const char *tmp, const tensor_table *tt, const ckpt_meta 
   H5Pclose(dcpl);
   for (int k = 0; k < CKPT_NKINDS; k++) close_(&grp[k], H5Gclose);
   H5Pclose(dxpl);
-  if (H5Fflush(file, H5F_SCOPE_GLOBAL) < 0 && !rc) rc = st_fail(ST_ERUNTIME, "HDF5 flush of %s failed", tmp);
+  if (rc) {
+    /* Parallel HDF5's close flushes the metadata cache, and a metadata write that fails
+     * there (the disk still full) takes the ranks down different paths that wait for each
+     * other forever. So the file's data, worthless now, is dropped first: the close then
+     * has room for its few KiB (the file is removed after it). */
+    if (me == 0 && truncate(tmp, 0) != 0)
+      log_warn("%s: cannot truncate after the failed write: %s", tmp, strerror(errno));
+    comm_max_status(0); /* nobody closes before the space is back */
+  }
+  int lrc = 0;
+  if (!rc && H5Fflush(file, H5F_SCOPE_GLOBAL) < 0)
+    lrc = write_failed_(tmp, "the file's metadata (HDF5 flush)", 1 << 20);
   ssize_t open_ids = H5Fget_obj_count(file, H5F_OBJ_ALL) - 1; /* the file itself */
-  if (open_ids > 0 && !rc)
-    rc = st_fail(ST_ERUNTIME, "internal: %zd HDF5 handles still open in %s", open_ids, tmp);
-  if (H5Fclose(file) < 0 && !rc) rc = st_fail(ST_ERUNTIME, "HDF5 close of %s failed", tmp);
+  if (open_ids > 0 && !rc && !lrc)
+    lrc = st_fail(ST_ERUNTIME, "internal: %zd HDF5 handles still open in %s", open_ids, tmp);
+  if (H5Fclose(file) < 0 && !rc && !lrc)
+    lrc = write_failed_(tmp, "the file's metadata (HDF5 close)", 1 << 20);
+  if (!rc) rc = agree_(lrc, tmp);
+  if (!rc) test_point_("closed", m->step);
   return rc;
 }
 
@@ -571,24 +654,61 @@ int ckpt_save(const char *dir, const tensor_table *tt, const ckpt_meta *meta,
     for (int i = 0; i < tt->n; i++)
       if (dataset_wanted_(&tt->t[i], (ckpt_kind)k, meta->have_master))
         st->tensor_bytes += tt->t[i].numel * sizeof(float);
+  int created = 0; /* rank 0 removes the .tmp of a save that failed */
   if (!rc) {
     double w0 = time_now_s();
-    rc = agree_(write_file_(tmp, tt, meta, &g, cs), tmp);
+    uint64_t reserve = getenv("SPECTRAIN_TEST_CKPT_NO_RESERVE") /* test hook (h5.h) */
+                           ? 0
+                           : file_bytes_(tt, meta, st->tensor_bytes);
+    test_point_("create", meta->step);
+    created = 1;
+    /* a disk too full for the file is found before HDF5 opens it (its close needs room) */
+    int r = 0;
+    if (comm_rank() == 0 && reserve) {
+      int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (fd < 0) {
+        char why[160];
+        fs_write_error(errno, tmp, why, sizeof why);
+        r = st_fail(ST_ERUNTIME, "%s: cannot create: %s", tmp, why);
+      } else {
+        close(fd);
+        r = fs_reserve(tmp, reserve);
+      }
+    }
+    rc = agree_(r, tmp);
+    if (!rc) rc = write_file_(tmp, tt, meta, &g, cs, reserve, st->tensor_bytes);
     st->write_seconds = time_now_s() - w0;
   }
   if (!rc) {
     int r = 0;
     if (comm_rank() == 0) {
-      r = fsync_path_(tmp);
+      r = fs_trim(tmp); /* blocks reserved past the end */
+      if (!r) r = fsync_path_(tmp);
       if (!r && rename(tmp, st->path) != 0)
         r = st_fail(ST_ERUNTIME, "cannot rename %s to %s: %s", tmp, st->path, strerror(errno));
-      if (!r) r = fsync_path_(dir);
+      if (!r) {
+        created = 0;
+        test_point_("renamed", meta->step);
+        r = fsync_path_(dir);
+      }
       if (!r) {
         ckpt_remove_tmp(dir, tmp, 0);
         prune_(dir, meta->step, o ? o->save_total_limit : 0);
+        test_point_("committed", meta->step);
       }
     }
     rc = agree_(r, st->path);
+  }
+  if (rc && created && comm_rank() == 0) {
+    /* a failed save leaves nothing behind: every rank has closed the file (write_file_'s
+     * close is collective) */
+    if (unlink(tmp) == 0 || errno == ENOENT)
+      st_fail_ctx(rc, "checkpoint of step %llu not written (%s removed; the checkpoints "
+                  "already in %s are unchanged): ",
+                  (unsigned long long)meta->step, tmp, dir);
+    else
+      st_fail_ctx(rc, "checkpoint of step %llu not written (%s could not be removed: %s): ",
+                  (unsigned long long)meta->step, tmp, strerror(errno));
   }
   st->seconds = time_now_s() - t0;
   groups_free_(&g);
@@ -713,19 +833,32 @@ int ckpt_verify(const char *path) {
   char **names = NULL;
   int n = 0;
   rc = strings_read_(f, "/meta/tensors", &names, &n, dxpl);
+  /* the trainable tensors' moments (and master copies) must all be there: a file that
+   * lacks one would verify here and fail only when loaded, instead of being skipped */
+  char **tr = NULL;
+  int ntr = 0, have_master = 0;
+  if (!rc) rc = strings_read_(f, "/meta/trainable", &tr, &ntr, dxpl);
+  if (!rc) {
+    hid_t root = H5Gopen2(f, "/", H5P_DEFAULT);
+    rc = attr_read_(root, "have_master", H5T_NATIVE_INT, 1, &have_master);
+    close_(&root, H5Gclose);
+  }
   if (rc) st_fail_ctx(rc, "checkpoint %s: ", path);
   float *buf = NULL;
   for (int k = 0; k < CKPT_NKINDS && !rc; k++) {
     hid_t grp = H5Lexists(f, ckpt_kind_group(k), H5P_DEFAULT) > 0 ? H5Gopen2(f, ckpt_kind_group(k), H5P_DEFAULT) : -1;
     if (grp < 0) {
-      if (k == CKPT_PARAM || k == CKPT_M || k == CKPT_V) /* /optim/m, /optim/v always exist */
+      if (k == CKPT_PARAM || k == CKPT_M || k == CKPT_V || have_master) /* always there */
         rc = st_fail(ST_EINPUT, "checkpoint %s: group %s missing", path, ckpt_kind_group(k));
       continue;
     }
     for (int i = 0; i < n && !rc; i++) {
       if (H5Lexists(grp, names[i], H5P_DEFAULT) <= 0) {
-        if (k == CKPT_PARAM)
-          rc = st_fail(ST_EINPUT, "checkpoint %s: /params/%s missing", path, names[i]);
+        int trainable = 0;
+        for (int j = 0; j < ntr && !trainable; j++) trainable = strcmp(tr[j], names[i]) == 0;
+        if (k == CKPT_PARAM || trainable)
+          rc = st_fail(ST_EINPUT, "checkpoint %s: %s/%s missing%s", path, ckpt_kind_group(k),
+                       names[i], k == CKPT_PARAM ? "" : " (the tensor is trainable)");
         continue;
       }
       hid_t ds = H5Dopen2(grp, names[i], H5P_DEFAULT);
@@ -780,6 +913,8 @@ int ckpt_verify(const char *path) {
   free(buf);
   for (int i = 0; i < n; i++) free(names[i]);
   free(names);
+  for (int i = 0; i < ntr; i++) free(tr[i]);
+  free(tr);
   H5Pclose(dxpl);
   H5Fclose(f);
   return rc;

@@ -74,5 +74,10 @@ void ckpt_reader_close(ckpt_reader *r);
  * write of a save (of step s only, with SPECTRAIN_TEST_CKPT_KILL_STEP), write the step into
  * the file $SPECTRAIN_TEST_CKPT_PAUSE_MARK.RANK (when set) and sleep
  * SPECTRAIN_TEST_CKPT_PAUSE_S seconds (default 1): a window in the middle of the write for
- * the node-loss tests to kill a host or cut its link. */
+ * the node-loss tests to kill a host or cut its link.
+ * SPECTRAIN_TEST_CKPT_KILL_PHASE=P / SPECTRAIN_TEST_CKPT_PAUSE_PHASE=P do the same at a named
+ * point instead of after a tensor: "create" (before the file exists), "closed" (the .tmp
+ * complete and closed), "renamed" and "committed" (rank 0 only: after the rename, after the
+ * pruning). SPECTRAIN_TEST_CKPT_NO_RESERVE=1 skips the space reservation (a full disk then
+ * strikes in the middle of the write). */
 #endif

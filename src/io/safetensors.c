@@ -16,6 +16,7 @@
 #include "io/safetensors_internal.h"
 #include "kernels/bf16.h"
 #include "util/err.h"
+#include "util/fs.h"
 #include "util/finite.h"
 
 /* ---- dtypes --------------------------------------------------------------------------- */
@@ -660,8 +661,11 @@ static uint64_t out_numel_(const sft_out_tensor *t) {
 }
 
 static int write_all_(FILE *f, const void *p, size_t bytes, const char *path) {
-  if (bytes && fwrite(p, 1, bytes, f) != bytes)
-    return st_fail(ST_ERUNTIME, "%s: write failed: %s", path, strerror(errno));
+  if (bytes && fwrite(p, 1, bytes, f) != bytes) {
+    char why[160];
+    fs_write_error(errno, path, why, sizeof why);
+    return st_fail(ST_ERUNTIME, "%s: write failed: %s", path, why);
+  }
   return 0;
 }
 
@@ -817,10 +821,15 @@ int sft_writer_close(sft_writer *w) {
   int rc = 0;
   if (w->next != w->n)
     rc = st_fail(ST_ERUNTIME, "%s: %d of %d tensors written", w->path, w->next, w->n);
-  if (!rc && (fflush(w->f) != 0 || fsync(fileno(w->f)) != 0))
-    rc = st_fail(ST_ERUNTIME, "%s: flush failed: %s", w->tmp, strerror(errno));
-  if (fclose(w->f) != 0 && !rc)
-    rc = st_fail(ST_ERUNTIME, "%s: close failed: %s", w->tmp, strerror(errno));
+  char why[160];
+  if (!rc && (fflush(w->f) != 0 || fsync(fileno(w->f)) != 0)) {
+    fs_write_error(errno, w->tmp, why, sizeof why);
+    rc = st_fail(ST_ERUNTIME, "%s: flush failed: %s", w->tmp, why);
+  }
+  if (fclose(w->f) != 0 && !rc) {
+    fs_write_error(errno, w->tmp, why, sizeof why);
+    rc = st_fail(ST_ERUNTIME, "%s: close failed: %s", w->tmp, why);
+  }
   w->f = NULL;
   if (!rc && rename(w->tmp, w->path) != 0)
     rc = st_fail(ST_ERUNTIME, "%s: cannot rename to %s: %s", w->tmp, w->path, strerror(errno));

@@ -173,6 +173,15 @@ static const job_key schema_[] = {
      "(replicas, shard_size)); 0: the ranks of one host. It must divide every host's rank "
      "count; below it, one host holds several shard groups (hybrid sharding tried on one "
      "machine)."},
+    {"sharding.reduce_dtype", JT_ENUM, OFF(sharding.reduce_dtype), "fp32", 0, 0, 0, 0,
+     "fp32|bf16",
+     "The dtype gradients are reduce-scattered in (FSDP's MixedPrecision reduce_dtype). fp32: "
+     "exact sums, as the single-rank step. bf16: each unit's gradient is rounded to bf16 and "
+     "summed in bf16 (every partial sum formed in fp32 and rounded, as NCCL does), then "
+     "widened into the fp32 gradient shard: half the reduce-scatter (and, hybrid, "
+     "cross-host) bytes, gradients accurate to bf16 rounding only. Either works with or "
+     "without training.bf16; mpi transports only (the cuda backend's nccl refuses bf16 "
+     "for now)."},
     {"sharding.offload", JT_ENUM, OFF(sharding.offload), "none", 0, 0, 0, 0,
      "none|cpu|cpu_trainable",
      "cpu: keep parameter shards and optimizer state in host memory between uses (FSDP "

@@ -25,6 +25,7 @@ typedef enum {
 typedef enum { BACKEND_CPU = 0, BACKEND_CUDA, BACKEND_AUTO } job_backend;
 typedef enum { OFFLOAD_NONE = 0, OFFLOAD_CPU, OFFLOAD_CPU_TRAINABLE } job_offload; /* = fsdp_opts.offload */
 typedef enum { SHARDING_FULL = 0, SHARDING_HYBRID } job_sharding; /* sharding.strategy */
+typedef enum { REDUCE_FP32 = 0, REDUCE_BF16 } job_reduce_dtype; /* sharding.reduce_dtype */
 typedef enum { DATA_AUTO = 0, DATA_BIN, DATA_JSONL, DATA_TEXT } job_data_format;
 typedef enum { NONFINITE_STOP = 0, NONFINITE_SKIP } job_nonfinite;
 typedef enum { PADDING_LONGEST = 0, PADDING_MAX_LENGTH } job_padding;
@@ -96,6 +97,7 @@ typedef struct {
     job_sharding strategy;     /* full: shard over every rank; hybrid: within shard groups,
                                 * replicated across them (HSDP) */
     int64_t shard_size;        /* hybrid: ranks per shard group; 0: the ranks of one host */
+    job_reduce_dtype reduce_dtype; /* dtype of the gradient reduce-scatter */
     job_offload offload;
     int64_t prefetch;          /* units gathered ahead of the one computing */
     int limit_all_gathers;     /* bound in-flight gathers to prefetch depth */

@@ -4,6 +4,7 @@
  * Qwen3Config, so a minimal hand-written config means what it would mean there. */
 #include "model/config.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <string.h>
 
 #include "util/err.h"
+#include "util/fs.h"
 
 static const char *const supported_[] = {"llama", "mistral", "qwen2", "qwen3"};
 #define N_SUPPORTED ((int)(sizeof supported_ / sizeof supported_[0]))
@@ -444,8 +446,11 @@ int model_config_save(const char *path, const model_config *c) {
     if (digits_(reals[i]) > prec) prec = digits_(reals[i]);
   char *tmp = xasprintf("%s.tmp", path);
   rc = 0;
+  errno = 0;
   if (json_dump_file(o, tmp, JSON_INDENT(2) | JSON_REAL_PRECISION(prec)) != 0) {
-    rc = st_fail(ST_ERUNTIME, "%s: cannot write the model config", tmp);
+    char why[160] = "unknown reason";
+    if (errno) fs_write_error(errno, tmp, why, sizeof why);
+    rc = st_fail(ST_ERUNTIME, "%s: cannot write the model config: %s", tmp, why);
   } else if (rename(tmp, path) != 0) {
     rc = st_fail(ST_ERUNTIME, "%s: cannot rename to %s", tmp, path);
   }

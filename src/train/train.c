@@ -308,6 +308,11 @@ int train_setup(train_ctx *t, const job_config *job) {
   rc = agree_(rc, "choosing the kernels (training.backend)");
   if (!rc) rc = coll_set_transport(tr, t->k);
   if (rc) return rc;
+  if (tr == COLL_TRANSPORT_NCCL && job->sharding.reduce_dtype == REDUCE_BF16) /* alike everywhere */
+    return st_fail(ST_EINPUT,
+                   "%s: sharding.reduce_dtype: bf16 is not available on the nccl transport "
+                   "(training.backend: cuda) yet; use reduce_dtype: fp32 there",
+                   job->source_path);
   log_info("backend: %s kernels, %s collectives, local rank %d (%s)", t->k->name,
            coll_transport_name(tr), comm_local_rank(), comm_local_rank_source());
   rc = placement_(t);
@@ -333,7 +338,7 @@ int train_setup(train_ctx *t, const job_config *job) {
   if (!rc) rc = plan_build(&t->tt, t->groups.shard_size, t->groups.shard_rank, &t->plan);
   fsdp_opts fo = {(int)job->sharding.offload, (int)job->sharding.prefetch,
                   job->sharding.limit_all_gathers, job->sharding.reshard_after_forward, 0,
-                  job->training.bf16};
+                  job->training.bf16, job->sharding.reduce_dtype == REDUCE_BF16};
   model_opts mo, eo;
   model_opts_(t, &mo, &eo);
   /* 3b. the memory formula, before anything big is allocated: a job that cannot fit is an
@@ -484,17 +489,33 @@ int train_eval(train_ctx *t, double *val_loss) {
 
 /* ---- export --------------------------------------------------------------------------- */
 
-static void copy_file_(const char *from, const char *to) {
+/* Copy a file that travels with the model (the tokenizer); a missing source is fine. */
+static int copy_file_(const char *from, const char *to) {
   FILE *a = fopen(from, "rb");
-  if (!a) return;
-  FILE *b = fopen(to, "wb");
-  if (b) {
+  if (!a) return ST_OK;
+  char *tmp = xasprintf("%s.tmp", to);
+  FILE *b = fopen(tmp, "wb");
+  int rc = ST_OK, err = 0;
+  if (!b) {
+    err = errno;
+  } else {
     char buf[65536];
     size_t n;
-    while ((n = fread(buf, 1, sizeof buf, a)) > 0) fwrite(buf, 1, n, b);
-    fclose(b);
+    while (!err && (n = fread(buf, 1, sizeof buf, a)) > 0)
+      if (fwrite(buf, 1, n, b) != n) err = errno;
+    if (!err && ferror(a)) err = EIO;
+    if (fclose(b) != 0 && !err) err = errno;
   }
   fclose(a);
+  if (!err && rename(tmp, to) != 0) err = errno;
+  if (err) {
+    char why[160];
+    fs_write_error(err, tmp, why, sizeof why);
+    rc = st_fail(ST_ERUNTIME, "%s: cannot write (copying %s): %s", to, from, why);
+    remove(tmp);
+  }
+  free(tmp);
+  return rc;
 }
 
 int train_export_hf(train_ctx *t, const char *dir) {
@@ -522,8 +543,6 @@ int train_export_hf(train_ctx *t, const char *dir) {
     sft_dtype dt = model_dir_dtype_of(&cfg);
     snprintf(cfg.torch_dtype, sizeof cfg.torch_dtype, "%s",
              dt == SFT_BF16 ? "bfloat16" : dt == SFT_F16 ? "float16" : "float32");
-    if (!lrc) lrc = model_config_save(p, &cfg);
-    free(p);
     sft_out_tensor *o = xcalloc((size_t)t->tt.n, sizeof *o);
     for (int i = 0; i < t->tt.n; i++) {
       o[i].name = t->tt.t[i].name;
@@ -532,10 +551,14 @@ int train_export_hf(train_ctx *t, const char *dir) {
       o[i].shape[1] = t->tt.t[i].shape[1];
       o[i].data = full[i];
     }
-    p = xasprintf("%s/model.safetensors", dir);
-    if (!lrc) lrc = sft_write_f32(p, o, t->tt.n, dt);
-    free(p);
+    /* the weights first: a write that fails (a full disk) leaves an earlier export's
+     * config.json as it was */
+    char *w = xasprintf("%s/model.safetensors", dir);
+    if (!lrc) lrc = sft_write_f32(w, o, t->tt.n, dt);
+    free(w);
     free(o);
+    if (!lrc) lrc = model_config_save(p, &cfg);
+    free(p);
     /* the tokenizer travels with the model, unchanged */
     static const char *extra[] = {"tokenizer.json", "tokenizer_config.json",
                                   "special_tokens_map.json", "generation_config.json",
@@ -543,7 +566,7 @@ int train_export_hf(train_ctx *t, const char *dir) {
     for (size_t i = 0; i < sizeof extra / sizeof extra[0] && !lrc; i++) {
       char *from = xasprintf("%s/%s", t->job->model.path, extra[i]);
       char *to = xasprintf("%s/%s", dir, extra[i]);
-      copy_file_(from, to);
+      lrc = copy_file_(from, to);
       free(from);
       free(to);
     }
@@ -836,6 +859,11 @@ static int save_fn_(train_ctx *t, const char *reason, void *arg) {
   const train_hooks *h = arg;
   return h->save(t, reason, h->arg);
 }
+/* Rank 0 writes the metrics; a failure there (a full disk) ends every rank at the same
+ * point instead of leaving the others waiting in the next step's collectives. */
+static int metrics_put_(metrics_writer *w, json_t *o) {
+  return agree_(metrics_write(w, o), "writing the metrics");
+}
 static int export_fn_(train_ctx *t, const char *dir, void *arg) {
   (void)arg;
   return train_export_hf(t, dir);
@@ -869,9 +897,9 @@ int train_run(const job_config *job, const train_hooks *hooks) {
            100.0 * (double)plan_total_numel(&t.plan, PB_TRAIN) /
                (double)(plan_total_numel(&t.plan, PB_TRAIN) + plan_total_numel(&t.plan, PB_FROZEN)),
            job_enum_name("sharding.offload", (int)job->sharding.offload));
-  rc = metrics_write(&mw, memory_report_(&t, 0));
-  if (!rc) rc = metrics_write(&mw, comm_report_(&t));
-  if (!rc) rc = metrics_write(&mw, placement_report_(&t));
+  rc = metrics_put_(&mw, memory_report_(&t, 0));
+  if (!rc) rc = metrics_put_(&mw, comm_report_(&t));
+  if (!rc) rc = metrics_put_(&mw, placement_report_(&t));
 
   /* from here every wait for the other ranks is bounded (a lost host ends the job) */
   comm_set_timeout(job->distributed.timeout_s, "distributed.timeout_s");
@@ -945,7 +973,7 @@ int train_run(const job_config *job, const train_hooks *hooks) {
       }
       if (do_eval) json_object_set_new(o, "val_loss", num_(val));
       if (t.skipped_steps) json_object_set_new(o, "skipped_steps", json_integer(t.skipped_steps));
-      rc = metrics_write(&mw, o);
+      rc = metrics_put_(&mw, o);
       step_s = 0;
       steps_since_log = 0;
     }
@@ -961,17 +989,27 @@ int train_run(const job_config *job, const train_hooks *hooks) {
     }
   }
   t.st.elapsed_s += time_now_s() - t_start;
-  if (!rc) rc = metrics_write(&mw, memory_report_(&t, 1));
+  if (!rc) rc = metrics_put_(&mw, memory_report_(&t, 1));
   if (!rc && !t.stopped) {
     if (hooks->save)
       rc = under_io_deadline_(&t, save_fn_, "final", (void *)hooks, "writing the checkpoint");
     char *dir = job_output_path(job, "final");
-    if (!rc) rc = under_io_deadline_(&t, export_fn_, dir, NULL, "exporting the model");
+    if (!rc) {
+      rc = under_io_deadline_(&t, export_fn_, dir, NULL, "exporting the model");
+      if (rc && hooks->save && t.rank == 0) { /* the final checkpoint holds the model */
+        char why[2048];
+        snprintf(why, sizeof why, "%s", st_errmsg()); /* st_fail overwrites the message */
+        st_fail(rc, "%s. The trained model is in the final checkpoint %s/ckpt-%lld.h5: "
+                "`spectrain export %s/ckpt-%lld.h5 --out %s` writes it once there is room",
+                why, job->output_dir, (long long)t.st.step, job->output_dir,
+                (long long)t.st.step, dir);
+      }
+    }
     if (!rc) log_info("trained model written to %s (%s of training)", dir,
                       (hms_(t.st.elapsed_s, h2, sizeof h2), h2));
     free(dir);
   }
-  if (!rc) rc = metrics_write(&mw, comm_total_(&t));
+  if (!rc) rc = metrics_put_(&mw, comm_total_(&t));
   comm_set_timeout(0, NULL);
   int stopped = t.stopped;
   metrics_close(&mw);

@@ -168,7 +168,17 @@ static int save_hook_(train_ctx *t, const char *reason, void *arg) {
   rc = agree_(rc, "checking the checkpoint's values");
   ckpt_save_opts o = {(int)j->training.save_total_limit};
   ckpt_save_stats st;
-  if (!rc) rc = ckpt_save(j->output_dir, &t->tt, &m, l.s, l.n, &o, &st);
+  if (!rc) {
+    rc = ckpt_save(j->output_dir, &t->tt, &m, l.s, l.n, &o, &st);
+    if (rc && (strstr(st_errmsg(), "(ENOSPC") || strstr(st_errmsg(), "(EDQUOT"))) {
+      char why[2048];
+      snprintf(why, sizeof why, "%s", st_errmsg()); /* st_fail overwrites the message */
+      st_fail(rc, "%s. Free space or move output_dir: a save needs room for one checkpoint "
+              "more than training.save_total_limit (%lld) keeps, as the oldest is removed only "
+              "after the new one is complete",
+              why, (long long)j->training.save_total_limit);
+    }
+  }
   if (!rc) {
     char hb[32];
     log_info("checkpoint (%s) step %lld: %s, %s in %.2f s (write %.2f s, %.1f MiB/s)", reason,

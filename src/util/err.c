@@ -1,5 +1,6 @@
 #include "util/err.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,7 +60,20 @@ void log_info(const char *fmt, ...) {
   vfprintf(stdout, fmt, ap);
   va_end(ap);
   fputc('\n', stdout);
-  fflush(stdout);
+  if (fflush(stdout) != 0 || ferror(stdout)) {
+    /* the log's file is full or gone (under mpirun/srun the launcher writes it and such a
+     * failure is its to report): say so once where it may still be seen, and go on */
+    static int warned;
+    int err = errno;
+    if (!warned) {
+      warned = 1;
+      fprintf(stderr, "spectrain: warning: cannot write the log to standard output: %s; "
+                      "going on without it (log lines from here on may be lost)\n",
+              strerror(err));
+      fflush(stderr);
+    }
+    clearerr(stdout);
+  }
 }
 
 void log_warn(const char *fmt, ...) {

@@ -6,9 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "util/err.h"
+#include "util/mem.h"
 
 static int mkdir_one_(const char *p) {
   if (mkdir(p, 0777) == 0) return ST_OK;
@@ -119,4 +121,68 @@ void fs_lock_release(fs_lock *lk) {
   free(lk->path);
   lk->fd = -1;
   lk->path = NULL;
+}
+
+uint64_t fs_free_bytes(const char *path) {
+  struct statvfs v;
+  if (statvfs(path, &v) != 0) {
+    /* a file not created yet: ask its folder */
+    char *d = xstrdup(path), *slash = strrchr(d, '/');
+    int ok = 0;
+    if (slash) {
+      *(slash == d ? slash + 1 : slash) = '\0';
+      ok = statvfs(d, &v) == 0;
+    }
+    free(d);
+    if (!ok) return UINT64_MAX;
+  }
+  return (uint64_t)v.f_bavail * (uint64_t)v.f_frsize;
+}
+
+static const char *errno_name_(int err) {
+  switch (err) {
+  case ENOSPC: return "ENOSPC";
+  case EDQUOT: return "EDQUOT";
+  case EFBIG: return "EFBIG";
+  case EIO: return "EIO";
+  case EROFS: return "EROFS";
+  default: return NULL;
+  }
+}
+
+void fs_write_error(int err, const char *path, char *buf, size_t n) {
+  char hb[32], code[16];
+  const char *name = errno_name_(err);
+  if (!name) snprintf(code, sizeof code, "errno %d", err), name = code;
+  uint64_t fr = fs_free_bytes(path);
+  if (fr == UINT64_MAX)
+    snprintf(buf, n, "%s (%s)", strerror(err), name);
+  else
+    snprintf(buf, n, "%s (%s; the file system has %s free)", strerror(err), name,
+             mem_human(fr, hb, sizeof hb));
+}
+
+int fs_reserve(const char *path, uint64_t bytes) {
+  int fd = open(path, O_WRONLY);
+  if (fd < 0) return st_fail(ST_ERUNTIME, "%s: cannot open: %s", path, strerror(errno));
+  int r = bytes ? fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)bytes) : 0;
+  int err = errno;
+  close(fd);
+  char why[160], hb[32];
+  if (r == 0) return ST_OK;
+  if (err == EOPNOTSUPP || err == ENOSYS) { /* cannot preallocate: the free space must do */
+    uint64_t fr = fs_free_bytes(path);
+    if (fr == UINT64_MAX || fr >= bytes) return ST_OK;
+    err = ENOSPC;
+  }
+  fs_write_error(err, path, why, sizeof why);
+  return st_fail(ST_ERUNTIME, "%s: cannot allocate the %s it needs: %s", path,
+                 mem_human(bytes, hb, sizeof hb), why);
+}
+
+int fs_trim(const char *path) {
+  struct stat st;
+  if (stat(path, &st) != 0 || truncate(path, st.st_size) != 0)
+    return st_fail(ST_ERUNTIME, "%s: cannot truncate to its size: %s", path, strerror(errno));
+  return ST_OK;
 }

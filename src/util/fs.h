@@ -2,6 +2,9 @@
 #ifndef SPECTRAIN_UTIL_FS_H
 #define SPECTRAIN_UTIL_FS_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 /* mkdir -p: create `dir` and every missing parent. An existing component that is not a
  * directory is ST_EINPUT ("PATH: not a directory"); any other failure ST_ERUNTIME naming
  * the component and the reason. */
@@ -34,5 +37,21 @@ int fs_lock_take(const char *path, const char *about, fs_lock *lk);
 /* Remove the file and drop the lock (in that order, so a process waiting on the old file
  * notices it is gone and takes a new one). No-op when not held. */
 void fs_lock_release(fs_lock *lk);
+
+/* Space for a file about to be written, asked of the file system up front: allocate `bytes`
+ * for the open file `path` (fallocate, FALLOC_FL_KEEP_SIZE: the size stays, blocks past the
+ * end are freed again by fs_trim). ST_OK when allocated, or when the file system cannot
+ * preallocate (EOPNOTSUPP, ENOSYS) and says it has that much free (statvfs); else ST_ERUNTIME
+ * naming the file, the reason (ENOSPC, EDQUOT, ...), the bytes asked for and the bytes the
+ * file system has free. */
+int fs_reserve(const char *path, uint64_t bytes);
+/* Free the blocks fs_reserve allocated past the file's end (truncate to its own size). */
+int fs_trim(const char *path);
+/* Bytes the file system holding `path` has free for this user (statvfs f_bavail), or
+ * UINT64_MAX when it cannot say. */
+uint64_t fs_free_bytes(const char *path);
+/* Describe the error `err` of a write into `path` with the file system's free space:
+ * "No space left on device (ENOSPC; the file system of DIR has 12.00 KiB free)". */
+void fs_write_error(int err, const char *path, char *buf, size_t n);
 
 #endif

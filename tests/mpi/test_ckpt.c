@@ -12,6 +12,7 @@
  * With arguments (driven by tests/e2e/ckpt_ranks.sh across mpiexec runs):
  *   save DIR STEP   write the synthetic checkpoint of STEP with this run's rank count
  *   load DIR STEP   --resume auto in DIR must pick STEP; load and compare exactly */
+#include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -367,6 +368,29 @@ static int self_test_(void) {
   if (r == 0) remove(p40), remove(pbig);
   comm_barrier();
   free(p40), free(pbig);
+  /* a file that lacks a trainable tensor's moment (or master copy) does not verify: it
+   * would otherwise be taken and fail only in the load */
+  static const char *drop[] = {"/optim/m/model.layers.0.self_attn.q_proj.weight",
+                               "/optim/v/model.layers.0.mlp.gate_proj.weight"};
+  for (int d = 0; d < 2; d++) {
+    char *pm = xasprintf("%s/lacking.h5", dir);
+    if (r == 0) {
+      char *cmd = xasprintf("cp '%s' '%s'", p10, pm);
+      CHECK_EQ_INT(system(cmd), 0);
+      free(cmd);
+      hid_t f = H5Fopen(pm, H5F_ACC_RDWR, H5P_DEFAULT);
+      CHECK(f >= 0 && H5Ldelete(f, drop[d], H5P_DEFAULT) >= 0);
+      H5Fclose(f);
+    }
+    comm_barrier();
+    CHECK_EQ_INT(ckpt_verify(pm), ST_EINPUT);
+    CHECK_CONTAINS(st_errmsg(), drop[d]);
+    CHECK_CONTAINS(st_errmsg(), "missing (the tensor is trainable)");
+    comm_barrier();
+    if (r == 0) remove(pm);
+    free(pm);
+  }
+  CHECK_EQ_INT(ckpt_verify(p10), 0); /* frozen tensors have no moments: fine */
   CHECK_EQ_INT(ckpt_resolve_resume(dir, "none", &path), 0);
   CHECK(path == NULL);
   CHECK_EQ_INT(ckpt_resolve_resume(dir2, "auto", &path), 0); /* no directory yet */

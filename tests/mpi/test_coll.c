@@ -3,6 +3,7 @@
  * values are closed forms of the rank numbers, not outputs of the code under test. */
 #include <limits.h>
 
+#include "kernels/bf16.h"
 #include "mpi/coll.h"
 #include "mpi/comm.h"
 #include "test.h"
@@ -81,6 +82,35 @@ int main(int argc, char **argv) {
   CHECK_EQ_INT(c.bytes[COLL_REDUCE_SCATTER], 2 * (uint64_t)n * count * 4);
   CHECK_EQ_INT(c.calls[COLL_ALLREDUCE], 3);
   CHECK_STR_EQ(coll_category_name(COLL_REDUCE_SCATTER), "reduce_scatter");
+
+  /* bf16 reduce-scatter: small integers sum exactly in bf16 (< 256); two bf16 bytes a value
+   * in the counters; a sum that is not a bf16 value comes back rounded (within half an ulp
+   * per partial sum of the exact one) */
+  bf16_t *in16 = xcalloc((size_t)n * count, sizeof(bf16_t)), out16[37];
+  for (int q = 0; q < n; q++)
+    for (size_t i = 0; i < count; i++) in16[(size_t)q * count + i] = bf16_from_f32((float)(r + q + (int)i));
+  coll_counters_reset();
+  CHECK_EQ_INT(coll_ireduce_scatter_bf16(in16, out16, count, &a), 0);
+  CHECK_EQ_INT(coll_wait(&a), 0);
+  bad = 0;
+  for (size_t i = 0; i < count; i++)
+    bad += bf16_to_f32(out16[i]) != (float)(n * (n - 1) / 2 + n * (r + (int)i));
+  CHECK_EQ_INT(bad, 0);
+  coll_counters_get(&c);
+  CHECK_EQ_INT(c.calls[COLL_REDUCE_SCATTER], 1);
+  CHECK_EQ_INT(c.bytes[COLL_REDUCE_SCATTER], (uint64_t)n * count * 2);
+  for (int q = 0; q < n; q++) /* 1 + 3/128 on every rank: n (1 + 3/128) needs 9 bits for n = 4 */
+    for (size_t i = 0; i < count; i++) in16[(size_t)q * count + i] = bf16_from_f32(1.0f + 3.0f / 128 * (float)(i % 4));
+  CHECK_EQ_INT(coll_ireduce_scatter_bf16(in16, out16, count, &a), 0);
+  CHECK_EQ_INT(coll_wait(&a), 0);
+  bad = 0;
+  for (size_t i = 0; i < count; i++) {
+    float got = bf16_to_f32(out16[i]), exact = (float)n * (1.0f + 3.0f / 128 * (float)(i % 4));
+    bad += bf16_to_f32(bf16_from_f32(got)) != got;         /* a bf16 value */
+    bad += fabsf(got - exact) > (float)n * exact / 256.0f; /* <= n half-ulps away */
+  }
+  CHECK_EQ_INT(bad, 0);
+  free(in16);
 
   /* counts beyond MPI's int are refused on every rank alike, before any communication */
   CHECK_EQ_INT(coll_allgather_f32(buf, (size_t)INT_MAX + 1), ST_EINPUT);

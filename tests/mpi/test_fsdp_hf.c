@@ -78,7 +78,7 @@ static void run_(const char *arch, int partial) {
   shard_plan plan;
   CHECK_EQ_INT(plan_build(&tt, N, r, &plan), 0);
   CHECK_EQ_INT(plan_agree(&plan, &tt), 0);
-  fsdp_opts fo = {partial, 1, 1, 1, 0, 0}; /* offload on for the partial run: same path, host side */
+  fsdp_opts fo = {partial, 1, 1, 1, 0, 0, 0}; /* offload on for the partial run: same path, host side */
   fsdp f;
   CHECK_EQ_INT(fsdp_create(&tt, &plan, &cfg, kernels_cpu(), &fo, &f), 0);
   CHECK_EQ_INT(fsdp_load(&f, &model), 0);

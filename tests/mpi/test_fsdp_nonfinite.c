@@ -85,7 +85,7 @@ static void load_case_(const kernels *K, int tied, sft_dtype dtype, const char *
   shard_plan plan;
   CHECK_EQ_INT(plan_build(&tt, comm_size(), comm_rank(), &plan), 0);
   CHECK_EQ_INT(plan_agree(&plan, &tt), 0);
-  fsdp_opts fo = {0, 1, 1, 1, 0, 0};
+  fsdp_opts fo = {0, 1, 1, 1, 0, 0, 0};
   fsdp f;
   CHECK_EQ_INT(fsdp_create(&tt, &plan, &cfg, K, &fo, &f), 0);
   sft_model m;
@@ -153,7 +153,7 @@ static void step_case_(const kernels *K, int offload, float bad) {
   shard_plan plan;
   CHECK_EQ_INT(plan_build(&tt, comm_size(), comm_rank(), &plan), 0);
   CHECK_EQ_INT(plan_agree(&plan, &tt), 0);
-  fsdp_opts fo = {offload, 1, 1, 1, 0, 0};
+  fsdp_opts fo = {offload, 1, 1, 1, 0, 0, 0};
   fsdp f;
   CHECK_EQ_INT(fsdp_create(&tt, &plan, &cfg, K, &fo, &f), 0);
   sft_model m;

@@ -13,6 +13,7 @@
  *   RESULT gemm spectrain PRECISION N gflops_wall gflops_per_cpu_second
  *   RESULT spectrain PRECISION MODE fwd_ms bwd_ms opt_ms step_ms tokens_per_s gflops cpu_ms */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,6 +166,14 @@ static int run_(const kernels *K, int bf16, const char *prec, const model_config
     }
     if (s >= warm && c3 - c0 < best_cpu) best_cpu = c3 - c0;
     if (s == 0) fprintf(stderr, "spectrain %s %s: first-step loss %.4f\n", prec, mode, ls / cnt);
+  }
+  if (!rc) { /* a hash of the weights after all steps: a kernel change that keeps fp32
+               * results bit-identical keeps it */
+    uint64_t hsh = 1469598103934665603ull;
+    const unsigned char *pb = (const unsigned char *)mw.data;
+    for (size_t i = 0; i < mw.numel * sizeof(float); i++) hsh = (hsh ^ pb[i]) * 1099511628211ull;
+    fprintf(stderr, "spectrain %s %s: weights after %d steps: hash %016llx\n", prec, mode,
+            warm + steps, (unsigned long long)hsh);
   }
   if (!rc) {
     double f = best.fwd, b = best.bwd, op = best.opt, st = f + b + op;

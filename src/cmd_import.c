@@ -17,8 +17,8 @@ int cmd_import(int argc, char **argv) {
       "dequantised (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K)\n"
       "under its Hugging Face name, q_proj/k_proj rows in Hugging Face's order again, and\n"
       "tokenizer.json + tokenizer_config.json (chat template included) from the GGUF's\n"
-      "byte-level BPE tokenizer. Architecture: llama. The default dtype is f32, which holds\n"
-      "dequantised and F16 values exactly; bf16 when every matrix of the file is BF16.\n"
+      "byte-level BPE tokenizer. Architectures: llama, qwen2, qwen3. The default dtype is f32, which\n"
+      "holds dequantised and F16 values exactly; bf16 when every matrix of the file is BF16.\n"
       "transformers loads OUT_DIR with AutoModelForCausalLM.from_pretrained(OUT_DIR).\n"
       "Example: spectrain import SmolLM2-135M-Instruct.Q4_1.gguf models/smollm2"};
   const char *dtype_s = "auto";

@@ -46,10 +46,10 @@ int gguf_model_config(const gguf_file *g, model_config *c) {
   char *arch = NULL;
   int rc = gguf_get_str(g, "general.architecture", &arch, NULL);
   if (rc) return rc;
-  if (strcmp(arch, "llama") != 0) {
+  if (strcmp(arch, "llama") != 0 && strcmp(arch, "qwen2") != 0 && strcmp(arch, "qwen3") != 0) {
     rc = st_fail(ST_EINPUT,
-                 "%s: general.architecture is '%s'; spectrain imports 'llama' (Llama, Mistral, "
-                 "SmolLM and kin) only",
+                 "%s: general.architecture is '%s'; spectrain imports llama (Llama, Mistral, "
+                 "SmolLM and kin), qwen2 and qwen3",
                  g->path, arch);
     free(arch);
     return rc;
@@ -116,7 +116,7 @@ int gguf_model_config(const gguf_file *g, model_config *c) {
   if (!found) bos = -1;
   if ((rc = gguf_get_int(g, "tokenizer.ggml.eos_token_id", &eos, &found))) goto done;
   if (!found) eos = -1;
-  json_t *o = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:f,s:b}", "model_type", "llama",
+  json_t *o = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:f,s:b}", "model_type", arch,
                         "hidden_size", (json_int_t)hidden, "intermediate_size", (json_int_t)ffn,
                         "num_hidden_layers", (json_int_t)layers, "num_attention_heads",
                         (json_int_t)heads, "num_key_value_heads", (json_int_t)kv, "head_dim",
@@ -177,9 +177,11 @@ static int fill_(void *vctx, const tensor_desc *d, float *out) {
   int rc = ggml_dequantize(t->type, t->data, out, t->numel);
   if (rc) return st_fail_ctx(rc, "%s: tensor '%s': ", x->g->path, t->name);
   const int64_t cols = d->ndim == 2 ? d->shape[1] : 1;
-  if (d->kind == TK_Q || d->kind == TK_Q_BIAS)
+  /* only llama's converter (LlamaModel.permute) reorders q/k rows; qwen2/qwen3 keep HF's */
+  const int permuted = strcmp(x->c->model_type, "llama") == 0;
+  if (permuted && (d->kind == TK_Q || d->kind == TK_Q_BIAS))
     gguf_unpermute_rows(out, x->c->num_attention_heads, d->shape[0], cols);
-  else if (d->kind == TK_K || d->kind == TK_K_BIAS)
+  else if (permuted && (d->kind == TK_K || d->kind == TK_K_BIAS))
     gguf_unpermute_rows(out, x->c->num_key_value_heads, d->shape[0], cols);
   return 0;
 }
@@ -226,8 +228,8 @@ static int match_(const gguf_file *g, const tensor_table *tt, const gguf_tensor 
   }
   for (int i = 0; i < g->n_tensors && !rc; i++)
     if (!used[i])
-      rc = st_fail(ST_EINPUT, "%s: tensor '%s' has no place in a %s model of this config", g->path,
-                   g->t[i].name, "llama");
+      rc = st_fail(ST_EINPUT, "%s: tensor '%s' is not one the model's config implies (the import "
+                   "would have to drop it)", g->path, g->t[i].name);
   free(used);
   return rc;
 }
@@ -301,8 +303,8 @@ int gguf_import(const char *gguf_path, const char *out_dir, const gguf_import_op
                                 ggml_type_get(id)->name, cnt);
       if (off >= sizeof types) break;
     }
-    log_info("import: %s -> %s: llama, %d layers, %llu parameters; %s -> %s", gguf_path, out_dir,
-             c.num_hidden_layers, (unsigned long long)model_config_num_params(&c), types,
+    log_info("import: %s -> %s: %s, %d layers, %llu parameters; %s -> %s", gguf_path, out_dir,
+             c.model_type, c.num_hidden_layers, (unsigned long long)model_config_num_params(&c), types,
              sft_dtype_name(dtype));
   } else if (!rc) {
     log_info("import: %s -> %s: tokenizer.json, tokenizer_config.json", gguf_path, out_dir);

@@ -8,8 +8,9 @@
  *                      convert_hf_to_gguf.py interleaves the two rotary halves of each head);
  *   tokenizer.json,    from tokenizer.ggml.* (gguf_tokenizer_write).
  *   tokenizer_config.json
- * Architecture: "llama" (Llama, Mistral, SmolLM and the other models llama.cpp files as
- * llama). Anything the import cannot represent exactly (another architecture, rope scaling,
+ * Architectures: "llama" (Llama, Mistral, SmolLM and the other models llama.cpp files as
+ * llama), "qwen2" (q/k/v biases) and "qwen3" (q/k norms); only llama's q/k rows are
+ * permuted in the file. Anything the import cannot represent exactly (another architecture, rope scaling,
  * an extra tensor, a tensor type it cannot dequantise, a shape the metadata does not
  * imply) is an ST_EINPUT error naming it, before anything is written. */
 #ifndef SPECTRAIN_IO_GGUF_IMPORT_H

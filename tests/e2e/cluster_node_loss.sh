@@ -44,8 +44,11 @@ lost() {
   rc=$(cat "$out.rc")
   echo "$1: the job ended $dt ms after the host was lost (status $rc)"
   [[ $rc != 0 ]] || bad "$1: exited 0"
-  grep -v "^placement:" "$out.log" | grep -q "$h2" || { cat "$out.log"; bad "$1: no message names $h2"; }
-  grep -v "^placement:" "$out.log" | grep "$h2" | head -2
+  # (grep -q would end the pipe early: under pipefail the first grep's SIGPIPE fails it)
+  local named
+  named=$(grep -v "^placement:" "$out.log" | grep "$h2" || true)
+  [[ -n $named ]] || { cat "$out.log"; bad "$1: no message names $h2"; }
+  sed -n 1,2p <<< "$named"
 }
 # resume OUT NP HOSTS B: the job again on NP ranks on HOSTS (mpirun --host), to the end
 resume() {

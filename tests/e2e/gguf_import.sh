@@ -5,6 +5,7 @@
 #     Q4_1, Q5_0, Q5_1, Q2_K..Q6_K; q/k rows permuted as llama.cpp writes them): `spectrain
 #     eval` of the imported directory gives the loss transformers computes after loading the
 #     .gguf itself (1e-5 relative), on 1 and 2 ranks; --dtype bf16 and --no-tokenizer;
+#   - tiny-qwen2.gguf and tiny-qwen3.gguf: the same for those architectures;
 #   - its tokenizer: `spectrain tokenize` with the imported tokenizer.json gives the ids of
 #     transformers' GGUF tokenizer;
 #   - vocabulary-only GGUFs of the Llama 3 and Qwen2 fixture tokenizers (--tokenizer-only):
@@ -31,8 +32,8 @@ for f in config.json model.safetensors tokenizer.json tokenizer_config.json; do
 done
 "$SPECTRAIN" inspect "$W/m" > "$W/inspect" || fail "inspect of the imported model"
 
-loss_ok() { # JSON-from-eval TOL
-  "$PY" - "$F/expected.json" "$1" "$2" <<'PYEOF'
+loss_ok() { # JSON-from-eval TOL [EXPECTED.json]
+  "$PY" - "${3:-$F/expected.json}" "$1" "$2" <<'PYEOF'
 import json, sys
 ref = json.load(open(sys.argv[1])); got = json.loads(sys.argv[2]); tol = float(sys.argv[3])
 ok = abs(got["loss"] - ref["loss"]) <= tol * ref["loss"] and got["tokens"] == ref["tokens"]
@@ -45,6 +46,17 @@ loss_ok "$out" 1e-5 || fail "loss of the imported model differs from transformer
 # shellcheck disable=SC2086
 out=$($MPIEXEC -n 2 "$SPECTRAIN" eval --model "$W/m" --data "$F/tiny-eval.jsonl" --seq-len 64 --batch 1 --json | tail -n 1)
 loss_ok "$out" 1e-5 || fail "2 ranks"
+
+# qwen2 (q/k/v biases, tied embeddings) and qwen3 (q/k norms, head_dim 32 != 64/4): no q/k
+# permutation in these files
+for a in qwen2 qwen3; do
+  "$SPECTRAIN" import "$F/tiny-$a.gguf" "$W/$a" > "$W/log" || { cat "$W/log"; fail "$a: import"; }
+  grep -q "\"model_type\": \"$a\"" "$W/$a/config.json" || fail "$a: model_type"
+  out=$("$SPECTRAIN" eval --model "$W/$a" --data "$F/tiny-$a-eval.jsonl" --seq-len 64 --batch 2 --json | tail -n 1)
+  loss_ok "$out" 1e-5 "$F/expected-$a.json" || fail "$a: loss differs from transformers' GGUF loading"
+done
+grep -q '"tie_word_embeddings": true' "$W/qwen2/config.json" || fail "qwen2: tied"
+grep -q '"head_dim": 32' "$W/qwen3/config.json" || fail "qwen3: head_dim"
 
 # the tokenizer: transformers' GGUF tokenizer's ids
 "$SPECTRAIN" tokenize "$F/tiny-texts.jsonl" "$W/texts.jsonl" --tokenizer "$W/m" > /dev/null
@@ -98,12 +110,16 @@ b = open(sys.argv[1], "rb").read()
 def w(name, x):
     assert x != b
     open(sys.argv[2] + "/" + name, "wb").write(x)
-w("arch.gguf", b.replace(b"llama", b"qwen9"))
+w("arch.gguf", b.replace(b"llama", b"gemma"))
 w("pre.gguf", b.replace(b"gpt-2", b"gpt-X"))
+assert b.count(b"\x04\x00\x00\x00\x00\x00\x00\x00gpt2") == 1
+w("spm.gguf", b.replace(b"\x04\x00\x00\x00\x00\x00\x00\x00gpt2", b"\x04\x00\x00\x00\x00\x00\x00\x00spm1"))
 w("tensor.gguf", b.replace(b"blk.4.ffn_down.weight", b"blk.4.ffn_dowX.weight"))
 PYEOF
-bad "architecture" "general.architecture is 'qwen9'" "$W/arch.gguf" "$W/x"
+bad "architecture" "general.architecture is 'gemma'" "$W/arch.gguf" "$W/x"
 bad "pre-tokenizer" "tokenizer.ggml.pre is 'gpt-X'" "$W/pre.gguf" "$W/x"
+bad "another tokenizer model" "tokenizer.ggml.model is 'spm1'; spectrain converts byte-level BPE" "$W/spm.gguf" "$W/x"
+"$SPECTRAIN" import "$W/spm.gguf" "$W/spm" --no-tokenizer > /dev/null || fail "--no-tokenizer on a file with another tokenizer"
 bad "missing tensor" "no tensor 'blk.4.ffn_down.weight'" "$W/tensor.gguf" "$W/x"
 [[ ! -e $W/x/config.json ]] || fail "a failed import left config.json"
 bad "vocabulary-only as a model" "missing metadata key 'llama.block_count'" "$F/vocab-qwen2.gguf" "$W/x"

@@ -25,23 +25,17 @@ unfrozen_parameters:
 - model.layers.1.mlp.down_proj
 YAML
 
-train() { # NAME NP [--set ...]
-  local name=$1 np=$2
-  shift 2
-  run_train "$np" "$W/job.yaml" --set output_dir="$W/$name" "$@" > "$W/$name.log" 2>&1 ||
-    { echo "FAIL: $name exited $?"; cat "$W/$name.log"; fail=1; return 1; }
-}
 B16=(--set training.bf16=true)
 
 # ranks agree; bf16 is close to fp32 and not fp32
-train bf16-np1 1 "${B16[@]}"
+train_named bf16-np1 1 "${B16[@]}"
 grep -q "bf16 mixed precision, bf16 products:" "$W/bf16-np1.log" ||
   { echo "FAIL: no bf16 line in the log"; head -5 "$W/bf16-np1.log"; fail=1; }
-train bf16-np2 2 "${B16[@]}" --set training.per_device_train_batch_size=2 &&
+train_named bf16-np2 2 "${B16[@]}" --set training.per_device_train_batch_size=2 &&
   { compare_losses "$W/bf16-np2/metrics.jsonl" "$W/bf16-np1/metrics.jsonl" 1e-4 "bf16 np2 vs np1" || fail=1; }
-train bf16-np4 4 "${B16[@]}" --set training.per_device_train_batch_size=1 &&
+train_named bf16-np4 4 "${B16[@]}" --set training.per_device_train_batch_size=1 &&
   { compare_losses "$W/bf16-np4/metrics.jsonl" "$W/bf16-np1/metrics.jsonl" 1e-4 "bf16 np4 vs np1" || fail=1; }
-train fp32-np1 1
+train_named fp32-np1 1
 compare_losses "$W/bf16-np1/metrics.jsonl" "$W/fp32-np1/metrics.jsonl" 1e-2 "bf16 vs fp32" || fail=1
 if diff -q <(losses "$W/bf16-np1/metrics.jsonl") <(losses "$W/fp32-np1/metrics.jsonl") >/dev/null; then
   echo "FAIL: bf16 losses are the fp32 ones"; fail=1
@@ -49,20 +43,14 @@ fi
 
 # memory and traffic: a Spectrum-style partial set on 2 ranks, fp32 and bf16
 P=(--set spectrum.unfrozen_parameters="$W/unfrozen.yaml" --set training.per_device_train_batch_size=2)
-train part-fp32 2 "${P[@]}"
-train part-bf16 2 "${P[@]}" "${B16[@]}"
-$PY - "$W/part-fp32/metrics.jsonl" "$W/part-bf16/metrics.jsonl" <<'PYEOF' || fail=1
-import json, sys
-def recs(p):
-    r = [json.loads(l) for l in open(p)]
-    ev = lambda e: next(x for x in r if x.get("event") == e)
-    return ev("memory_start"), ev("memory_end"), ev("comm_theory"), [x for x in r if "loss" in x]
-f0, f1, fc, fs = recs(sys.argv[1]); b0, b1, bc, bs = recs(sys.argv[2])
-ok = True
-def check(cond, what):
-    global ok
-    print(("ok   " if cond else "FAIL ") + what)
-    ok &= bool(cond)
+train_named part-fp32 2 "${P[@]}"
+train_named part-bf16 2 "${P[@]}" "${B16[@]}"
+$PY - "$W/part-fp32/metrics.jsonl" "$W/part-bf16/metrics.jsonl" "$PYLIB" <<'PYEOF' || fail=1
+import sys
+sys.path.insert(0, sys.argv[3])
+import metrics
+from metrics import check
+f0, f1, fc, fs = metrics.records(sys.argv[1]); b0, b1, bc, bs = metrics.records(sys.argv[2])
 exact = ["param_frozen", "param_trainable", "master", "grad_shard", "optimizer"]
 for name, rec in (("fp32", f0), ("bf16", b0)):
     for r, row in enumerate(rec["ranks"]):
@@ -83,13 +71,13 @@ check(2 * bc["allgather_bytes"] == fc["allgather_bytes"], f"all-gather bytes per
 check(bc["reduce_scatter_bytes"] == fc["reduce_scatter_bytes"], "reduce-scatter bytes (fp32 gradients) unchanged")
 check(all(s["allgather_bytes"] == bc["allgather_bytes"] and s["reduce_scatter_bytes"] == bc["reduce_scatter_bytes"] for s in bs),
       "bf16: every step moved the theory's bytes")
-sys.exit(0 if ok else 1)
+sys.exit(0 if metrics.ok else 1)
 PYEOF
 grep -A12 "memory per rank (after loading" "$W/part-bf16.log" | head -13
 
 # offload: the same computation
 for off in cpu cpu_trainable; do
-  train "part-bf16-$off" 2 "${P[@]}" "${B16[@]}" --set sharding.offload=$off || continue
+  train_named "part-bf16-$off" 2 "${P[@]}" "${B16[@]}" --set sharding.offload=$off || continue
   diff <(losses "$W/part-bf16-$off/metrics.jsonl") <(losses "$W/part-bf16/metrics.jsonl") ||
     { echo "FAIL: bf16 offload $off losses differ"; fail=1; }
   cmp "$W/part-bf16-$off/final/model.safetensors" "$W/part-bf16/final/model.safetensors" ||
@@ -97,17 +85,17 @@ for off in cpu cpu_trainable; do
 done
 
 # checkpoints: run A saves at step 5 (of 10); B resumes from it on 2 ranks, C on 1 rank
-train ck-a 2 "${B16[@]}" --set training.per_device_train_batch_size=2 --set training.save_steps=5
+train_named ck-a 2 "${B16[@]}" --set training.per_device_train_batch_size=2 --set training.save_steps=5
 for name in ck-b ck-c; do mkdir -p "$W/$name" && cp "$W/ck-a/ckpt-5.h5" "$W/$name/"; done
 from6() { losses "$1" | awk '$1 >= 6'; }
-if train ck-b 2 "${B16[@]}" --set training.per_device_train_batch_size=2 --set training.save_steps=5; then
+if train_named ck-b 2 "${B16[@]}" --set training.per_device_train_batch_size=2 --set training.save_steps=5; then
   grep -q "resumed from $W/ck-b/ckpt-5.h5: step 5" "$W/ck-b.log" || { echo "FAIL: ck-b did not resume"; fail=1; }
   diff <(from6 "$W/ck-a/metrics.jsonl") <(from6 "$W/ck-b/metrics.jsonl") ||
     { echo "FAIL: bf16 resume on the same ranks: losses differ"; fail=1; }
   cmp "$W/ck-a/final/model.safetensors" "$W/ck-b/final/model.safetensors" ||
     { echo "FAIL: bf16 resume on the same ranks: final weights differ"; fail=1; }
 fi
-if train ck-c 1 "${B16[@]}" --set training.per_device_train_batch_size=2 \
+if train_named ck-c 1 "${B16[@]}" --set training.per_device_train_batch_size=2 \
     --set training.gradient_accumulation_steps=2 --set training.save_steps=5; then
   grep -q "resumed from $W/ck-c/ckpt-5.h5: step 5" "$W/ck-c.log" || { echo "FAIL: ck-c did not resume"; fail=1; }
   $PY - <(from6 "$W/ck-a/metrics.jsonl") <(from6 "$W/ck-c/metrics.jsonl") <<'PYEOF' || fail=1
@@ -124,7 +112,7 @@ cmp "$W/ck-a-exp/model.safetensors" "$W/ck-a/final/model.safetensors" ||
   { echo "FAIL: the exported checkpoint is not the final model"; fail=1; }
 
 # the export keeps the model's dtype
-train m16 1 "${B16[@]}" --set model.path="$FIXTURES/model/llama-bf16" --set training.max_steps=3
+train_named m16 1 "${B16[@]}" --set model.path="$FIXTURES/model/llama-bf16" --set training.max_steps=3
 $PY - "$W/bf16-np1/final" "$W/m16/final" <<'PYEOF' || fail=1
 import json, struct, sys
 def dtypes(d):

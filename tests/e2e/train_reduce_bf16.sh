@@ -17,41 +17,29 @@ make_data "$W/data" 96 16
 fail=0
 write_job "$W/job.yaml" "$W/unused" "$FIXTURES/model/llama" "$W/data"
 
-train() { # NAME NP [--set ...]
-  local name=$1 np=$2
-  shift 2
-  run_train "$np" "$W/job.yaml" --set output_dir="$W/$name" "$@" > "$W/$name.log" 2>&1 ||
-    { echo "FAIL: $name exited $?"; tail -20 "$W/$name.log"; fail=1; return 1; }
-}
 R16=(--set sharding.reduce_dtype=bf16)
 B=(--set training.per_device_train_batch_size=2)
 
-train f32-np2 2 "${B[@]}"
-train r16-np1 1 "${R16[@]}"
-train r16-np2 2 "${R16[@]}" "${B[@]}"
-train r16-np4 4 "${R16[@]}" --set training.per_device_train_batch_size=1
+train_named f32-np2 2 "${B[@]}"
+train_named r16-np1 1 "${R16[@]}"
+train_named r16-np2 2 "${R16[@]}" "${B[@]}"
+train_named r16-np4 4 "${R16[@]}" --set training.per_device_train_batch_size=1
 for n in np1 np2 np4; do
   compare_losses "$W/r16-$n/metrics.jsonl" "$W/f32-np2/metrics.jsonl" 1e-2 "reduce bf16 $n vs fp32 reduce" || fail=1
 done
 if diff -q <(losses "$W/r16-np2/metrics.jsonl") <(losses "$W/f32-np2/metrics.jsonl") >/dev/null; then
   echo "FAIL: reduce_dtype bf16 gives the fp32 losses"; fail=1
 fi
-train b16-r16-np2 2 "${R16[@]}" "${B[@]}" --set training.bf16=true
-train b16-np2 2 "${B[@]}" --set training.bf16=true
+train_named b16-r16-np2 2 "${R16[@]}" "${B[@]}" --set training.bf16=true
+train_named b16-np2 2 "${B[@]}" --set training.bf16=true
 compare_losses "$W/b16-r16-np2/metrics.jsonl" "$W/b16-np2/metrics.jsonl" 1e-2 "bf16 params: reduce bf16 vs fp32" || fail=1
 
-$PY - "$W/f32-np2/metrics.jsonl" "$W/r16-np2/metrics.jsonl" <<'PYEOF' || fail=1
-import json, sys
-def recs(p):
-    r = [json.loads(l) for l in open(p)]
-    ev = lambda e: next(x for x in r if x.get("event") == e)
-    return ev("memory_start"), ev("memory_end"), ev("comm_theory"), [x for x in r if "loss" in x]
-f0, f1, fc, fs = recs(sys.argv[1]); b0, b1, bc, bs = recs(sys.argv[2])
-ok = True
-def check(cond, what):
-    global ok
-    print(("ok   " if cond else "FAIL ") + what)
-    ok &= bool(cond)
+$PY - "$W/f32-np2/metrics.jsonl" "$W/r16-np2/metrics.jsonl" "$PYLIB" <<'PYEOF' || fail=1
+import sys
+sys.path.insert(0, sys.argv[3])
+import metrics
+from metrics import check
+f0, f1, fc, fs = metrics.records(sys.argv[1]); b0, b1, bc, bs = metrics.records(sys.argv[2])
 check(2 * bc["reduce_scatter_bytes"] == fc["reduce_scatter_bytes"] > 0,
       f"reduce-scatter bytes per step halved: {fc['reduce_scatter_bytes']} -> {bc['reduce_scatter_bytes']}")
 check(bc["allgather_bytes"] == fc["allgather_bytes"], "all-gather bytes unchanged")
@@ -60,13 +48,13 @@ for k in ["param_frozen", "param_trainable", "master", "grad_shard", "optimizer"
     check(b0["predicted"][k] == f0["predicted"][k], f"{k} unchanged ({f0['predicted'][k]})")
 for r, row in enumerate(b1["ranks"]):
     check(0 < row["grad_full"] <= b1["predicted"]["grad_full"], f"rank {r} gradient buffers peak {row['grad_full']} <= predicted {b1['predicted']['grad_full']}")
-sys.exit(0 if ok else 1)
+sys.exit(0 if metrics.ok else 1)
 PYEOF
 
 # hybrid, 2 shard groups of 2 on this host: the replica all-reduce moves bf16 too
 H=(--set sharding.strategy=hybrid --set sharding.shard_size=2 --set training.per_device_train_batch_size=1)
-train hyb-f32 4 "${H[@]}"
-train hyb-r16 4 "${H[@]}" "${R16[@]}"
+train_named hyb-f32 4 "${H[@]}"
+train_named hyb-r16 4 "${H[@]}" "${R16[@]}"
 compare_losses "$W/hyb-r16/metrics.jsonl" "$W/hyb-f32/metrics.jsonl" 1e-2 "hybrid: reduce bf16 vs fp32" || fail=1
 $PY - "$W/hyb-f32/metrics.jsonl" "$W/hyb-r16/metrics.jsonl" <<'PYEOF' || fail=1
 import json, sys
@@ -80,14 +68,14 @@ sys.exit(0 if ok else 1)
 PYEOF
 
 # offload: the same computation
-train r16-off 2 "${R16[@]}" "${B[@]}" --set sharding.offload=cpu &&
+train_named r16-off 2 "${R16[@]}" "${B[@]}" --set sharding.offload=cpu &&
   { diff <(losses "$W/r16-off/metrics.jsonl") <(losses "$W/r16-np2/metrics.jsonl") ||
     { echo "FAIL: reduce bf16 with offload cpu: losses differ"; fail=1; }; }
 
 # resume across the key: written with bf16 reduce, continued with fp32
-train ck 2 "${R16[@]}" "${B[@]}" --set training.save_steps=5
+train_named ck 2 "${R16[@]}" "${B[@]}" --set training.save_steps=5
 mkdir -p "$W/ck2" && cp "$W/ck/ckpt-5.h5" "$W/ck2/"
-train ck2 2 "${B[@]}" --set training.save_steps=5 &&
+train_named ck2 2 "${B[@]}" --set training.save_steps=5 &&
   { grep -q "resumed from $W/ck2/ckpt-5.h5: step 5" "$W/ck2.log" ||
     { echo "FAIL: a bf16-reduce checkpoint did not resume with fp32 reduce"; fail=1; }; }
 

@@ -60,3 +60,15 @@ wait_until() {
 }
 # now_ms: a monotonic-enough clock for bounds (milliseconds)
 now_ms() { date +%s%3N; }
+# cluster_slurm_up N: N hosts with Slurm on them (munged, slurmctld on the login host, a
+# slurmd per node); skipped (77) where Slurm is not installed
+cluster_slurm_up() {
+  local t
+  for t in munged munge slurmctld slurmd sbatch srun scontrol; do
+    command -v $t > /dev/null ||
+      cluster_skip_ "Slurm is not installed ('$t' missing; scripts/install-deps.sh --slurm)"
+  done
+  timeout 90 "$CLUSTER" --name "$cluster_name" up "$1" --slurm
+}
+# cluster_slurm CMD...: a Slurm command (sbatch, squeue, scontrol, ...) on the login host
+cluster_slurm() { "$CLUSTER" --name "$cluster_name" slurm "$@"; }

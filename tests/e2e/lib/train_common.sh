@@ -63,6 +63,18 @@ run_train() {
   $MPIEXEC -n "$np" "$SPECTRAIN" train "$@"
 }
 
+# train_named NAME NP [--set ...]: $W/job.yaml on NP ranks into $W/NAME (log $W/NAME.log);
+# on failure prints the log's end, sets fail=1 and returns 1
+train_named() {
+  local name=$1 np=$2
+  shift 2
+  run_train "$np" "$W/job.yaml" --set output_dir="$W/$name" "$@" > "$W/$name.log" 2>&1 ||
+    { echo "FAIL: $name exited $?"; tail -40 "$W/$name.log"; fail=1; return 1; }
+}
+
+# PYLIB: put on sys.path by the Python checks (metrics.py: records, checks)
+PYLIB=$(dirname "${BASH_SOURCE[0]}")
+
 # losses METRICS: "step loss" per line of the step records
 losses() {
   $PY -c 'import json,sys

@@ -13,6 +13,7 @@
  *   RESULT gemm spectrain PRECISION N gflops_wall gflops_per_cpu_second
  *   RESULT spectrain PRECISION MODE fwd_ms bwd_ms opt_ms step_ms tokens_per_s gflops cpu_ms */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,8 +60,10 @@ static double train_flops_(const model_config *c, int B, int T, int top_blocks, 
 }
 
 /* GEMM GFLOP/s of the kernel table's gemm (C = A B^T, n x n x n, as the model's linear
- * layers call it): the fastest of `reps` products, by wall time and per CPU-second. */
-static int gemm_gflops_(const kernels *K, int n, int reps, double *wall, double *cpu) {
+ * layers call it; bf16: gemm_bf16 on bf16 operands into fp32, as the bf16 model calls it):
+ * the fastest of `reps` products, by wall time and per CPU-second. */
+static int gemm_gflops_(const kernels *K, int bf16, int n, int reps, double *wall,
+                        double *cpu) {
   size_t nn = (size_t)n * n;
   float *ha = malloc(sizeof(float) * nn), *hb = malloc(sizeof(float) * nn);
   float *a = K->alloc(sizeof(float) * nn), *b = K->alloc(sizeof(float) * nn),
@@ -72,24 +75,36 @@ static int gemm_gflops_(const kernels *K, int n, int reps, double *wall, double 
   for (size_t i = 0; i < nn; i++) ha[i] = (float)(i % 7) * 0.1f, hb[i] = (float)(i % 5) * 0.1f;
   K->upload(a, ha, sizeof(float) * nn);
   K->upload(b, hb, sizeof(float) * nn);
-  K->gemm(0, 1, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
-  K->sync();
+  bf16_t *a16 = NULL, *b16 = NULL; /* bf16: compute-memory copies of a and b */
+  if (bf16) {
+    a16 = K->alloc(sizeof(bf16_t) * nn), b16 = K->alloc(sizeof(bf16_t) * nn);
+    if (!a16 || !b16) {
+      free(ha), free(hb), K->free(a), K->free(b), K->free(c), K->free(a16), K->free(b16);
+      return st_fail(ST_ERUNTIME, "bench_model: out of memory for the %d^3 roofline GEMM", n);
+    }
+    K->to_bf16(a16, a, nn);
+    K->to_bf16(b16, b, nn);
+  }
   double bw = 1e30, bc = 1e30;
-  for (int r = 0; r < reps; r++) {
+  for (int r = -1; r < reps; r++) { /* r = -1: warm-up (primitive creation) */
     double c0 = cpu_time_s_(), t0 = time_now_s();
-    K->gemm(0, 1, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+    if (bf16) K->gemm_bf16(0, 1, n, n, n, 1.0f, a16, n, b16, n, 0.0f, c, 0, n);
+    else K->gemm(0, 1, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
     K->sync();
+    if (r < 0) continue;
     double t = time_now_s() - t0, tc = cpu_time_s_() - c0;
     bw = t < bw ? t : bw;
     bc = tc < bc ? tc : bc;
   }
+  if (bf16) K->free(a16), K->free(b16);
   free(ha), free(hb), K->free(a), K->free(b), K->free(c);
   *wall = 2.0 * n * n * (double)n / bw / 1e9;
   *cpu = 2.0 * n * n * (double)n / bc / 1e9;
   return 0;
 }
 
-static int run_(const kernels *K, const char *prec, const model_config *cfg, int B, int T,
+static int run_(const kernels *K, int bf16, const char *prec, const model_config *cfg, int B,
+                int T,
                 int steps, int warm, double top_frac, double roof, const char *mode) {
   model_weights mw;
   int rc = model_weights_init_random(cfg, 1234, 0.02, &mw);
@@ -102,8 +117,12 @@ static int run_(const kernels *K, const char *prec, const model_config *cfg, int
     for (int i = 0; i < mw.tt.n; i++)
       mw.tt.t[i].trainable = mw.tt.t[i].layer >= L - top;
   model_weights_enable_grads(&mw);
+  /* bf16 (training.bf16): the model computes from a bf16 copy of the weights; the optimizer
+   * steps the fp32 master weights and the trainable tensors' copies are rounded again after
+   * each step (part of the step's time, as in the trainer) */
+  if (bf16) model_weights_make_bf16(&mw);
   model_opts o = {.batch = B, .seq_len = T, .grad_checkpointing = 0,
-                  .lowest_grad_unit = model_lowest_grad_unit(&mw.tt)};
+                  .lowest_grad_unit = model_lowest_grad_unit(&mw.tt), .bf16 = bf16};
   model_ctx *ctx;
   if ((rc = model_ctx_create(cfg, K, &o, &ctx))) {
     model_weights_free(&mw);
@@ -138,6 +157,7 @@ static int run_(const kernels *K, const char *prec, const model_config *cfg, int
       if (coef < 1.0) K->scale(mw.grad + off, (float)coef, d->numel);
       K->adamw(mw.data + off, mw.grad + off, m + off, v + off, d->numel, 1e-4f, 0.9f, 0.999f,
                1e-8f, d->decay ? 0.1f : 0.0f, s + 1);
+      if (bf16) K->to_bf16(mw.data16 + off, mw.data + off, d->numel);
     }
     double t3 = time_now_s(), c3 = cpu_time_s_();
     if (s >= warm && t3 - t0 < best_step) {
@@ -146,6 +166,14 @@ static int run_(const kernels *K, const char *prec, const model_config *cfg, int
     }
     if (s >= warm && c3 - c0 < best_cpu) best_cpu = c3 - c0;
     if (s == 0) fprintf(stderr, "spectrain %s %s: first-step loss %.4f\n", prec, mode, ls / cnt);
+  }
+  if (!rc) { /* a hash of the weights after all steps: a kernel change that keeps fp32
+               * results bit-identical keeps it */
+    uint64_t hsh = 1469598103934665603ull;
+    const unsigned char *pb = (const unsigned char *)mw.data;
+    for (size_t i = 0; i < mw.numel * sizeof(float); i++) hsh = (hsh ^ pb[i]) * 1099511628211ull;
+    fprintf(stderr, "spectrain %s %s: weights after %d steps: hash %016llx\n", prec, mode,
+            warm + steps, (unsigned long long)hsh);
   }
   if (!rc) {
     double f = best.fwd, b = best.bwd, op = best.opt, st = f + b + op;
@@ -227,7 +255,7 @@ int main(int argc, char **argv) {
   c.tie_word_embeddings = tied;
   double g = 0, gc = 0;
   if (roof_n > 0) {
-    if ((rc = gemm_gflops_(K, (int)roof_n, 5, &g, &gc))) return st_report(rc);
+    if ((rc = gemm_gflops_(K, bf16, (int)roof_n, 5, &g, &gc))) return st_report(rc);
     printf("RESULT gemm spectrain %s %ld %.2f %.2f\n", prec, roof_n, g, gc);
     printf("  spectrain %s gemm %ld^3: %.1f GFLOP/s, %.1f GFLOP per CPU-second (%s; OpenBLAS "
            "%s kernels)\n", prec, roof_n, g, gc, kernels_select_description(),
@@ -237,9 +265,9 @@ int main(int argc, char **argv) {
          "forward\n", L, C, F, H, KV, V, tied ? " tied" : "", B, T,
          model_forward_flops(&c, (int)B, (int)T) / 1e9);
   if (steps <= 0) return 0; /* the roofline only */
-  if ((rc = run_(K, prec, &c, (int)B, (int)T, (int)steps, (int)warm, 1.0, g, "full")))
+  if ((rc = run_(K, bf16, prec, &c, (int)B, (int)T, (int)steps, (int)warm, 1.0, g, "full")))
     return st_report(rc);
-  if ((rc = run_(K, prec, &c, (int)B, (int)T, (int)steps, (int)warm, top, g, "top")))
+  if ((rc = run_(K, bf16, prec, &c, (int)B, (int)T, (int)steps, (int)warm, top, g, "top")))
     return st_report(rc);
   return 0;
 }

@@ -89,16 +89,19 @@ static void count_(coll_category c, size_t bytes) { count_g_(c, bytes, 0); }
 
 /* Hybrid: the reduce-scatter's result out[count] summed over the replica group (blocking,
  * under the job's deadline). Counted when the reduce-scatter is issued. */
-static int replica_sum_(float *out, size_t count) {
+static int replica_allreduce_(void *out, size_t count, MPI_Datatype type, MPI_Op op) {
   if (!replicated_() || count == 0) return ST_OK;
   MPI_Request q;
-  int rc = MPI_Iallreduce(MPI_IN_PLACE, out, (int)count, MPI_FLOAT, MPI_SUM, replica_comm_, &q);
+  int rc = MPI_Iallreduce(MPI_IN_PLACE, out, (int)count, type, op, replica_comm_, &q);
   if (rc == MPI_SUCCESS) rc = comm_wait_request(&q, "gradient all-reduce across replicas");
   if (rc == MPI_SUCCESS) return ST_OK;
   char msg[MPI_MAX_ERROR_STRING];
   int len = 0;
   MPI_Error_string(rc, msg, &len);
   return st_fail(ST_ERUNTIME, "MPI_Iallreduce across replicas failed: %s", msg);
+}
+static int replica_sum_(float *out, size_t count) {
+  return replica_allreduce_(out, count, MPI_FLOAT, MPI_SUM);
 }
 static void count_replica_(size_t count) {
   if (replicated_()) count_g_(COLL_REPLICA_ALLREDUCE, count * sizeof(float), 1);
@@ -248,12 +251,15 @@ static int host_allgather_(float *buf, size_t count) {
   return rc ? rc : mpi_check_(wait_(&q, "all-gather"), "MPI_Wait");
 }
 
-static int host_reduce_scatter_(const float *in, float *out, size_t count) {
+static int host_reduce_scatter_t_(const void *in, void *out, size_t count, MPI_Datatype type,
+                                  MPI_Op op) {
   MPI_Request q;
-  int rc = mpi_check_(MPI_Ireduce_scatter_block(in, out, (int)count, MPI_FLOAT, MPI_SUM,
-                                                scomm_(), &q),
+  int rc = mpi_check_(MPI_Ireduce_scatter_block(in, out, (int)count, type, op, scomm_(), &q),
                       "MPI_Ireduce_scatter_block");
   return rc ? rc : mpi_check_(wait_(&q, "reduce-scatter"), "MPI_Wait");
+}
+static int host_reduce_scatter_(const float *in, float *out, size_t count) {
+  return host_reduce_scatter_t_(in, out, count, MPI_FLOAT, MPI_SUM);
 }
 
 /* MPI staged through host memory. Every call completes before it returns. */
@@ -487,14 +493,7 @@ static int bf16_op_(void) {
 }
 
 static int replica_sum16_(bf16_t *out, size_t count) {
-  if (!replicated_() || count == 0) return ST_OK;
-  MPI_Request q;
-  int rc = mpi_check_(MPI_Iallreduce(MPI_IN_PLACE, out, (int)count, MPI_UINT16_T, bf16_sum_op_,
-                                     replica_comm_, &q),
-                      "MPI_Iallreduce across replicas (bf16)");
-  return rc ? rc
-            : mpi_check_(comm_wait_request(&q, "gradient all-reduce across replicas"),
-                         "MPI_Wait");
+  return replica_allreduce_(out, count, MPI_UINT16_T, bf16_sum_op_);
 }
 
 int coll_ireduce_scatter_bf16(const bf16_t *in, bf16_t *out, size_t count, coll_req *req) {
@@ -521,11 +520,7 @@ int coll_ireduce_scatter_bf16(const bf16_t *in, bf16_t *out, size_t count, coll_
     } else {
       bf16_t *all = (bf16_t *)(void *)st;
       tk_->download(all, in, full * sizeof(bf16_t));
-      MPI_Request q;
-      rc = mpi_check_(MPI_Ireduce_scatter_block(all, res, (int)count, MPI_UINT16_T,
-                                                bf16_sum_op_, scomm_(), &q),
-                      "MPI_Ireduce_scatter_block (bf16)");
-      if (!rc) rc = mpi_check_(wait_(&q, "reduce-scatter"), "MPI_Wait");
+      rc = host_reduce_scatter_t_(all, res, count, MPI_UINT16_T, bf16_sum_op_);
       if (rc) return rc;
     }
     rc = replica_sum16_(res, count);
